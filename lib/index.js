@@ -1,0 +1,11 @@
+'use strict'
+const pLimit = require('./p-limit.js')
+const { Semaphore } = require('./semaphore.js')
+const { TimeoutError } = require('./errors.js')
+
+module.exports = {
+  pLimit,
+  limitFunction: pLimit.limitFunction,
+  Semaphore,
+  TimeoutError
+}

@@ -1,0 +1,3 @@
+import sluice from './index.js'
+
+export const { pLimit, limitFunction, Semaphore, TimeoutError } = sluice

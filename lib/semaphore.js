@@ -1,0 +1,136 @@
+'use strict'
+// A counting semaphore over a native gate: weighted acquires, priorities
+// (higher first, FIFO within a priority), AbortSignal and timeouts. Timeouts
+// are libuv timers in C; the promise is rejected from their callback.
+const { binding, scratch, OP } = require('./binding.js')
+
+function checkCount (value, name) {
+  if (typeof value !== 'number') {
+    throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof value}`)
+  }
+  if (!Number.isInteger(value) || value < 1 || value > 0xffffffff) {
+    throw new RangeError(`Expected \`${name}\` to be an integer from 1 to 4294967295, got ${value}`)
+  }
+}
+
+function checkPermits (value, name) {
+  if (typeof value !== 'number') {
+    throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof value}`)
+  }
+  if (!(value === Infinity || (Number.isInteger(value) && value >= 0))) {
+    throw new RangeError(`Expected \`${name}\` to be a non-negative integer or Infinity, got ${value}`)
+  }
+}
+
+function readOptions (options) {
+  if (options === undefined) return { priority: 0, signal: undefined, timeout: 0 }
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError('Expected `options` to be an object')
+  }
+  const { priority = 0, signal, timeout = 0 } = options
+  if (typeof priority !== 'number') throw new TypeError('Expected `options.priority` to be a number')
+  if (!Number.isInteger(priority) || priority < -0x80000000 || priority > 0x7fffffff) {
+    throw new RangeError(`Expected \`options.priority\` to be a 32-bit integer, got ${priority}`)
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError('Expected `options.signal` to be an AbortSignal')
+  }
+  if (typeof timeout !== 'number') throw new TypeError('Expected `options.timeout` to be a number')
+  if (!(timeout >= 0 && timeout <= 0xffffffff)) {
+    throw new RangeError(`Expected \`options.timeout\` to be a number of milliseconds from 0 to 4294967295, got ${timeout}`)
+  }
+  return { priority, signal, timeout }
+}
+
+class Semaphore {
+  #take
+  #release
+  #ctl
+
+  /**
+   * @param {number} permits how many permits the semaphore has (0 and up, or Infinity)
+   */
+  constructor (permits) {
+    checkPermits(permits, 'permits')
+    const [take, release, ctl] = binding.gate(permits)
+    this.#take = take
+    this.#release = release
+    this.#ctl = ctl
+  }
+
+  /**
+   * Waits for `n` permits. Rejects with `options.signal.reason` when the
+   * signal aborts, and with a TimeoutError after `options.timeout` ms.
+   * @param {number} [n=1]
+   * @param {{priority?: number, signal?: AbortSignal, timeout?: number}} [options]
+   * @returns {Promise<void>}
+   */
+  acquire (n = 1, options) {
+    checkCount(n, 'n')
+    const { priority, signal, timeout } = readOptions(options)
+    if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason)
+    const go = this.#take(undefined, n, priority, timeout)
+    if (go === undefined) return Promise.resolve()
+    if (signal !== undefined) {
+      const token = scratch[0]
+      const ctl = this.#ctl
+      const onAbort = () => { ctl(OP.CANCEL, token, signal.reason) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      const cleanup = () => { signal.removeEventListener('abort', onAbort) }
+      go.then(cleanup, cleanup)
+    }
+    return go
+  }
+
+  /**
+   * Takes `n` permits now if they are free and no one is waiting.
+   * @param {number} [n=1]
+   * @returns {boolean}
+   */
+  tryAcquire (n = 1) {
+    checkCount(n, 'n')
+    return this.#ctl(OP.TRY_TAKE, n)
+  }
+
+  /**
+   * Returns `n` permits. Releasing more than are held is a RangeError.
+   * @param {number} [n=1]
+   */
+  release (n = 1) {
+    checkCount(n, 'n')
+    this.#release(n)
+  }
+
+  /**
+   * Acquires one permit, runs `fn`, and releases the permit however fn ends.
+   * @template T
+   * @param {() => T | PromiseLike<T>} fn
+   * @param {{priority?: number, signal?: AbortSignal, timeout?: number}} [options]
+   * @returns {Promise<T>}
+   */
+  async use (fn, options) {
+    if (typeof fn !== 'function') throw new TypeError('Expected `fn` to be a function')
+    await this.acquire(1, options)
+    try {
+      return await fn()
+    } finally {
+      this.#release(1)
+    }
+  }
+
+  /** The number of permits; setting it grants waiters that now fit. */
+  get permits () { return this.#ctl(OP.PERMITS) }
+  set permits (value) {
+    checkPermits(value, 'permits')
+    this.#ctl(OP.SET_PERMITS, value)
+    this.#ctl(OP.DISPATCH)
+  }
+
+  /** Permits free now (negative after `permits` was lowered below the in-use count). */
+  get available () { return this.#ctl(OP.AVAILABLE) }
+
+  /** Acquires waiting. */
+  get pending () { return this.#ctl(OP.PENDING) }
+}
+
+module.exports = { Semaphore }

@@ -16,15 +16,10 @@ import {setTimeout as delay} from 'node:timers/promises';
 import {execFile} from 'node:child_process';
 import {promisify} from 'node:util';
 
-const impls = [['p-limit', await import('p-limit')]];
-try {
-	impls.push(['sluice', await import('../lib/p-limit.mjs')]);
-} catch (error) {
-	// Keep only until lib/p-limit.mjs exists.
-	if (error.code !== 'ERR_MODULE_NOT_FOUND') {
-		throw error;
-	}
-}
+const impls = [
+	['p-limit', await import('p-limit')],
+	['sluice', await import('../lib/p-limit.mjs')],
+];
 
 const reference = impls[0][1];
 

@@ -16,6 +16,13 @@ const { binding, OP } = require('./binding.js')
 const CLEARED = Symbol('cleared')
 const noop = () => {}
 
+// p-limit runs `(async () => fn(...args))()`: a sync throw becomes a
+// rejection with the same error, values and thenables are adopted. One
+// shared async function does that without a closure per task.
+async function call (function_, args) {
+  return args === undefined ? function_() : function_(...args)
+}
+
 function validateConcurrency (concurrency) {
   if (!((Number.isInteger(concurrency) || concurrency === Number.POSITIVE_INFINITY) && concurrency > 0)) {
     throw new TypeError('Expected `concurrency` to be a number from 1 and up')
@@ -39,6 +46,9 @@ function pLimit (concurrency) {
   }
 
   const [take, release, ctl] = binding.gate(concurrency)
+  // The gate counts up to 2^63 and treats more as unlimited; the getter
+  // echoes the number the user gave, as p-limit does.
+  let concurrencyValue = concurrency
 
   // The tasks waiting for their go, by slot. A slot is reused only after its
   // task has run (or was cleared), so a late reaction never finds another's.
@@ -46,26 +56,8 @@ function pLimit (concurrency) {
   const argv = []
   const freeSlots = []
 
-  const done = () => { release() }
-
-  function run (function_, args) {
-    let result
-    try {
-      result = args === undefined ? function_() : function_(...args)
-    } catch (error) {
-      release()
-      throw error
-    }
-    if (result !== null && (typeof result === 'object' || typeof result === 'function')) {
-      // Adopt promises and thenables; the release reaction is registered
-      // before the caller's, so the next task starts before the caller resumes.
-      result = Promise.resolve(result)
-      result.then(done, done)
-      return result
-    }
-    release()
-    return result
-  }
+  // p-limit's next(): one permit back, at most one queued task started.
+  const done = () => { release(1, 1) }
 
   function runSlot (slot) {
     const function_ = fns[slot]
@@ -77,20 +69,30 @@ function pLimit (concurrency) {
       if (args === undefined) return new Promise(noop) // dropped: never settles
       throw args // rejectOnClear: the shared AbortError
     }
-    return run(function_, args)
+    // The same promise shape as p-limit, so every settlement lands on the
+    // same microtask: the caller's promise adopts `result`, and the permit is
+    // released one tick after `result` settles, before the caller resumes.
+    const result = call(function_, args)
+    result.then(done, done)
+    return result
   }
 
-  function generator (function_) {
-    let args
-    if (arguments.length > 1) {
-      args = new Array(arguments.length - 1)
-      for (let i = 1; i < arguments.length; i++) args[i - 1] = arguments[i]
+  // A method, so that `limit` is neither a constructor nor has a prototype,
+  // like p-limit's arrow function, while it can still read `arguments`
+  // (no rest array per call).
+  const { generator } = {
+    generator (function_) {
+      let args
+      if (arguments.length > 1) {
+        args = new Array(arguments.length - 1)
+        for (let i = 1; i < arguments.length; i++) args[i - 1] = arguments[i]
+      }
+      const slot = freeSlots.length > 0 ? freeSlots.pop() : fns.length
+      fns[slot] = function_
+      argv[slot] = args
+      const go = take(slot)
+      return (go === undefined ? Promise.resolve(slot) : go).then(runSlot)
     }
-    const slot = freeSlots.length > 0 ? freeSlots.pop() : fns.length
-    fns[slot] = function_
-    argv[slot] = args
-    const go = take(slot)
-    return (go === undefined ? Promise.resolve(slot) : go).then(runSlot)
   }
 
   function clearQueue () {
@@ -112,10 +114,11 @@ function pLimit (concurrency) {
       value: clearQueue
     },
     concurrency: {
-      get: () => ctl(OP.PERMITS),
+      get: () => concurrencyValue,
       set (newConcurrency) {
         validateConcurrency(newConcurrency)
         ctl(OP.SET_PERMITS, newConcurrency)
+        concurrencyValue = newConcurrency
         // As p-limit: queued tasks start one microtask later.
         queueMicrotask(() => { ctl(OP.DISPATCH) })
       }

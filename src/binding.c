@@ -8,7 +8,7 @@
  *       returns a promise that is resolved with `value` when the permits are
  *       granted (undefined when `value` is not a number). The waiter's token
  *       (for cancel) is written to scratch[0].
- *   release(n = 1)
+ *   release(n = 1, maxGrants = unlimited)
  *       Returns n permits and settles the waiters that now fit, in order.
  *   ctl(op, a, b)
  *       Everything else: counts, capacity, clear, cancel, tryTake.
@@ -400,7 +400,7 @@ static napi_value sl__take(napi_env env, napi_callback_info info) {
     if (w->state == SL_WAITER_QUEUED)
       sl_gate_cancel(h->gate, w, &senv->ctx, &granted);
     else
-      sl_gate_release(h->gate, w->n, &senv->ctx, &granted);
+      sl_gate_release(h->gate, w->n, 0, &senv->ctx, &granted);
     sl__waiter_unlink_granted(&granted, w);
     sl__waiter_done(senv, w);
     sl__settle_granted(senv, &granted);
@@ -418,17 +418,19 @@ static napi_value sl__take(napi_env env, napi_callback_info info) {
 }
 
 static napi_value sl__release(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   void* data;
   sl_handle_t* h;
   sl_wlist_t granted;
-  uint32_t n = 1;
+  uint32_t n = 1, max_grants = 0;
   char msg[160];
 
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   h = data;
   if (argc >= 1 && sl__arg_count(env, argv[0], "n", &n) != 0)
+    return NULL;
+  if (argc >= 2 && sl__arg_count(env, argv[1], "maxGrants", &max_grants) != 0)
     return NULL;
   if ((int64_t) n > h->held) {
     snprintf(msg, sizeof(msg),
@@ -438,7 +440,7 @@ static napi_value sl__release(napi_env env, napi_callback_info info) {
     return NULL;
   }
   sl_wlist_init(&granted);
-  if (sl_gate_release(h->gate, n, &h->senv->ctx, &granted) != 0) {
+  if (sl_gate_release(h->gate, n, max_grants, &h->senv->ctx, &granted) != 0) {
     sl__throw_range(env, "Cannot release more permits than are in use");
     return NULL;
   }

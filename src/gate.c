@@ -241,10 +241,15 @@ static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted) {
     sl__ctx_push_ready(w->ctx, w);
 }
 
-/* The gate lock is held. Grants the head while it fits. */
-static void sl__dispatch_locked(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted) {
-  while (g->nlevels > 0 && sl__fits(g, g->levels[g->nlevels - 1].head->n))
+/* The gate lock is held. Grants the head while it fits, at most `max`
+ * waiters (0: no limit). */
+static void sl__dispatch_locked(sl_gate_t* g, uint32_t max, sl_ctx_t* self, sl_wlist_t* granted) {
+  uint32_t i = 0;
+  while (g->nlevels > 0 && sl__fits(g, g->levels[g->nlevels - 1].head->n)) {
     sl__grant_head(g, self, granted);
+    if (++i == max)
+      break;
+  }
 }
 
 int sl_gate_try_take(sl_gate_t* g, uint32_t n) {
@@ -288,21 +293,22 @@ int sl_gate_acquire(sl_gate_t* g, sl_waiter_t* w, uint32_t n, int32_t priority,
   return r;
 }
 
-int sl_gate_release(sl_gate_t* g, uint32_t n, sl_ctx_t* self, sl_wlist_t* granted) {
+int sl_gate_release(sl_gate_t* g, uint32_t n, uint32_t max_grants, sl_ctx_t* self,
+                    sl_wlist_t* granted) {
   SL__LOCK(g);
   if ((int64_t) n > g->in_use) {
     SL__UNLOCK(g);
     return UV_EINVAL;
   }
   g->in_use -= n;
-  sl__dispatch_locked(g, self, granted);
+  sl__dispatch_locked(g, max_grants, self, granted);
   SL__UNLOCK(g);
   return 0;
 }
 
 void sl_gate_dispatch(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted) {
   SL__LOCK(g);
-  sl__dispatch_locked(g, self, granted);
+  sl__dispatch_locked(g, 0, self, granted);
   SL__UNLOCK(g);
 }
 
@@ -323,7 +329,7 @@ int sl_gate_cancel(sl_gate_t* g, sl_waiter_t* w, sl_ctx_t* self, sl_wlist_t* gra
   sl__unlink(g, lv, w);
   w->state = SL_WAITER_NEW;
   w->gate = NULL;
-  sl__dispatch_locked(g, self, granted);
+  sl__dispatch_locked(g, 0, self, granted);
   SL__UNLOCK(g);
   return 0;
 }

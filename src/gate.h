@@ -142,12 +142,15 @@ int sl_gate_try_take(sl_gate_t* g, uint32_t n);
 int sl_gate_acquire(sl_gate_t* g, sl_waiter_t* w, uint32_t n, int32_t priority,
                     sl_ctx_t* self, sl_wlist_t* granted);
 
-/* Returns n permits and grants queued waiters in order while they fit.
+/* Returns n permits and grants queued waiters in order while they fit, at
+ * most `max_grants` of them (0: no limit; p-limit starts one task per
+ * completion and leaves the rest to its dispatch after a capacity raise).
  * Waiters of `self` are appended to `granted` for the caller to settle;
  * waiters of other contexts go to their ready queue and their doorbell is
  * rung. Returns 0, or UV_EINVAL if n exceeds the permits in use (nothing is
  * changed then). */
-int sl_gate_release(sl_gate_t* g, uint32_t n, sl_ctx_t* self, sl_wlist_t* granted);
+int sl_gate_release(sl_gate_t* g, uint32_t n, uint32_t max_grants, sl_ctx_t* self,
+                    sl_wlist_t* granted);
 
 /* Grants queued waiters while they fit (after the capacity was raised). */
 void sl_gate_dispatch(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted);

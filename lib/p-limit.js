@@ -57,7 +57,7 @@ function pLimit (concurrency) {
   const freeSlots = []
 
   // p-limit's next(): one permit back, at most one queued task started.
-  const done = () => { release(1, 1) }
+  const done = () => { release() }
 
   function runSlot (slot) {
     const function_ = fns[slot]

@@ -8,8 +8,10 @@
  *       returns a promise that is resolved with `value` when the permits are
  *       granted (undefined when `value` is not a number). The waiter's token
  *       (for cancel) is written to scratch[0].
- *   release(n = 1, maxGrants = unlimited)
+ *   release(n, maxGrants = unlimited)
  *       Returns n permits and settles the waiters that now fit, in order.
+ *       With no argument: one permit, at most one waiter granted (p-limit's
+ *       next(); the hot path, so it parses nothing).
  *   ctl(op, a, b)
  *       Everything else: counts, capacity, clear, cancel, tryTake.
  *
@@ -428,6 +430,8 @@ static napi_value sl__release(napi_env env, napi_callback_info info) {
 
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   h = data;
+  if (argc == 0)
+    max_grants = 1; /* p-limit's next(): one back, at most one started */
   if (argc >= 1 && sl__arg_count(env, argv[0], "n", &n) != 0)
     return NULL;
   if (argc >= 2 && sl__arg_count(env, argv[1], "maxGrants", &max_grants) != 0)

@@ -1,0 +1,99 @@
+'use strict'
+// `npm test`: the C core's own tests (built with AddressSanitizer and
+// UBSan), then the JS suite with node:test.
+//
+// A C test declares what it links in its first line:
+//   // sources: src/gate.c
+// It needs a C compiler and libuv to link against (Debian: libuv1-dev). When
+// those are missing the C tests cannot run here; that is an error when
+// SLUICE_REQUIRE_C_TESTS=1 (CI sets it) and a loud notice otherwise.
+const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+const os = require('node:os')
+
+const root = path.join(__dirname, '..')
+const requireC = process.env.SLUICE_REQUIRE_C_TESTS === '1'
+
+function run (cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts })
+  if (r.error) throw r.error
+  return r.status
+}
+
+function nodeHeaders () {
+  const dirs = [
+    process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
+    path.join(path.dirname(process.execPath), '..', 'include', 'node'),
+    path.join(os.homedir(), '.cache', 'node-gyp', process.versions.node, 'include', 'node')
+  ]
+  return dirs.find(d => d && fs.existsSync(path.join(d, 'uv.h')))
+}
+
+function libuv () {
+  const pc = spawnSync('pkg-config', ['--libs', 'libuv'], { encoding: 'utf8' })
+  if (pc.status === 0 && pc.stdout.trim()) return pc.stdout.trim().split(/\s+/)
+  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib']
+  for (const d of dirs) {
+    for (const f of ['libuv.so', 'libuv.so.1', 'libuv.a']) {
+      if (fs.existsSync(path.join(d, f))) return [path.join(d, f)]
+    }
+  }
+  return null
+}
+
+function cTests () {
+  const dir = path.join(root, 'test', 'c')
+  const tests = fs.existsSync(dir) ? fs.readdirSync(dir).filter(f => f.endsWith('_test.c')).sort() : []
+  if (tests.length === 0) return 0
+  const inc = nodeHeaders()
+  const uv = libuv()
+  const cc = process.env.CC || 'gcc'
+  const haveCc = spawnSync(cc, ['--version']).status === 0
+  if (!inc || !uv || !haveCc) {
+    const why = !haveCc ? `no C compiler (${cc})` : !inc ? 'no uv.h (Node headers)' : 'no libuv to link (Debian: apt-get install libuv1-dev)'
+    console.error(`\n*** C core tests NOT run: ${why} ***\n`)
+    return requireC ? 1 : 0
+  }
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ctest-'))
+  let failed = 0
+  for (const t of tests) {
+    const src = path.join(dir, t)
+    const first = fs.readFileSync(src, 'utf8').split('\n', 1)[0]
+    const m = /sources:\s*(.*)$/.exec(first)
+    const sources = m ? m[1].trim().split(/\s+/).map(s => path.join(root, s)) : []
+    const exe = path.join(out, t.replace(/\.c$/, ''))
+    const flags = ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-g', '-O1',
+      '-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-fno-omit-frame-pointer',
+      `-I${inc}`, `-I${path.join(root, 'src')}`]
+    console.log(`# C: building ${t}`)
+    if (run(cc, [...flags, src, ...sources, ...uv, '-lpthread', '-ldl', '-lm', '-o', exe]) !== 0) {
+      failed++
+      continue
+    }
+    console.log(`# C: running ${t}`)
+    if (run(exe, [], { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' } }) !== 0) failed++
+  }
+  fs.rmSync(out, { recursive: true, force: true })
+  console.log(`# C core tests: ${tests.length - failed} passed, ${failed} failed`)
+  return failed ? 1 : 0
+}
+
+function jsTests () {
+  try {
+    require(path.join(root, 'lib', 'binding.js'))
+  } catch (err) {
+    console.error('sluice: the addon is not built. Run `npm install` first.\n', err.message)
+    return 1
+  }
+  const dir = path.join(root, 'test')
+  const files = fs.readdirSync(dir)
+    .filter(f => /\.test\.(m?js)$/.test(f))
+    .sort()
+    .map(f => path.join('test', f))
+  return run(process.execPath, ['--test', '--test-concurrency=2', ...files])
+}
+
+const cStatus = cTests()
+const jsStatus = jsTests()
+process.exit(cStatus || jsStatus)

@@ -4,6 +4,7 @@
       "target_name": "sluice",
       "sources": [
         "src/gate.c",
+        "src/registry.c",
         "src/binding.c"
       ],
       "include_dirs": ["src"],

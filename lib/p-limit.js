@@ -34,21 +34,32 @@ function validateConcurrency (concurrency) {
  */
 function pLimit (concurrency) {
   let rejectOnClear = false
+  let name
 
   if (typeof concurrency === 'object') {
-    ({ concurrency, rejectOnClear = false } = concurrency)
+    ({ concurrency, rejectOnClear = false, name } = concurrency)
   }
 
-  validateConcurrency(concurrency)
+  // sluice's addition: a `name` shares the limit with every thread of the
+  // process that opens it; the first opener sets it, later ones may omit it.
+  if (name === undefined || concurrency !== undefined) {
+    validateConcurrency(concurrency)
+  }
 
   if (typeof rejectOnClear !== 'boolean') {
     throw new TypeError('Expected `rejectOnClear` to be a boolean')
   }
 
-  const [take, release, ctl] = binding.gate(concurrency)
+  if (name !== undefined && typeof name !== 'string') {
+    throw new TypeError('Expected `name` to be a string')
+  }
+
+  const [take, release, ctl] = binding.gate(concurrency, name)
   // The gate counts up to 2^63 and treats more as unlimited; the getter
-  // echoes the number the user gave, as p-limit does.
+  // echoes the number the user gave, as p-limit does. A shared limit may be
+  // changed by any thread, so its getter asks the gate.
   let concurrencyValue = concurrency
+  const getConcurrency = name === undefined ? () => concurrencyValue : () => ctl(OP.PERMITS)
 
   // The tasks waiting for their go, by slot. A slot is reused only after its
   // task has run (or was cleared), so a late reaction never finds another's.
@@ -114,7 +125,7 @@ function pLimit (concurrency) {
       value: clearQueue
     },
     concurrency: {
-      get: () => concurrencyValue,
+      get: getConcurrency,
       set (newConcurrency) {
         validateConcurrency(newConcurrency)
         ctl(OP.SET_PERMITS, newConcurrency)

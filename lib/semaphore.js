@@ -48,11 +48,24 @@ class Semaphore {
   #ctl
 
   /**
-   * @param {number} permits how many permits the semaphore has (0 and up, or Infinity)
+   * @param {number} [permits] how many permits the semaphore has (0 and up, or
+   *   Infinity); may be omitted to attach to an existing shared semaphore
+   * @param {{name?: string}} [options] `name` shares the semaphore with every
+   *   thread of the process that opens the same name
    */
-  constructor (permits) {
-    checkPermits(permits, 'permits')
-    const [take, release, ctl] = binding.gate(permits)
+  constructor (permits, options) {
+    let name
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') {
+        throw new TypeError('Expected `options` to be an object')
+      }
+      name = options.name
+      if (name !== undefined && typeof name !== 'string') {
+        throw new TypeError('Expected `options.name` to be a string')
+      }
+    }
+    if (name === undefined || permits !== undefined) checkPermits(permits, 'permits')
+    const [take, release, ctl] = binding.gate(permits, name)
     this.#take = take
     this.#release = release
     this.#ctl = ctl

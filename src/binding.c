@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE /* dladdr */
 #include "binding.h"
+#include "registry.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -238,8 +239,13 @@ static void sl__wtimer_detach(sl_waiter_t* w) {
  * deliberately dropped by now. */
 static void sl__waiter_done(sl_env_t* senv, sl_waiter_t* w) {
   sl_handle_t* h = w->owner;
-  if (h != NULL)
+  if (h != NULL) {
     h->waiters--;
+    /* The last waiter on a shared gate gone: the doorbell need not keep
+     * this thread's loop alive any more. */
+    if (h->gate->shared && --senv->shared_waiters == 0 && senv->doorbell_open)
+      uv_unref((uv_handle_t*) &senv->doorbell);
+  }
   sl__wtimer_detach(w);
   sl_ctx_waiter_free(&senv->ctx, w);
 }
@@ -330,6 +336,57 @@ static int sl__wtimer_start(sl_env_t* senv, sl_waiter_t* w, double ms) {
   return uv_timer_start(&t->handle, sl__wtimer_cb, (uint64_t) ms, 0);
 }
 
+/* Grants made by other threads: settle them all in one callback scope. */
+static void sl__doorbell_cb(uv_async_t* handle) {
+  sl_env_t* senv = handle->data;
+  sl_wlist_t ready;
+  sl_scope_t scope;
+
+  if (senv->closing)
+    return;
+  sl_wlist_init(&ready);
+  sl_ctx_take_ready(&senv->ctx, &ready);
+  if (ready.head == NULL)
+    return;
+  if (sl_scope_open(senv, &scope) != 0) {
+    /* Cannot call into JS: give the permits back rather than lose them. */
+    sl_waiter_t* w;
+    while ((w = sl_wlist_shift(&ready)) != NULL) {
+      sl_handle_t* h = w->owner;
+      sl_wlist_t none;
+      sl_wlist_init(&none);
+      sl_gate_release(h->gate, w->n, 0, NULL, &none);
+      sl__waiter_done(senv, w);
+    }
+    return;
+  }
+  sl__settle_granted(senv, &ready);
+  sl_scope_close(senv, &scope);
+}
+
+static void sl__doorbell_close_cb(uv_handle_t* handle) {
+  sl_uv_handle_closed(handle->data);
+}
+
+static int sl__doorbell_open(sl_env_t* senv) {
+  int r;
+  if (senv->doorbell_open)
+    return 0;
+  r = uv_async_init(senv->loop, &senv->doorbell, sl__doorbell_cb);
+  if (r != 0)
+    return r;
+  senv->doorbell.data = senv;
+  senv->doorbell_open = 1;
+  sl_uv_handle_opened(senv);
+  if (senv->shared_waiters == 0)
+    uv_unref((uv_handle_t*) &senv->doorbell);
+  /* Other threads read ctx.doorbell under ctx.lock when they push. */
+  uv_mutex_lock(&senv->ctx.lock);
+  senv->ctx.doorbell = &senv->doorbell;
+  uv_mutex_unlock(&senv->ctx.lock);
+  return 0;
+}
+
 /* -------------------------------------------------------- gate methods --- */
 
 static napi_value sl__take(napi_env env, napi_callback_info info) {
@@ -398,6 +455,10 @@ static napi_value sl__take(napi_env env, napi_callback_info info) {
   w->owner = h;
   w->value = value;
   h->waiters++;
+  /* A waiter on a shared gate may be granted by another thread: keep this
+   * loop alive for the doorbell until it is settled. */
+  if (h->gate->shared && senv->shared_waiters++ == 0 && senv->doorbell_open)
+    uv_ref((uv_handle_t*) &senv->doorbell);
   if (napi_create_promise(env, &deferred, &promise) != napi_ok) {
     if (w->state == SL_WAITER_QUEUED)
       sl_gate_cancel(h->gate, w, &senv->ctx, &granted);
@@ -581,6 +642,19 @@ static void sl__handle_free(sl_handle_t* h) {
   sl_env_t* senv = h->senv;
   if (h->waiters > 0)
     sl__handle_drop_waiters(h);
+  if (h->gate->shared) {
+    /* A semaphore dropped while holding permits of a shared gate: return
+     * them, or every thread would lose them for good. Grants go through
+     * the ready queues (self = NULL): this may run inside a finalizer,
+     * where no promise is settled. */
+    if (h->held > 0) {
+      sl_wlist_t none;
+      sl_wlist_init(&none);
+      sl_gate_release(h->gate, (uint32_t) h->held, 0, NULL, &none);
+      h->held = 0;
+    }
+    sl_registry_close(h->gate);
+  }
   if (h->prev != NULL)
     h->prev->next = h->next;
   else
@@ -610,13 +684,37 @@ static napi_value sl__make_fn(napi_env env, sl_handle_t* h, const char* name, na
   return fn;
 }
 
-/* gate(permits) -> [take, release, ctl] */
+/* Reads a gate name: a non-empty string of at most SL_NAME_MAX bytes. */
+static int sl__arg_name(napi_env env, napi_value v, char* buf, size_t size) {
+  napi_valuetype t;
+  size_t len = 0;
+  SL_CHECK_RET(env, napi_typeof(env, v, &t), -1);
+  if (t != napi_string) {
+    SL_CHECK_RET(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "Expected `name` to be a string"), -1);
+    return -1;
+  }
+  SL_CHECK_RET(env, napi_get_value_string_utf8(env, v, NULL, 0, &len), -1);
+  if (len == 0 || len >= size) {
+    sl__throw_range(env, "Expected `name` to be a non-empty string of at most 1023 bytes");
+    return -1;
+  }
+  SL_CHECK_RET(env, napi_get_value_string_utf8(env, v, buf, size, &len), -1);
+  return 0;
+}
+
+/* gate(permits, name?) -> [take, release, ctl]
+ * With a name, every thread that opens it gets the same gate: the first
+ * opener sets the permits; later openers pass the same number or
+ * undefined. */
 static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], arr, fn;
+  size_t argc = 2;
+  napi_value argv[2], arr, fn;
   sl_env_t* senv;
   sl_handle_t* h;
-  int64_t permits;
+  sl_gate_t* shared = NULL;
+  int64_t permits = -1;
+  napi_valuetype t = napi_undefined;
+  char name[SL_NAME_MAX];
   static const struct {
     const char* name;
     napi_callback cb;
@@ -624,23 +722,63 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
   uint32_t i;
 
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "Expected `permits` to be a number"));
+  if (argc >= 2) {
+    SL_CHECK(env, napi_typeof(env, argv[1], &t));
+    if (t != napi_undefined && sl__arg_name(env, argv[1], name, sizeof(name)) != 0)
+      return NULL;
+  }
+  if (argc >= 1 && t != napi_undefined) {
+    napi_valuetype pt;
+    SL_CHECK(env, napi_typeof(env, argv[0], &pt));
+    if (pt != napi_undefined && sl__arg_permits(env, argv[0], "permits", &permits) != 0)
+      return NULL;
+  } else if (argc < 1 || sl__arg_permits(env, argv[0], "permits", &permits) != 0) {
+    if (argc < 1)
+      SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "Expected `permits` to be a number"));
     return NULL;
   }
-  if (sl__arg_permits(env, argv[0], "permits", &permits) != 0)
-    return NULL;
   senv = sl_env_get(env);
   if (senv == NULL)
     return NULL;
+  if (t != napi_undefined) {
+    int err = 0;
+    int64_t existing = 0;
+    char msg[SL_NAME_MAX + 160];
+    if (sl__doorbell_open(senv) != 0) {
+      SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_UV", "sluice: cannot create the doorbell"));
+      return NULL;
+    }
+    shared = sl_registry_open(name, permits, &err, &existing);
+    if (shared == NULL) {
+      if (err == UV_EEXIST) {
+        if (existing == SL_INFINITE)
+          snprintf(msg, sizeof(msg), "The shared limit \"%s\" exists with Infinity permits; open it with that number or with none", name);
+        else
+          snprintf(msg, sizeof(msg), "The shared limit \"%s\" exists with %lld permits; open it with that number or with none", name, (long long) existing);
+        sl__throw_range(env, msg);
+      } else if (err == UV_ENOENT) {
+        snprintf(msg, sizeof(msg), "No shared limit is named \"%s\": the first opener must give the number of permits", name);
+        SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg));
+      } else {
+        SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_NOMEM", "sluice: out of memory"));
+      }
+      return NULL;
+    }
+  }
   h = calloc(1, sizeof(*h));
   if (h == NULL) {
+    if (shared != NULL)
+      sl_registry_close(shared);
     SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_NOMEM", "sluice: out of memory"));
     return NULL;
   }
   h->senv = senv;
-  h->gate = &h->local;
-  sl_gate_init(&h->local, permits, 0);
+  if (shared != NULL) {
+    h->gate = shared;
+  } else {
+    h->gate = &h->local;
+    sl_gate_init(&h->local, permits, 0);
+  }
   h->next = senv->handles;
   if (h->next != NULL)
     h->next->prev = h;
@@ -705,6 +843,7 @@ static napi_value sl__debug_counts(napi_env env, napi_callback_info info) {
   SL_CHECK(env, napi_set_named_property(env, obj, "waiters", sl__number(env, (double) senv->ctx.live)));
   SL_CHECK(env, napi_set_named_property(env, obj, "gates", sl__number(env, (double) senv->live_handles)));
   SL_CHECK(env, napi_set_named_property(env, obj, "uvHandles", sl__number(env, (double) senv->open_uv_handles)));
+  SL_CHECK(env, napi_set_named_property(env, obj, "namedGates", sl__number(env, (double) sl_registry_count())));
   return obj;
 }
 
@@ -715,14 +854,47 @@ static napi_value sl__debug_counts(napi_env env, napi_callback_info info) {
 static void sl__env_cleanup(napi_async_cleanup_hook_handle hook, void* arg) {
   sl_env_t* senv = arg;
   sl_handle_t* h;
+  sl_wlist_t ready, none;
+  sl_waiter_t* w;
 
   senv->closing = 1;
   senv->cleanup = hook;
+  /* 1. Take this env's waiters out of every gate, under each gate's lock.
+   *    After this no other thread can find one of them, so nothing more is
+   *    pushed to our ready queue. */
   for (h = senv->handles; h != NULL; h = h->next)
     if (h->waiters > 0)
       sl__handle_drop_waiters(h);
+  /* 2. No doorbell from now on (other threads check under ctx.lock). */
+  uv_mutex_lock(&senv->ctx.lock);
+  senv->ctx.closing = 1;
+  uv_mutex_unlock(&senv->ctx.lock);
+  /* 3. Grants that other threads made to us but we never settled: their
+   *    permits go back to the gate (and on to whoever waits next). */
+  sl_wlist_init(&ready);
+  sl_ctx_take_ready(&senv->ctx, &ready);
+  while ((w = sl_wlist_shift(&ready)) != NULL) {
+    sl_handle_t* owner = w->owner;
+    sl_wlist_init(&none);
+    sl_gate_release(owner->gate, w->n, 0, NULL, &none);
+    sl__waiter_done(senv, w);
+  }
+  /* 4. Permits this env holds on shared gates go back too. Unshared gates
+   *    die with the env; nothing else can see them. */
+  for (h = senv->handles; h != NULL; h = h->next) {
+    if (h->gate->shared && h->held > 0) {
+      sl_wlist_init(&none);
+      sl_gate_release(h->gate, (uint32_t) h->held, 0, NULL, &none);
+      h->held = 0;
+    }
+  }
   if (senv->pool_teardown != NULL)
     senv->pool_teardown(senv);
+  /* 5. Close our handles; the hook is removed when the last one closed. */
+  if (senv->doorbell_open) {
+    senv->doorbell_open = 0;
+    uv_close((uv_handle_t*) &senv->doorbell, sl__doorbell_close_cb);
+  }
   if (senv->open_uv_handles == 0) {
     senv->cleanup = NULL;
     if (napi_remove_async_cleanup_hook(hook) != napi_ok)

@@ -39,6 +39,12 @@ typedef struct sl_env_s {
   uint64_t live_handles;       /* gate handles not yet finalized */
   uint64_t open_uv_handles;    /* uv handles not yet closed (timers...) */
   int closing;                 /* the env is being torn down */
+  /* Shared gates: grants made by other threads for this env's waiters go
+   * to ctx.ready and ring this doorbell. It is ref'd only while this env has
+   * waiters on shared gates, so it never keeps an idle thread alive. */
+  uv_async_t doorbell;
+  int doorbell_open;
+  uint64_t shared_waiters;
   napi_async_cleanup_hook_handle cleanup;
   /* Hooks for the other binding files, run at teardown. */
   void (*pool_teardown)(struct sl_env_s* senv);

@@ -5,7 +5,9 @@
       "sources": [
         "src/gate.c",
         "src/registry.c",
-        "src/binding.c"
+        "src/binding.c",
+        "src/pool.c",
+        "src/binding_pool.c"
       ],
       "include_dirs": ["src"],
       "defines": ["NAPI_VERSION=8"],

@@ -961,5 +961,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     SL_CHECK(env, napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn));
     SL_CHECK(env, napi_set_named_property(env, exports, fns[i].name, fn));
   }
+  sl_pool_init(env, exports);
   return exports;
 }

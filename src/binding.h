@@ -79,4 +79,7 @@ void sl_uv_handle_closed(sl_env_t* senv);
  * Throws a TypeError naming `name` when it is not a number. */
 int sl_arg_double(napi_env env, napi_value v, const char* name, double def, double* out);
 
+/* Adds the pool functions to the binding's exports (src/binding_pool.c). */
+napi_value sl_pool_init(napi_env env, napi_value exports);
+
 #endif /* SLUICE_BINDING_H */

@@ -1,0 +1,654 @@
+'use strict'
+// sluice/generic-pool: generic-pool 3.9's API and observable behaviour over
+// the native pool core (src/pool.c), without its hangs, crashes and leaks.
+//
+// C decides, JS does. The core owns every count, the idle list, the
+// priority wait queue and every timer (acquire and destroy timeouts,
+// eviction, create retries, leak detection). This file only runs what must
+// be JS: the factory's create/destroy/validate, the events, and the
+// promises it returns. Resources are JS values kept here by slot index (the
+// core names slots); waiters are promises kept here by token (the core says
+// which token gets which slot). The core reports what to do as events in a
+// window shared with C (`#pump`), so a typical acquire or release is one
+// native call and reading a count is no call at all.
+const { EventEmitter } = require('node:events')
+const { binding } = require('./binding.js')
+const { TimeoutError } = require('./errors.js')
+
+// Event ops (src/binding_pool.c).
+const EV_CREATE = 1
+const EV_DESTROY = 2
+const EV_VALIDATE = 3
+const EV_RESOLVE = 4
+const EV_REJECT_TIMEOUT = 5
+const EV_REJECT_CREATE = 6
+const EV_CREATE_ERROR = 7
+const EV_DESTROY_TIMEOUT = 8
+const EV_LEAK = 9
+const EV_DRAINED = 10
+
+// ctl ops.
+const CTL_DESTROY = 0
+const CTL_CREATED = 1
+const CTL_CREATE_FAILED = 2
+const CTL_DESTROYED = 3
+const CTL_VALIDATED = 4
+const CTL_CANCEL = 5
+const CTL_DRAIN = 6
+const CTL_CLEAR_IDLE = 7
+const CTL_HOLD = 8
+const CTL_STATE = 9
+const CTL_START = 10
+const CTL_STARTED = 11
+const CTL_REFILL = 12
+const CTL_DISPENSE = 13
+
+// Counts (Float64Array at the start of the shared buffer).
+const C_SIZE = 0
+const C_AVAILABLE = 1
+const C_BORROWED = 2
+const C_PENDING = 3
+const C_SPARE = 4
+const C_CREATING = 5
+const C_VALIDATING = 6
+const C_DESTROYING = 7
+const NCOUNTS = 8
+
+// Event window header (Int32Array after the counts).
+const H_LEN = 0
+const H_POS = 1
+const H_MORE = 2
+const H_WAITER = 3
+const HDR_SIZE = 4
+
+const SLOT_BORROWED = 3
+
+// Config layout (src/binding_pool.c SL_CFG_*).
+const CFG_COUNT = 18
+
+const TIMEOUT_MAX = 2 ** 31 - 1
+const MAX_PRIORITY_RANGE = 2 ** 20
+
+const FACTORY_CREATE_ERROR = 'factoryCreateError'
+const FACTORY_DESTROY_ERROR = 'factoryDestroyError'
+const FACTORY_VALIDATE_ERROR = 'factoryValidateError'
+const LEAK = 'leak'
+
+const noop = () => {}
+
+// One shared executor: no closure per waiter.
+let nextResolve
+let nextReject
+function executor (resolve, reject) {
+  nextResolve = resolve
+  nextReject = reject
+}
+
+// A delay as setTimeout reads it: anything not in [1, 2^31-1] is 1 ms.
+function nodeDelay (ms) {
+  ms = Number(ms)
+  return ms >= 1 && ms <= TIMEOUT_MAX ? ms : 1
+}
+
+function validateFactory (factory) {
+  if (factory === null || (typeof factory !== 'object' && typeof factory !== 'function')) {
+    throw new TypeError('Expected `factory` to be an object with create and destroy functions')
+  }
+  if (typeof factory.create !== 'function') {
+    throw new TypeError('factory.create must be a function')
+  }
+  if (typeof factory.destroy !== 'function') {
+    throw new TypeError('factory.destroy must be a function')
+  }
+  if (typeof factory.validate !== 'undefined' && typeof factory.validate !== 'function') {
+    throw new TypeError('factory.validate must be a function')
+  }
+}
+
+function optionalPositive (opts, name, integer) {
+  const v = opts[name]
+  if (v === undefined) return 0
+  if (typeof v !== 'number') throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof v}`)
+  if (!(v > 0) || (integer && !Number.isInteger(v) && v !== Infinity)) {
+    throw new RangeError(`Expected \`${name}\` to be a positive ${integer ? 'integer' : 'number'}, got ${v}`)
+  }
+  return v === Infinity ? 0 : v
+}
+
+// generic-pool's PoolOptions, quirks included (0 -> default for the `||`
+// options, max: Infinity -> 1, min clamped to max...), plus the additions.
+function parseOptions (opts) {
+  opts = opts || {}
+  const fifo = typeof opts.fifo === 'boolean' ? opts.fifo : true
+  const priorityRange = Math.max(+(opts.priorityRange || 1) | 0, 1)
+  const testOnBorrow = typeof opts.testOnBorrow === 'boolean' ? opts.testOnBorrow : false
+  const testOnReturn = typeof opts.testOnReturn === 'boolean' ? opts.testOnReturn : false
+  const autostart = typeof opts.autostart === 'boolean' ? opts.autostart : true
+  let acquireTimeoutMillis
+  if (opts.acquireTimeoutMillis) acquireTimeoutMillis = parseInt(opts.acquireTimeoutMillis, 10)
+  let destroyTimeoutMillis
+  if (opts.destroyTimeoutMillis) destroyTimeoutMillis = parseInt(opts.destroyTimeoutMillis, 10)
+  let maxWaitingClients
+  if (opts.maxWaitingClients !== undefined) maxWaitingClients = parseInt(opts.maxWaitingClients, 10)
+  let max = parseInt(opts.max, 10)
+  let min = parseInt(opts.min, 10)
+  max = Math.max(isNaN(max) ? 1 : max, 1)
+  min = Math.min(isNaN(min) ? 0 : min, max)
+  const evictionRunIntervalMillis = opts.evictionRunIntervalMillis || 0
+  const numTestsPerEvictionRun = opts.numTestsPerEvictionRun || 3
+  const softIdleTimeoutMillis = opts.softIdleTimeoutMillis || -1
+  const idleTimeoutMillis = opts.idleTimeoutMillis || 30000
+  const P = opts.Promise != null ? opts.Promise : Promise
+
+  if (priorityRange > MAX_PRIORITY_RANGE) {
+    throw new RangeError(`Expected \`priorityRange\` to be at most ${MAX_PRIORITY_RANGE}, got ${opts.priorityRange}`)
+  }
+  if (typeof P !== 'function' || typeof P.resolve !== 'function' || typeof P.reject !== 'function' || typeof P.all !== 'function') {
+    throw new TypeError('Expected `Promise` to be a Promise constructor')
+  }
+  const propagateCreateError = opts.propagateCreateError === undefined ? false : opts.propagateCreateError
+  if (typeof propagateCreateError !== 'boolean') {
+    throw new TypeError('Expected `propagateCreateError` to be a boolean')
+  }
+  const maxUses = optionalPositive(opts, 'maxUses', true)
+  const maxLifetimeMillis = optionalPositive(opts, 'maxLifetimeMillis', false)
+  const leakDetectionMillis = optionalPositive(opts, 'leakDetectionMillis', false)
+
+  return {
+    fifo,
+    priorityRange,
+    testOnBorrow,
+    testOnReturn,
+    autostart,
+    acquireTimeoutMillis,
+    destroyTimeoutMillis,
+    maxWaitingClients,
+    max,
+    min,
+    evictionRunIntervalMillis,
+    numTestsPerEvictionRun,
+    softIdleTimeoutMillis,
+    idleTimeoutMillis,
+    Promise: P,
+    propagateCreateError,
+    maxUses,
+    maxLifetimeMillis,
+    leakDetectionMillis
+  }
+}
+
+function configArray (c) {
+  const a = new Float64Array(CFG_COUNT)
+  const ttl = c.acquireTimeoutMillis
+  a[0] = c.max
+  a[1] = c.min
+  a[2] = c.maxWaitingClients === undefined ? NaN : c.maxWaitingClients
+  a[3] = c.fifo ? 1 : 0
+  a[4] = c.testOnBorrow ? 1 : 0
+  a[5] = c.propagateCreateError ? 1 : 0
+  a[6] = c.priorityRange
+  a[7] = ttl !== undefined && ttl > 0 ? nodeDelay(ttl) : 0
+  a[8] = c.destroyTimeoutMillis !== undefined ? nodeDelay(c.destroyTimeoutMillis) : 0
+  a[9] = Number(c.evictionRunIntervalMillis) > 0 ? nodeDelay(c.evictionRunIntervalMillis) : 0
+  a[10] = Number(c.numTestsPerEvictionRun)
+  a[11] = Number(c.softIdleTimeoutMillis)
+  a[12] = Number(c.idleTimeoutMillis)
+  a[13] = c.maxUses
+  a[14] = c.maxLifetimeMillis
+  a[15] = c.leakDetectionMillis
+  a[16] = 10 // first create retry after 10 ms,
+  a[17] = 1000 // doubling up to 1 s
+  return a
+}
+
+class Pool extends EventEmitter {
+  #config
+  #factory
+  #P
+  #acquire
+  #release
+  #ctl
+  #counts
+  #hdr
+  #win
+  // By slot: the resource, the in-flight create (a promise) and its error,
+  // the in-flight destroy.
+  #res = []
+  #slotOf = new Map()
+  #createOps = []
+  #createErr = []
+  #destroyOps = []
+  // By token: the resolving functions of a waiting acquire, and its signal.
+  #wres = []
+  #wrej = []
+  #wsig = []
+  #wfree = []
+  #drainWaiters = []
+  #readyWaiters = []
+  #draining = false
+  #pumpError
+
+  /**
+   * generic-pool's signature, `new Pool(Evictor, Deque, PriorityQueue,
+   * factory, options)`; the three classes are accepted and ignored (the
+   * native core has its own). `new Pool(factory, options)` works too.
+   */
+  constructor (Evictor, Deque, PriorityQueue, factory, options) {
+    super()
+    if (arguments.length <= 2 && typeof Evictor !== 'function') {
+      factory = Evictor
+      options = Deque
+    }
+    validateFactory(factory)
+    const config = parseOptions(options)
+    if (config.testOnBorrow && typeof factory.validate !== 'function') {
+      throw new TypeError('testOnBorrow: true needs factory.validate to be a function')
+    }
+    this.#config = config
+    this.#factory = factory
+    this.#P = config.Promise
+    const [acquire, release, ctl, buffer] = binding.pool(configArray(config), () => this.#pump())
+    this.#acquire = acquire
+    this.#release = release
+    this.#ctl = ctl
+    this.#counts = new Float64Array(buffer, 0, NCOUNTS)
+    this.#hdr = new Int32Array(buffer, NCOUNTS * 8, HDR_SIZE)
+    this.#win = new Int32Array(buffer, NCOUNTS * 8 + HDR_SIZE * 4)
+    if (config.autostart === true) this.start()
+  }
+
+  // ------------------------------------------------------------ events --
+
+  #pending () {
+    const hdr = this.#hdr
+    return hdr[H_LEN] !== hdr[H_POS] || hdr[H_MORE] !== 0
+  }
+
+  // Consumes the core's events in order. The cursor lives in shared memory,
+  // so a handler that re-enters the pool (a create calling acquire...) and
+  // pumps again continues from the same place. Never throws: errors of user
+  // code are rethrown asynchronously, like an error in a promise reaction.
+  #pump () {
+    const hdr = this.#hdr
+    const win = this.#win
+    for (;;) {
+      const i = hdr[H_POS]
+      if (i === hdr[H_LEN]) {
+        if (hdr[H_MORE] === 0) break
+        this.#ctl(CTL_REFILL)
+        continue
+      }
+      hdr[H_POS] = i + 1
+      const o = 3 * i
+      const a = win[o + 1]
+      const b = win[o + 2]
+      try {
+        switch (win[o]) {
+          case EV_RESOLVE: this.#settle(a, true, this.#res[b]); break
+          case EV_CREATE: this.#startCreate(a); break
+          case EV_DESTROY: this.#startDestroy(a); break
+          case EV_VALIDATE: this.#startValidate(a); break
+          case EV_REJECT_TIMEOUT: this.#settle(a, false, new TimeoutError('ResourceRequest timed out')); break
+          case EV_REJECT_CREATE: this.#settle(a, false, this.#createErr[b]); break
+          case EV_CREATE_ERROR: this.emit(FACTORY_CREATE_ERROR, this.#createErr[a]); break
+          case EV_DESTROY_TIMEOUT: this.#destroyTimedOut(a); break
+          case EV_LEAK: this.emit(LEAK, this.#res[a]); break
+          case EV_DRAINED: this.#drained(); break
+        }
+      } catch (err) {
+        if (this.#pumpError === undefined) {
+          this.#pumpError = err
+          process.nextTick(() => {
+            const e = this.#pumpError
+            this.#pumpError = undefined
+            throw e
+          })
+        }
+      }
+    }
+    if (this.#readyWaiters.length > 0) this.#checkReady()
+  }
+
+  #settle (token, ok, value) {
+    const fn = ok ? this.#wres[token] : this.#wrej[token]
+    this.#wres[token] = undefined
+    this.#wrej[token] = undefined
+    const sig = this.#wsig[token]
+    if (sig !== undefined) {
+      this.#wsig[token] = undefined
+      sig.signal.removeEventListener('abort', sig.onAbort)
+    }
+    this.#wfree.push(token)
+    fn(value)
+  }
+
+  // The promise chains below have generic-pool's shape (its
+  // _trackOperation adopts a promise, then _dispense runs in a reaction), so
+  // a resource becomes idle and is dispatched on the same microtask as with
+  // generic-pool.
+  #startCreate (slot) {
+    const P = this.#P
+    this.#createErr[slot] = undefined
+    let p
+    try {
+      p = this.#factory.create()
+    } catch (err) {
+      p = P.reject(err)
+    }
+    const tracked = P.resolve(p)
+      .then((resource) => this.#createAdd(slot, resource))
+      .then((v) => P.resolve(v), (err) => P.reject(err))
+    this.#createOps[slot] = tracked
+    tracked
+      .then(() => {
+        this.#createOps[slot] = undefined
+        this.#ctl(CTL_DISPENSE)
+        if (this.#pending()) this.#pump()
+      })
+      .catch((err) => this.#createFailed(slot, err))
+  }
+
+  #createAdd (slot, resource) {
+    if (resource === null || resource === undefined) {
+      throw new Error(`factory.create resolved to ${resource}; a pool resource must be a value`)
+    }
+    if (this.#slotOf.has(resource)) {
+      throw new Error('factory.create resolved to a resource that is already in the pool')
+    }
+    this.#res[slot] = resource
+    this.#slotOf.set(resource, slot)
+    if (!this.#ctl(CTL_CREATED, slot)) {
+      // The pool was torn down meanwhile.
+      this.#res[slot] = undefined
+      this.#slotOf.delete(resource)
+      return
+    }
+    this.#pump() // also resolves ready() once `min` are idle
+  }
+
+  #createFailed (slot, err) {
+    this.#createOps[slot] = undefined
+    this.#createErr[slot] = err
+    if (this.#ctl(CTL_CREATE_FAILED, slot)) this.#pump()
+  }
+
+  #startDestroy (slot) {
+    const P = this.#P
+    const resource = this.#res[slot]
+    this.#res[slot] = undefined
+    this.#slotOf.delete(resource)
+    let p
+    try {
+      p = this.#factory.destroy(resource)
+    } catch (err) {
+      p = P.reject(err)
+    }
+    const op = { done: false, settle: undefined, promise: undefined }
+    op.promise = new P((resolve) => { op.settle = resolve })
+    this.#destroyOps[slot] = op
+    P.resolve(p).then((v) => P.resolve(v), (err) => P.reject(err)).then(
+      () => this.#destroySettled(slot, op, undefined, false),
+      (err) => this.#destroySettled(slot, op, err, true)
+    )
+  }
+
+  #destroySettled (slot, op, err, failed) {
+    if (!op.done) {
+      op.done = true
+      this.#destroyOps[slot] = undefined
+      op.settle()
+      if (failed) this.#emitLater(FACTORY_DESTROY_ERROR, err)
+    }
+    this.#ctl(CTL_DESTROYED, slot)
+  }
+
+  #destroyTimedOut (slot) {
+    const op = this.#destroyOps[slot]
+    if (op === undefined || op.done) return
+    op.done = true
+    this.#destroyOps[slot] = undefined
+    op.settle()
+    this.emit(FACTORY_DESTROY_ERROR, new Error('destroy timed out'))
+  }
+
+  #startValidate (slot) {
+    const P = this.#P
+    let p
+    try {
+      p = this.#factory.validate(this.#res[slot])
+    } catch (err) {
+      p = P.reject(err)
+    }
+    P.resolve(p).then((v) => P.resolve(v), (err) => P.reject(err)).then(
+      (valid) => {
+        if (this.#ctl(CTL_VALIDATED, slot, valid === false ? 0 : 1)) this.#pump()
+      },
+      (err) => {
+        // generic-pool leaves this rejection unhandled (a crash on Node >= 15):
+        // here the resource counts as invalid.
+        this.#emitLater(FACTORY_VALIDATE_ERROR, err)
+        if (this.#ctl(CTL_VALIDATED, slot, 0)) this.#pump()
+      }
+    )
+  }
+
+  // An emit from a promise reaction: a throwing listener must not stop the
+  // pool's own bookkeeping.
+  #emitLater (name, ...args) {
+    try {
+      this.emit(name, ...args)
+    } catch (err) {
+      process.nextTick(() => { throw err })
+    }
+  }
+
+  #drained () {
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  #checkReady () {
+    if (this.#counts[C_AVAILABLE] < this.#config.min) return
+    const waiters = this.#readyWaiters
+    this.#readyWaiters = []
+    this.#ctl(CTL_HOLD, 0)
+    for (const resolve of waiters) resolve()
+  }
+
+  // ------------------------------------------------------------ methods --
+
+  start () {
+    this.#ctl(CTL_START)
+    if (this.#pending()) this.#pump()
+  }
+
+  /**
+   * @param {number} [priority] 0 is served first (generic-pool semantics)
+   * @param {{signal?: AbortSignal}} [options] sluice addition
+   */
+  acquire (priority, options) {
+    const P = this.#P
+    const config = this.#config
+    if (config.autostart === false && !this.#ctl(CTL_STARTED)) this.start()
+    let signal
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') {
+        throw new TypeError('Expected `options` to be an object')
+      }
+      signal = options.signal
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw new TypeError('Expected `options.signal` to be an AbortSignal')
+      }
+    }
+    const ttl = config.acquireTimeoutMillis
+    if (ttl !== undefined && !(ttl > 0)) {
+      // generic-pool's ResourceRequest throws this synchronously, after the
+      // draining and max-waiting checks.
+      const c = this.#counts
+      if (this.#isDraining()) return P.reject(new Error('pool is draining and cannot accept work'))
+      if (c[C_SPARE] < 1 && c[C_AVAILABLE] < 1 && config.maxWaitingClients !== undefined &&
+          c[C_PENDING] >= config.maxWaitingClients) {
+        return P.reject(new Error('max waitingClients count exceeded'))
+      }
+      throw new Error('delay must be a positive int')
+    }
+    if (signal !== undefined && signal.aborted && !this.#isDraining()) return P.reject(signal.reason)
+    const wfree = this.#wfree
+    const token = wfree.length > 0 ? wfree[wfree.length - 1] : this.#wres.length
+    const r = this.#acquire((priority && +priority | 0) || 0, token)
+    if (r >= 0) {
+      const resource = this.#res[r]
+      if (this.#pending()) this.#pump()
+      return P.resolve(resource)
+    }
+    if (r === -1) {
+      if (wfree.length > 0) wfree.pop()
+      const promise = new P(executor)
+      this.#wres[token] = nextResolve
+      this.#wrej[token] = nextReject
+      nextResolve = nextReject = undefined
+      if (signal !== undefined) this.#watch(token, this.#hdr[H_WAITER], signal)
+      if (this.#pending()) this.#pump()
+      return promise
+    }
+    if (r === -2) return P.reject(new Error('pool is draining and cannot accept work'))
+    return P.reject(new Error('max waitingClients count exceeded'))
+  }
+
+  #isDraining () {
+    return this.#draining
+  }
+
+  #watch (token, waiter, signal) {
+    const onAbort = () => {
+      if (this.#ctl(CTL_CANCEL, waiter, token)) this.#settle(token, false, signal.reason)
+    }
+    this.#wsig[token] = { signal, onAbort }
+    signal.addEventListener('abort', onAbort, { once: true })
+  }
+
+  /**
+   * acquire, run fn(resource), release (or destroy if fn throws or
+   * rejects). fn may return a plain value.
+   */
+  use (fn, priority, options) {
+    const P = this.#P
+    if (typeof fn !== 'function') return P.reject(new TypeError('Expected `fn` to be a function'))
+    return this.acquire(priority, options).then((resource) => {
+      let result
+      try {
+        result = fn(resource)
+      } catch (err) {
+        this.#destroyQuiet(resource)
+        throw err
+      }
+      return P.resolve(result).then(
+        (value) => {
+          this.#releaseQuiet(resource)
+          return value
+        },
+        (err) => {
+          this.#destroyQuiet(resource)
+          throw err
+        }
+      )
+    })
+  }
+
+  #releaseQuiet (resource) {
+    const slot = this.#slotOf.get(resource)
+    if (slot !== undefined && this.#release(slot) && this.#pending()) this.#pump()
+  }
+
+  #destroyQuiet (resource) {
+    const slot = this.#slotOf.get(resource)
+    if (slot !== undefined && this.#ctl(CTL_DESTROY, slot) && this.#pending()) this.#pump()
+  }
+
+  isBorrowedResource (resource) {
+    const slot = this.#slotOf.get(resource)
+    return slot !== undefined && this.#ctl(CTL_STATE, slot) === SLOT_BORROWED
+  }
+
+  release (resource) {
+    const slot = this.#slotOf.get(resource)
+    if (slot === undefined || !this.#release(slot)) {
+      return this.#P.reject(new Error('Resource not currently part of this pool'))
+    }
+    const hdr = this.#hdr
+    if (hdr[H_LEN] !== hdr[H_POS] || hdr[H_MORE] !== 0 || this.#readyWaiters.length > 0) this.#pump()
+    return this.#P.resolve()
+  }
+
+  destroy (resource) {
+    const slot = this.#slotOf.get(resource)
+    if (slot === undefined || !this.#ctl(CTL_DESTROY, slot)) {
+      return this.#P.reject(new Error('Resource not currently part of this pool'))
+    }
+    if (this.#pending()) this.#pump()
+    return this.#P.resolve()
+  }
+
+  drain () {
+    const P = this.#P
+    this.#draining = true
+    if (this.#ctl(CTL_DRAIN)) return P.resolve()
+    return new P((resolve) => { this.#drainWaiters.push(resolve) })
+  }
+
+  clear () {
+    const P = this.#P
+    const creates = []
+    for (const op of this.#createOps) if (op !== undefined) creates.push(op.then(noop, noop))
+    return P.all(creates).then(() => {
+      this.#ctl(CTL_CLEAR_IDLE)
+      if (this.#pending()) this.#pump()
+      const destroys = []
+      for (const op of this.#destroyOps) if (op !== undefined) destroys.push(op.promise)
+      return P.all(destroys).then(noop, noop)
+    })
+  }
+
+  ready () {
+    return new this.#P((resolve) => {
+      if (this.#counts[C_AVAILABLE] >= this.#config.min) {
+        resolve()
+        return
+      }
+      if (this.#readyWaiters.length === 0) this.#ctl(CTL_HOLD, 1)
+      this.#readyWaiters.push(resolve)
+    })
+  }
+
+  /** sluice addition: a snapshot of the counts. */
+  stats () {
+    const c = this.#counts
+    return {
+      size: c[C_SIZE],
+      available: c[C_AVAILABLE],
+      borrowed: c[C_BORROWED],
+      pending: c[C_PENDING],
+      spareResourceCapacity: c[C_SPARE],
+      creating: c[C_CREATING],
+      validating: c[C_VALIDATING],
+      destroying: c[C_DESTROYING],
+      max: this.#config.max,
+      min: this.#config.min
+    }
+  }
+
+  get size () { return this.#counts[C_SIZE] }
+  get available () { return this.#counts[C_AVAILABLE] }
+  get borrowed () { return this.#counts[C_BORROWED] }
+  get pending () { return this.#counts[C_PENDING] }
+  get spareResourceCapacity () { return this.#counts[C_SPARE] }
+  get max () { return this.#config.max }
+  get min () { return this.#config.min }
+}
+
+function createPool (factory, config) {
+  return new Pool(undefined, undefined, undefined, factory, config)
+}
+
+module.exports = { createPool, Pool, TimeoutError }

@@ -1,0 +1,298 @@
+/* sluice: the pool core, a resource pool's slot state machine.
+ *
+ * No Node-API in here: plain C on libuv timers, so it can be tested on its
+ * own (test/c/pool_test.c) under AddressSanitizer. The core never touches a
+ * resource: it decides, and tells its embedder (the binding) what to do
+ * through a small table of callbacks (sl_pool_ops_t). The embedder runs the
+ * user's factory functions and reports their outcome back.
+ *
+ * Vocabulary:
+ *   slot    - one resource's place in the pool, by index. The embedder keeps
+ *             the resource value itself in an array indexed by slot. States:
+ *               FREE        unused; on the free list
+ *               CREATING    factory.create is running for it
+ *               IDLE        in the idle list, ready to be handed out
+ *               BORROWED    on loan to a caller
+ *               VALIDATING  factory.validate is running (testOnBorrow)
+ *               DESTROYING  factory.destroy is running; no longer counted
+ *             A slot only goes back to FREE when the embedder reports that
+ *             its create failed or its destroy settled, so an index named in
+ *             a callback stays valid until the embedder has acted on it.
+ *   waiter  - one queued acquire, identified towards the embedder by the
+ *             `token` the embedder chose (the binding uses the index of the
+ *             promise's resolving functions). Waiters live in a growable
+ *             array and are linked by index, so growing never breaks a link.
+ *   queue   - priority_range FIFO levels; level 0 is served first.
+ *
+ * Counts (size, available, borrowed, pending, spare...) are kept current in
+ * caller-provided storage (`counts`, SL_POOL_NCOUNTS doubles) at the end of
+ * every public call and timer callback, so the binding can share it with JS
+ * as a typed array and reading a count costs no call at all.
+ *
+ * Threads. A pool belongs to the thread of its loop: every function must be
+ * called on that thread and there is no lock. Callbacks are called
+ * synchronously from inside public functions and timer callbacks; they must
+ * not call back into the pool (the binding queues them and acts after the
+ * call returns), except `flush`, which is called last, after the core's state
+ * is consistent again, and may do anything but free the pool.
+ *
+ * Timers. Five uv_timer_t per pool, owned here: acquire timeouts, eviction,
+ * create-failure backoff, destroy timeouts and leak detection. Each is armed
+ * for the earliest deadline of its list only. Only the acquire-timeout timer
+ * is ref'd (as generic-pool's setTimeout is), and the backoff timer while
+ * waiters (or `hold`s) need it; everything else is unref'd, so an idle pool
+ * never keeps the process alive.
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct sl_pool_s sl_pool_t;
+
+enum sl_pool_slot_state {
+  SL_SLOT_FREE = 0,
+  SL_SLOT_CREATING,
+  SL_SLOT_IDLE,
+  SL_SLOT_BORROWED,
+  SL_SLOT_VALIDATING,
+  SL_SLOT_DESTROYING
+};
+
+/* Why a waiter is rejected. */
+enum sl_pool_reason {
+  SL_POOL_REASON_TIMEOUT = 1,     /* acquire timeout */
+  SL_POOL_REASON_CREATE_ERROR = 2 /* propagate_create_error: slot's create failed */
+};
+
+/* What the pool tells its embedder besides create/destroy/settle. */
+enum sl_pool_event {
+  SL_POOL_EV_CREATE_ERROR = 1,    /* the create of `slot` failed (slot is FREE now) */
+  SL_POOL_EV_DESTROY_TIMEOUT = 2, /* the destroy of `slot` is taking too long */
+  SL_POOL_EV_LEAK = 3,            /* `slot` has been borrowed longer than leak_ms */
+  SL_POOL_EV_DRAINED = 4          /* draining, no waiter and nothing borrowed */
+};
+
+/* Indexes into the counts storage. */
+enum sl_pool_count {
+  SL_POOL_SIZE = 0,      /* idle + borrowed + validating + creating */
+  SL_POOL_AVAILABLE,     /* idle */
+  SL_POOL_BORROWED,
+  SL_POOL_PENDING,       /* queued waiters */
+  SL_POOL_SPARE,         /* max - size */
+  SL_POOL_CREATING,
+  SL_POOL_VALIDATING,
+  SL_POOL_DESTROYING,
+  SL_POOL_NCOUNTS
+};
+
+typedef struct sl_pool_ops_s {
+  /* Run the factory's create for `slot`; report with sl_pool_created or
+   * sl_pool_create_failed. */
+  void (*create)(sl_pool_t* pool, uint32_t slot);
+  /* Run the factory's destroy for `slot`; report with sl_pool_destroyed. */
+  void (*destroy)(sl_pool_t* pool, uint32_t slot);
+  /* Run the factory's validate for `slot`; report with sl_pool_validated. */
+  void (*validate)(sl_pool_t* pool, uint32_t slot);
+  /* Waiter `token` now borrows `slot`. */
+  void (*resolve)(sl_pool_t* pool, uint32_t token, uint32_t slot);
+  /* Waiter `token` is rejected (enum sl_pool_reason; `slot` names the failed
+   * create for SL_POOL_REASON_CREATE_ERROR). */
+  void (*reject)(sl_pool_t* pool, uint32_t token, int reason, uint32_t slot);
+  /* enum sl_pool_event. */
+  void (*emit)(sl_pool_t* pool, int event, uint32_t slot);
+  /* Called at the end of a timer callback that produced any callback above:
+   * the embedder should act on what it queued. May be NULL. */
+  void (*flush)(sl_pool_t* pool);
+  /* Called once, after sl_pool_close, when every timer has closed. The pool
+   * memory may be freed from here. */
+  void (*closed)(sl_pool_t* pool);
+} sl_pool_ops_t;
+
+/* Parsed options. Times are milliseconds; 0 turns a feature off unless
+ * noted. The embedder does the option parsing (generic-pool's quirks). */
+typedef struct sl_pool_config_s {
+  double max;              /* >= 1 */
+  double min;              /* may be negative (creates nothing) */
+  double max_waiting;      /* NaN: no limit */
+  int fifo;                /* 1: oldest idle first; 0: newest first */
+  int test_on_borrow;
+  int propagate_create_error;
+  uint32_t priority_range; /* >= 1 */
+  double acquire_timeout;  /* > 0 to enable */
+  double destroy_timeout;  /* > 0 to enable */
+  double eviction_interval;/* > 0 to enable */
+  double num_tests;        /* per eviction run; may be NaN (none) */
+  double soft_idle;        /* > 0 to enable */
+  double idle;             /* NaN never evicts */
+  double max_uses;         /* > 0 to enable */
+  double max_lifetime;     /* > 0 to enable */
+  double leak_ms;          /* > 0 to enable */
+  double backoff_min;      /* first create retry delay (ms), e.g. 10 */
+  double backoff_max;      /* cap of the doubling delay, e.g. 1000 */
+} sl_pool_config_t;
+
+/* Index-linked list node and list. -1 is "none". */
+typedef struct sl_link_s {
+  int32_t prev;
+  int32_t next;
+} sl_link_t;
+
+typedef struct sl_list_s {
+  int32_t head;
+  int32_t tail;
+  uint32_t len;
+} sl_list_t;
+
+typedef struct sl_pool_slot_s {
+  sl_link_t link;    /* idle list, or the free list (next only) */
+  sl_link_t aux;     /* leak list while BORROWED, destroy list while DESTROYING */
+  double idle_since; /* when it last became idle */
+  double created_at; /* when its create succeeded */
+  double deadline;   /* leak or destroy-timeout deadline */
+  double uses;       /* times handed out */
+  uint32_t idle_seq; /* bumped each time it becomes idle (eviction cursor) */
+  uint8_t state;     /* enum sl_pool_slot_state */
+  uint8_t on_aux;    /* linked in a leak or destroy list */
+} sl_pool_slot_t;
+
+typedef struct sl_pool_waiter_s {
+  sl_link_t link;    /* its priority level, or the free list (next only) */
+  sl_link_t tlink;   /* the timeout list */
+  double deadline;
+  uint32_t token;
+  uint32_t level;
+  uint8_t queued;
+  uint8_t timed;     /* in the timeout list */
+} sl_pool_waiter_t;
+
+struct sl_pool_s {
+  void* data;                /* the embedder's */
+  uv_loop_t* loop;
+  const sl_pool_ops_t* ops;
+  sl_pool_config_t cfg;
+  double* counts;            /* SL_POOL_NCOUNTS, caller-provided */
+
+  sl_pool_slot_t* slots;
+  uint32_t nslots;           /* high-water mark */
+  uint32_t cap_slots;
+  int32_t free_slot;         /* free list head through link.next */
+
+  sl_pool_waiter_t* waiters;
+  uint32_t nwaiters;
+  uint32_t cap_waiters;
+  int32_t free_waiter;
+
+  sl_list_t* levels;         /* priority_range FIFOs of waiters */
+  uint32_t min_level;        /* no level below this is non-empty */
+  sl_list_t timeouts;        /* waiters with a deadline, by deadline */
+  sl_list_t idle;            /* IDLE slots, head is dispatched first */
+  sl_list_t leaks;           /* BORROWED slots not yet reported, by deadline */
+  sl_list_t destroys;        /* DESTROYING slots with a deadline */
+
+  uint32_t ncreating;
+  uint32_t nborrowed;
+  uint32_t nvalidating;
+  uint32_t ndestroying;
+  uint32_t npending;
+
+  int32_t evict_last;        /* slot examined last by the evictor, or -1 */
+  uint32_t evict_seq;        /* its idle_seq then */
+
+  double backoff;            /* next create retry delay */
+  int backoff_active;        /* creates wait for the backoff timer */
+  int64_t holds;             /* sl_pool_hold: reasons to keep the loop alive */
+
+  int started;
+  int draining;
+  int drain_waiting;         /* a drain is waiting for DRAINED */
+  int closing;
+  int open_timers;
+  int in_timer;              /* inside a timer callback: flush at the end */
+  int produced;              /* a callback was made since the last flush */
+
+  int32_t sync_waiter;       /* the waiter of the acquire in progress */
+  int32_t sync_slot;         /* the slot it got, or -1 */
+
+  uv_timer_t timeout_timer;
+  uv_timer_t evict_timer;
+  uv_timer_t backoff_timer;
+  uv_timer_t destroy_timer;
+  uv_timer_t leak_timer;
+};
+
+/* Results of sl_pool_acquire. */
+#define SL_POOL_GRANTED 0    /* *slot is borrowed by the caller now */
+#define SL_POOL_QUEUED 1     /* a waiter with `token` is queued */
+#define SL_POOL_EDRAINING 2  /* the pool is draining */
+#define SL_POOL_EFULL 3      /* max_waiting reached */
+
+/* Initializes the pool and its timers on `loop`. Does not start it (no
+ * creates, no evictor): call sl_pool_start. Returns 0 or UV_ENOMEM /
+ * UV_EINVAL (priority_range too large). On failure nothing is left open. */
+int sl_pool_open(sl_pool_t* pool, uv_loop_t* loop, const sl_pool_config_t* cfg,
+                 const sl_pool_ops_t* ops, double* counts, void* data);
+
+/* Schedules the evictor and creates `min` resources. A no-op if draining or
+ * started already. */
+void sl_pool_start(sl_pool_t* pool);
+int sl_pool_started(const sl_pool_t* pool);
+
+/* Queues an acquire at `priority` (generic-pool semantics: 0 is served
+ * first; negative or out of range is the lowest level) and dispenses. If the
+ * caller's own waiter is served within this call, returns SL_POOL_GRANTED
+ * with *slot set and no resolve callback is made for it; otherwise
+ * SL_POOL_QUEUED (and *waiter is the waiter's index, for sl_pool_cancel).
+ * Also SL_POOL_EDRAINING, SL_POOL_EFULL or UV_ENOMEM (nothing queued). */
+int sl_pool_acquire(sl_pool_t* pool, int32_t priority, uint32_t token, uint32_t* slot,
+                    uint32_t* waiter);
+
+/* Removes a queued waiter (abort). Returns 0, or UV_ENOENT if waiter `index`
+ * is not queued with `token`. No reject callback is made: the caller settles. */
+int sl_pool_cancel(sl_pool_t* pool, uint32_t index, uint32_t token);
+
+/* A borrowed slot comes back. It is destroyed instead when it reached
+ * max_uses or max_lifetime. Returns 0, or UV_EINVAL if it is not borrowed. */
+int sl_pool_release(sl_pool_t* pool, uint32_t slot);
+
+/* A borrowed slot is destroyed. Returns 0, or UV_EINVAL if not borrowed. */
+int sl_pool_destroy(sl_pool_t* pool, uint32_t slot);
+
+/* Reports the outcome of a create, a destroy, a validate. A report for a
+ * slot that is not in the matching state returns UV_EINVAL and changes
+ * nothing. sl_pool_created only puts the resource in the idle list: the
+ * embedder calls sl_pool_dispense when it wants waiters served (generic-pool
+ * dispenses a few microtasks after the resource became idle). */
+int sl_pool_created(sl_pool_t* pool, uint32_t slot);
+int sl_pool_create_failed(sl_pool_t* pool, uint32_t slot);
+int sl_pool_destroyed(sl_pool_t* pool, uint32_t slot);
+int sl_pool_validated(sl_pool_t* pool, uint32_t slot, int valid);
+
+/* Hands idle resources to waiters and creates for the shortfall. */
+void sl_pool_dispense(sl_pool_t* pool);
+
+/* Stops accepting acquires. Returns 1 if the pool is drained already (no
+ * DRAINED event will come for this call), 0 if DRAINED will be emitted. */
+int sl_pool_drain(sl_pool_t* pool);
+
+/* Destroys every idle slot (min is refilled unless draining). */
+void sl_pool_clear_idle(sl_pool_t* pool);
+
+/* +1/-1: someone (ready()) waits for resources, so a create retry should
+ * keep the loop alive like a waiter does. */
+void sl_pool_hold(sl_pool_t* pool, int delta);
+
+/* The state of a slot (FREE for an index out of range). */
+int sl_pool_slot_state(const sl_pool_t* pool, uint32_t slot);
+
+/* Teardown: stops and closes every timer and forgets every waiter (no
+ * callbacks but `closed`, which comes from the last close callback). The
+ * pool must not be used afterwards, except that reports for slots are
+ * ignored until `closed` has run. */
+void sl_pool_close(sl_pool_t* pool);
+
+/* Frees the arrays. Call after `closed` (or after a failed init: never). */
+void sl_pool_free(sl_pool_t* pool);
+
+#endif /* SLUICE_POOL_H */

@@ -227,6 +227,7 @@ class Pool extends EventEmitter {
   #readyWaiters = []
   #draining = false
   #pumpError
+  #resolved
 
   /**
    * generic-pool's signature, `new Pool(Evictor, Deque, PriorityQueue,
@@ -247,6 +248,7 @@ class Pool extends EventEmitter {
     this.#config = config
     this.#factory = factory
     this.#P = config.Promise
+    this.#resolved = this.#P.resolve()
     const [acquire, release, ctl, buffer] = binding.pool(configArray(config), () => this.#pump())
     this.#acquire = acquire
     this.#release = release
@@ -578,7 +580,9 @@ class Pool extends EventEmitter {
     }
     const hdr = this.#hdr
     if (hdr[H_LEN] !== hdr[H_POS] || hdr[H_MORE] !== 0 || this.#readyWaiters.length > 0) this.#pump()
-    return this.#P.resolve()
+    // One shared fulfilled promise: release is the hot path and the value is
+    // always undefined.
+    return this.#resolved
   }
 
   destroy (resource) {

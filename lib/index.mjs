@@ -1,3 +1,3 @@
 import sluice from './index.js'
 
-export const { pLimit, limitFunction, Semaphore, TimeoutError } = sluice
+export const { pLimit, limitFunction, Semaphore, TimeoutError, createPool, Pool } = sluice

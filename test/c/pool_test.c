@@ -1,0 +1,463 @@
+/* Unit tests of the pool core (src/pool.c) with fake callbacks and a real
+ * libuv loop. Plain C, asserts; exits non-zero on the first failure.
+ *
+ *   gcc -std=gnu11 -Wall -Wextra -fsanitize=address,undefined \
+ *       -I/usr/include/node -Isrc test/c/pool_test.c src/pool.c -luv
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <uv.h>
+
+#include "pool.h"
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+/* What the fake embedder was told, in order. */
+enum { E_CREATE = 1, E_DESTROY, E_VALIDATE, E_RESOLVE, E_REJECT, E_EMIT, E_FLUSH };
+typedef struct {
+  int kind;
+  uint32_t a;
+  uint32_t b;
+  int c;
+} ev_t;
+
+static ev_t evs[4096];
+static int nev;
+static int closed_calls;
+
+static void push(int kind, uint32_t a, uint32_t b, int c) {
+  CHECK(nev < 4096);
+  evs[nev].kind = kind;
+  evs[nev].a = a;
+  evs[nev].b = b;
+  evs[nev].c = c;
+  nev++;
+}
+static void f_create(sl_pool_t* p, uint32_t s) { (void) p; push(E_CREATE, s, 0, 0); }
+static void f_destroy(sl_pool_t* p, uint32_t s) { (void) p; push(E_DESTROY, s, 0, 0); }
+static void f_validate(sl_pool_t* p, uint32_t s) { (void) p; push(E_VALIDATE, s, 0, 0); }
+static void f_resolve(sl_pool_t* p, uint32_t t, uint32_t s) { (void) p; push(E_RESOLVE, t, s, 0); }
+static void f_reject(sl_pool_t* p, uint32_t t, int r, uint32_t s) { (void) p; push(E_REJECT, t, s, r); }
+static void f_emit(sl_pool_t* p, int e, uint32_t s) { (void) p; push(E_EMIT, s, 0, e); }
+static void f_flush(sl_pool_t* p) { (void) p; push(E_FLUSH, 0, 0, 0); }
+static void f_closed(sl_pool_t* p) { (void) p; closed_calls++; }
+
+static const sl_pool_ops_t ops = {f_create, f_destroy, f_validate, f_resolve,
+                                  f_reject, f_emit, f_flush, f_closed};
+
+static int count(int kind) {
+  int i, n = 0;
+  for (i = 0; i < nev; i++)
+    n += evs[i].kind == kind;
+  return n;
+}
+
+static const ev_t* last(int kind) {
+  int i;
+  for (i = nev - 1; i >= 0; i--)
+    if (evs[i].kind == kind)
+      return &evs[i];
+  return NULL;
+}
+
+static sl_pool_config_t defaults(void) {
+  sl_pool_config_t c;
+  memset(&c, 0, sizeof(c));
+  c.max = 1;
+  c.min = 0;
+  c.max_waiting = NAN;
+  c.fifo = 1;
+  c.priority_range = 1;
+  c.num_tests = 3;
+  c.soft_idle = -1;
+  c.idle = 30000;
+  c.backoff_min = 5;
+  c.backoff_max = 20;
+  return c;
+}
+
+static uv_loop_t loop;
+static sl_pool_t pool;
+static double counts[SL_POOL_NCOUNTS];
+
+static void open_pool(const sl_pool_config_t* c) {
+  nev = 0;
+  closed_calls = 0;
+  CHECK(sl_pool_open(&pool, &loop, c, &ops, counts, NULL) == 0);
+}
+
+static void close_pool(void) {
+  sl_pool_close(&pool);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(closed_calls == 1);
+  sl_pool_free(&pool);
+}
+
+/* Creates and adds one resource; returns its slot. */
+static uint32_t add_resource(void) {
+  uint32_t slot;
+  const ev_t* e = last(E_CREATE);
+  CHECK(e != NULL);
+  slot = e->a;
+  CHECK(sl_pool_created(&pool, slot) == 0);
+  sl_pool_dispense(&pool);
+  return slot;
+}
+
+static void test_basic(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot = 99, w = 0, s2;
+  c.max = 2;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(counts[SL_POOL_SIZE] == 0 && counts[SL_POOL_SPARE] == 2);
+  CHECK(sl_pool_acquire(&pool, 0, 7, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(count(E_CREATE) == 1);
+  CHECK(counts[SL_POOL_SIZE] == 1 && counts[SL_POOL_PENDING] == 1 && counts[SL_POOL_CREATING] == 1);
+  s2 = add_resource();
+  CHECK(last(E_RESOLVE)->a == 7 && last(E_RESOLVE)->b == s2);
+  CHECK(counts[SL_POOL_BORROWED] == 1 && counts[SL_POOL_PENDING] == 0 && counts[SL_POOL_AVAILABLE] == 0);
+  /* Double release, release of a never-used slot. */
+  CHECK(sl_pool_release(&pool, s2) == 0);
+  CHECK(sl_pool_release(&pool, s2) == UV_EINVAL);
+  CHECK(sl_pool_release(&pool, 1234) == UV_EINVAL);
+  CHECK(counts[SL_POOL_AVAILABLE] == 1);
+  /* Fast path: granted synchronously, no resolve callback. */
+  nev = 0;
+  CHECK(sl_pool_acquire(&pool, 0, 8, &slot, &w) == SL_POOL_GRANTED);
+  CHECK(slot == s2 && nev == 0);
+  CHECK(sl_pool_slot_state(&pool, slot) == SL_SLOT_BORROWED);
+  /* Destroy: the count drops at once; the slot is freed on the report. */
+  CHECK(sl_pool_destroy(&pool, slot) == 0);
+  CHECK(last(E_DESTROY)->a == slot);
+  CHECK(counts[SL_POOL_SIZE] == 0 && counts[SL_POOL_DESTROYING] == 1);
+  CHECK(sl_pool_destroyed(&pool, slot) == 0);
+  CHECK(sl_pool_destroyed(&pool, slot) == UV_EINVAL);
+  CHECK(counts[SL_POOL_DESTROYING] == 0);
+  close_pool();
+}
+
+static void test_priority_and_fifo(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w, holder;
+  int i;
+  int32_t prios[] = {2, 0, 1, 7, -1, 0, 1};
+  uint32_t expect[] = {1, 5, 2, 6, 0, 3, 4}; /* tokens by service order */
+  c.priority_range = 3;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 100, &slot, &w) == SL_POOL_QUEUED);
+  holder = add_resource();
+  for (i = 0; i < 7; i++)
+    CHECK(sl_pool_acquire(&pool, prios[i], (uint32_t) i, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(counts[SL_POOL_PENDING] == 7);
+  for (i = 0; i < 7; i++) {
+    nev = 0;
+    CHECK(sl_pool_release(&pool, holder) == 0);
+    CHECK(count(E_RESOLVE) == 1 && last(E_RESOLVE)->a == expect[i]);
+  }
+  CHECK(sl_pool_release(&pool, holder) == 0);
+  close_pool();
+
+  /* fifo 0: the most recently released resource goes first. */
+  c = defaults();
+  c.max = 2;
+  c.fifo = 0;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  {
+    uint32_t a, b;
+    CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+    CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_QUEUED);
+    CHECK(count(E_CREATE) == 2);
+    a = evs[0].a;
+    b = evs[1].a;
+    CHECK(sl_pool_created(&pool, a) == 0);
+    CHECK(sl_pool_created(&pool, b) == 0);
+    sl_pool_dispense(&pool);
+    CHECK(sl_pool_release(&pool, a) == 0);
+    CHECK(sl_pool_release(&pool, b) == 0);
+    CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_GRANTED && slot == b);
+    CHECK(sl_pool_release(&pool, b) == 0);
+  }
+  close_pool();
+}
+
+static void test_limits(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w;
+  c.max_waiting = 1;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED); /* spare: create */
+  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_EFULL);
+  /* cancel */
+  CHECK(sl_pool_cancel(&pool, w, 999) == UV_ENOENT);
+  CHECK(sl_pool_cancel(&pool, w, 1) == 0);
+  CHECK(counts[SL_POOL_PENDING] == 0);
+  CHECK(sl_pool_drain(&pool) == 1);
+  CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_EDRAINING);
+  add_resource(); /* the late create goes idle */
+  CHECK(counts[SL_POOL_AVAILABLE] == 1);
+  sl_pool_clear_idle(&pool);
+  CHECK(counts[SL_POOL_AVAILABLE] == 0 && counts[SL_POOL_SIZE] == 0);
+  CHECK(count(E_CREATE) == 1); /* draining: min is not refilled */
+  close_pool();
+
+  CHECK(sl_pool_open(&pool, &loop, &c, &ops, counts, NULL) == 0);
+  sl_pool_close(&pool);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  sl_pool_free(&pool);
+  c.priority_range = 0;
+  CHECK(sl_pool_open(&pool, &loop, &c, &ops, counts, NULL) == UV_EINVAL);
+}
+
+static void test_drain_event(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w, s;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  s = add_resource();
+  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(sl_pool_drain(&pool) == 0);
+  CHECK(sl_pool_release(&pool, s) == 0); /* served to waiter 2 */
+  CHECK(last(E_RESOLVE)->a == 2);
+  CHECK(count(E_EMIT) == 0);
+  CHECK(sl_pool_release(&pool, s) == 0);
+  CHECK(last(E_EMIT)->c == SL_POOL_EV_DRAINED);
+  close_pool();
+}
+
+static void test_timeout(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w;
+  c.acquire_timeout = 10;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 5, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(uv_loop_alive(&loop)); /* a waiter with a timeout keeps the loop alive */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(last(E_REJECT)->a == 5 && last(E_REJECT)->c == SL_POOL_REASON_TIMEOUT);
+  CHECK(count(E_FLUSH) == 1);
+  CHECK(counts[SL_POOL_PENDING] == 0 && counts[SL_POOL_SIZE] == 1);
+  /* The late create goes idle; nobody waits. */
+  add_resource();
+  CHECK(counts[SL_POOL_AVAILABLE] == 1);
+  close_pool();
+}
+
+static void test_create_backoff(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w;
+  c.acquire_timeout = 60;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(count(E_CREATE) == 1);
+  CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
+  CHECK(last(E_EMIT)->c == SL_POOL_EV_CREATE_ERROR);
+  CHECK(count(E_CREATE) == 1); /* no retry in the same call */
+  CHECK(counts[SL_POOL_SIZE] == 0);
+  /* Every retry fails: retries come from the timer, with backoff, until the
+   * acquire times out. */
+  while (counts[SL_POOL_PENDING] > 0) {
+    uv_run(&loop, UV_RUN_ONCE);
+    if (counts[SL_POOL_CREATING] > 0)
+      CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
+  }
+  CHECK(last(E_REJECT)->c == SL_POOL_REASON_TIMEOUT);
+  CHECK(count(E_CREATE) >= 3 && count(E_CREATE) < 20);
+  close_pool();
+
+  /* propagate_create_error rejects the first waiter with the error. */
+  c = defaults();
+  c.propagate_create_error = 1;
+  c.priority_range = 2;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 1, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
+  CHECK(last(E_REJECT)->a == 2 && last(E_REJECT)->c == SL_POOL_REASON_CREATE_ERROR);
+  CHECK(counts[SL_POOL_PENDING] == 1);
+  uv_run(&loop, UV_RUN_ONCE); /* the retry */
+  CHECK(count(E_CREATE) == 2);
+  add_resource();
+  CHECK(last(E_RESOLVE)->a == 1);
+  close_pool();
+
+  /* min is refilled after failures. */
+  c = defaults();
+  c.max = 2;
+  c.min = 2;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(count(E_CREATE) == 2);
+  CHECK(sl_pool_create_failed(&pool, evs[0].a) == 0);
+  CHECK(sl_pool_created(&pool, evs[1].a) == 0); /* success resets the backoff and refills */
+  CHECK(count(E_CREATE) == 3);
+  CHECK(sl_pool_created(&pool, last(E_CREATE)->a) == 0);
+  CHECK(counts[SL_POOL_AVAILABLE] == 2);
+  CHECK(!uv_loop_alive(&loop)); /* an idle pool keeps nothing alive */
+  close_pool();
+}
+
+static void noop_timer_cb(uv_timer_t* t) {
+  (void) t;
+}
+
+static void test_eviction(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w, s[3];
+  int i;
+  c.max = 3;
+  c.idle = 1;
+  c.eviction_interval = 5;
+  c.num_tests = 2;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  for (i = 0; i < 3; i++) {
+    CHECK(sl_pool_acquire(&pool, 0, (uint32_t) i, &slot, &w) == SL_POOL_QUEUED);
+  }
+  for (i = 0; i < 3; i++) {
+    s[i] = evs[i].a;
+    CHECK(sl_pool_created(&pool, s[i]) == 0);
+  }
+  sl_pool_dispense(&pool);
+  for (i = 0; i < 3; i++)
+    CHECK(sl_pool_release(&pool, s[i]) == 0);
+  CHECK(!uv_loop_alive(&loop)); /* the evictor is unref'd */
+  nev = 0;
+  while (count(E_DESTROY) < 3) {
+    uv_timer_t t;
+    /* A ref'd timer to drive the loop (the evictor alone would not). */
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, noop_timer_cb, 6, 0);
+    uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t*) &t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  CHECK(counts[SL_POOL_SIZE] == 0);
+  for (i = 0; i < 3; i++)
+    CHECK(sl_pool_destroyed(&pool, s[i]) == 0);
+  close_pool();
+}
+
+static void test_uses_leak_destroy_timeout(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w, s;
+  c.max_uses = 2;
+  c.leak_ms = 5;
+  c.destroy_timeout = 5;
+  c.acquire_timeout = 50; /* keeps the loop running while we wait */
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  s = add_resource();
+  CHECK(sl_pool_release(&pool, s) == 0);
+  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_GRANTED && slot == s);
+  /* Borrowed past leak_ms: one LEAK event. */
+  CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_QUEUED);
+  while (last(E_EMIT) == NULL || last(E_EMIT)->c != SL_POOL_EV_LEAK)
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(last(E_EMIT)->a == s);
+  /* Second use ends: destroyed instead of going idle; a new one is created. */
+  CHECK(sl_pool_release(&pool, s) == 0);
+  CHECK(last(E_DESTROY)->a == s);
+  /* Its destroy never reports: DESTROY_TIMEOUT. */
+  while (last(E_EMIT)->c != SL_POOL_EV_DESTROY_TIMEOUT)
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(last(E_EMIT)->a == s);
+  CHECK(sl_pool_destroyed(&pool, s) == 0);
+  slot = add_resource();
+  CHECK(last(E_RESOLVE)->a == 3 && last(E_RESOLVE)->b == slot);
+  CHECK(sl_pool_release(&pool, slot) == 0);
+  close_pool();
+}
+
+static void test_validate(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w, s;
+  c.test_on_borrow = 1;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  s = add_resource();
+  CHECK(last(E_VALIDATE)->a == s && count(E_RESOLVE) == 0);
+  CHECK(sl_pool_validated(&pool, s, 0) == 0); /* invalid: destroyed, recreated */
+  CHECK(last(E_DESTROY)->a == s);
+  CHECK(count(E_CREATE) == 2);
+  CHECK(sl_pool_destroyed(&pool, s) == 0);
+  s = add_resource();
+  CHECK(sl_pool_validated(&pool, s, 1) == 0);
+  CHECK(last(E_RESOLVE)->a == 1 && last(E_RESOLVE)->b == s);
+  CHECK(sl_pool_validated(&pool, s, 1) == UV_EINVAL);
+  CHECK(sl_pool_release(&pool, s) == 0);
+  close_pool();
+}
+
+static void test_close_with_waiters(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w;
+  c.acquire_timeout = 1000;
+  c.eviction_interval = 10;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
+  sl_pool_close(&pool);
+  /* Reports after close are refused; nothing is called but `closed`. */
+  nev = 0;
+  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_EDRAINING);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(closed_calls == 1 && nev == 0);
+  sl_pool_free(&pool);
+}
+
+static void test_many_waiters(void) {
+  sl_pool_config_t c = defaults();
+  uint32_t slot, w, s, i;
+  const uint32_t n = 100000;
+  c.priority_range = 4;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  for (i = 0; i < n; i++)
+    CHECK(sl_pool_acquire(&pool, (int32_t) (i % 4), i, &slot, &w) == SL_POOL_QUEUED);
+  s = add_resource();
+  CHECK(counts[SL_POOL_PENDING] == n - 1);
+  for (i = 1; i < n; i++) {
+    nev = 0;
+    CHECK(sl_pool_release(&pool, s) == 0);
+    CHECK(count(E_RESOLVE) == 1);
+  }
+  CHECK(counts[SL_POOL_PENDING] == 0);
+  CHECK(sl_pool_release(&pool, s) == 0);
+  close_pool();
+}
+
+int main(void) {
+  CHECK(uv_loop_init(&loop) == 0);
+  test_basic();
+  test_priority_and_fifo();
+  test_limits();
+  test_drain_event();
+  test_timeout();
+  test_create_backoff();
+  test_eviction();
+  test_uses_leak_destroy_timeout();
+  test_validate();
+  test_close_with_waiters();
+  test_many_waiters();
+  CHECK(uv_loop_close(&loop) == 0);
+  printf("pool_test: ok\n");
+  return 0;
+}

@@ -330,6 +330,11 @@ static void sl__waiter_unqueue(sl_pool_t* p, int32_t w) {
   if (wt->timed) {
     sl__list_remove(p, &p->timeouts, sl__waiter_tlink, w);
     wt->timed = 0;
+    /* The acquire-timeout timer is ref'd: it must not outlive the last
+     * waiter it is for. (While others remain, it stays armed for an earlier
+     * deadline and re-arms itself when it fires.) */
+    if (p->timeouts.len == 0)
+      uv_timer_stop(&p->timeout_timer);
   }
   wt->queued = 0;
   p->npending--;

@@ -426,6 +426,28 @@ describe('process and threads', () => {
     assert.match(r.stdout, /TimeoutError/)
   })
 
+  test('a served or aborted waiter leaves no timer keeping the process alive', () => {
+    const t0 = Date.now()
+    const r = spawnSync(process.execPath, ['-e', `
+      const { createPool } = require(${JSON.stringify(LIB)})
+      const pool = createPool({ create: async () => ({}), destroy: async () => {} }, { max: 1, acquireTimeoutMillis: 60000 })
+      ;(async () => {
+        const a = await pool.acquire()
+        const ac = new AbortController()
+        const p = pool.acquire(0, { signal: ac.signal }).catch(() => 'aborted')
+        ac.abort()
+        console.log(await p)
+        const q = pool.acquire()
+        pool.release(a)
+        pool.release(await q)
+        console.log('done')
+      })()
+    `], { encoding: 'utf8', timeout: 10000 })
+    assert.equal(r.status, 0, r.stderr)
+    assert.match(r.stdout, /aborted\ndone/)
+    assert.ok(Date.now() - t0 < 5000)
+  })
+
   test('pools that are dropped are collected and close their timers', () => {
     const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
       const { binding } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'binding.js'))})

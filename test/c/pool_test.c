@@ -232,6 +232,7 @@ static void test_drain_event(void) {
   CHECK(sl_pool_release(&pool, s) == 0); /* served to waiter 2 */
   CHECK(last(E_RESOLVE)->a == 2);
   CHECK(count(E_EMIT) == 0);
+  CHECK(!uv_loop_alive(&loop));
   CHECK(sl_pool_release(&pool, s) == 0);
   CHECK(last(E_EMIT)->c == SL_POOL_EV_DRAINED);
   close_pool();
@@ -239,7 +240,24 @@ static void test_drain_event(void) {
 
 static void test_timeout(void) {
   sl_pool_config_t c = defaults();
-  uint32_t slot, w;
+  uint32_t slot, w, s;
+  c.acquire_timeout = 10000;
+  open_pool(&c);
+  sl_pool_start(&pool);
+  /* A served waiter leaves no ref'd timer behind. */
+  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(uv_loop_alive(&loop));
+  s = add_resource();
+  CHECK(!uv_loop_alive(&loop));
+  CHECK(sl_pool_release(&pool, s) == 0);
+  /* Nor does a cancelled one. */
+  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_GRANTED);
+  CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(uv_loop_alive(&loop));
+  CHECK(sl_pool_cancel(&pool, w, 3) == 0);
+  CHECK(!uv_loop_alive(&loop));
+  close_pool();
+
   c.acquire_timeout = 10;
   open_pool(&c);
   sl_pool_start(&pool);

@@ -22,8 +22,10 @@ function checkPermits (value, name) {
   }
 }
 
+const DEFAULTS = Object.freeze({ priority: 0, signal: undefined, timeout: 0 })
+
 function readOptions (options) {
-  if (options === undefined) return { priority: 0, signal: undefined, timeout: 0 }
+  if (options === undefined) return DEFAULTS
   if (options === null || typeof options !== 'object') {
     throw new TypeError('Expected `options` to be an object')
   }
@@ -80,19 +82,35 @@ class Semaphore {
    */
   acquire (n = 1, options) {
     checkCount(n, 'n')
+    if (options === undefined) {
+      // The common case: nothing for the native side to parse.
+      return (n === 1 ? this.#take() : this.#take(undefined, n)) ?? Promise.resolve()
+    }
     const { priority, signal, timeout } = readOptions(options)
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason)
     const go = this.#take(undefined, n, priority, timeout)
     if (go === undefined) return Promise.resolve()
+    if (signal === undefined && timeout === 0) return go
+    // `go` is settled by C: by a release, or by the timer or the abort
+    // below. The addon holds `go` until then, and the reaction registered
+    // here refers to the gate, so the gate and its timer stay alive while
+    // the waiter waits, even if nothing references the Semaphore any more
+    // (it used to be collected with its timer: the promise never settled).
+    // The returned promise derives from `go` rather than `go` getting a
+    // side reaction, which would mark every rejection handled and hide
+    // unhandled ones.
+    const ctl = this.#ctl
+    let onAbort
     if (signal !== undefined) {
       const token = scratch[0]
-      const ctl = this.#ctl
-      const onAbort = () => { ctl(OP.CANCEL, token, signal.reason) }
+      onAbort = () => { ctl(OP.CANCEL, token, signal.reason) }
       signal.addEventListener('abort', onAbort, { once: true })
-      const cleanup = () => { signal.removeEventListener('abort', onAbort) }
-      go.then(cleanup, cleanup)
     }
-    return go
+    const settled = () => {
+      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+      return ctl
+    }
+    return go.then(() => { settled() }, err => { settled(); throw err })
   }
 
   /**

@@ -67,19 +67,28 @@ enum {
 
 /* ------------------------------------------------------------ plumbing --- */
 
+/* For failures with no JS caller to throw to (teardown), where going on
+ * would leave a uv handle open and abort the process anyway. */
+static void sl__fatal(const char* msg) {
+  napi_fatal_error("sluice", NAPI_AUTO_LENGTH, msg, NAPI_AUTO_LENGTH);
+}
+
 void sl__throw_status(napi_env env, napi_status status, const char* call) {
   const napi_extended_error_info* info = NULL;
   bool pending = false;
   char msg[256];
 
-  /* Read the error info first: any later call overwrites it. */
-  napi_get_last_error_info(env, &info);
+  /* Read the error info first: any later call overwrites it. This is the
+   * status macro's own implementation, so its calls are checked by hand. */
+  if (napi_get_last_error_info(env, &info) != napi_ok)
+    info = NULL;
   if (napi_is_exception_pending(env, &pending) != napi_ok || pending)
     return;
   snprintf(msg, sizeof(msg), "sluice: %s failed: %s (status %d)", call,
            info != NULL && info->error_message != NULL ? info->error_message : "unknown error",
            (int) status);
-  napi_throw_error(env, "ERR_SLUICE_NAPI", msg);
+  if (napi_throw_error(env, "ERR_SLUICE_NAPI", msg) != napi_ok)
+    return; /* nothing more can be reported */
 }
 
 sl_env_t* sl_env_get(napi_env env) {
@@ -101,9 +110,12 @@ void sl_report_pending(napi_env env) {
 int sl_scope_open(sl_env_t* senv, sl_scope_t* scope) {
   napi_env env = senv->env;
   napi_value resource;
+  napi_status s;
   SL_CHECK_RET(env, napi_open_handle_scope(env, &scope->handles), -1);
-  if (napi_get_reference_value(env, senv->resource, &resource) != napi_ok ||
-      napi_open_callback_scope(env, resource, senv->async_context, &scope->callback) != napi_ok) {
+  s = napi_get_reference_value(env, senv->resource, &resource);
+  if (s == napi_ok)
+    s = napi_open_callback_scope(env, resource, senv->async_context, &scope->callback);
+  if (s != napi_ok) {
     sl__throw_status(env, napi_generic_failure, "napi_open_callback_scope");
     sl_report_pending(env);
     SL_CHECK_RET(env, napi_close_handle_scope(env, scope->handles), -1);
@@ -148,7 +160,7 @@ void sl_uv_handle_closed(sl_env_t* senv) {
     napi_async_cleanup_hook_handle h = senv->cleanup;
     senv->cleanup = NULL;
     if (napi_remove_async_cleanup_hook(h) != napi_ok)
-      napi_fatal_error("sluice", NAPI_AUTO_LENGTH, "cannot remove cleanup hook", NAPI_AUTO_LENGTH);
+      sl__fatal("cannot remove the cleanup hook");
   }
 }
 
@@ -188,11 +200,27 @@ static int sl__arg_count(napi_env env, napi_value v, const char* name, uint32_t*
   return 0;
 }
 
-/* Reads a capacity: a non-negative integer or Infinity. */
+/* Reads a required number argument: a TypeError naming `name` when it is
+ * missing (undefined) or not a number. */
+static int sl__arg_number(napi_env env, napi_value v, const char* name, double* out) {
+  napi_valuetype t;
+  char msg[128];
+  SL_CHECK_RET(env, napi_typeof(env, v, &t), -1);
+  if (t != napi_number) {
+    snprintf(msg, sizeof(msg), "Expected `%s` to be a number", name);
+    SL_CHECK_RET(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg), -1);
+    return -1;
+  }
+  SL_CHECK_RET(env, napi_get_value_double(env, v, out), -1);
+  return 0;
+}
+
+/* Reads a capacity: a non-negative integer or Infinity. Required: a
+ * missing capacity is an error, not 1. */
 static int sl__arg_permits(napi_env env, napi_value v, const char* name, int64_t* out) {
   double d;
   char msg[128];
-  if (sl_arg_double(env, v, name, 1, &d) != 0)
+  if (sl__arg_number(env, v, name, &d) != 0)
     return -1;
   if (d == INFINITY || d >= 9.2e18) {
     *out = SL_INFINITE;
@@ -528,7 +556,7 @@ static napi_value sl__clear(napi_env env, sl_handle_t* h, napi_value reject_with
     napi_value v;
     /* Settle every waiter even if building the result fails. */
     if (napi_create_double(env, w->value, &v) == napi_ok)
-      napi_set_element(env, arr, i++, v);
+      SL_CHECK_VOID_IN_LOOP(env, napi_set_element(env, arr, i++, v));
     if (reject_with != NULL)
       sl__reject(env, w, reject_with);
     else
@@ -550,15 +578,21 @@ static napi_value sl__ctl(napi_env env, napi_callback_info info) {
   sl_env_t* senv;
   int32_t op;
   napi_value result = NULL;
+  double d;
 
+  /* Arguments not passed read as undefined (argv is filled up to 3). */
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   h = data;
   senv = h->senv;
-  if (argc < 1) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "Expected `op` to be a number"));
+  /* Read `op` as a double: napi_get_value_int32 would fail with a generic
+   * error on a non-number and wrap NaN, 1.5 or 2^32 to a valid op. */
+  if (sl__arg_number(env, argv[0], "op", &d) != 0)
+    return NULL;
+  if (!(d >= SL_OP_ACTIVE && d <= SL_OP_HELD && d == floor(d))) {
+    sl__throw_range(env, "Unknown gate operation");
     return NULL;
   }
-  SL_CHECK(env, napi_get_value_int32(env, argv[0], &op));
+  op = (int32_t) d;
   switch (op) {
     case SL_OP_ACTIVE:
       return sl__count(env, h->gate->in_use);
@@ -572,7 +606,7 @@ static napi_value sl__ctl(napi_env env, napi_callback_info info) {
       return sl__count(env, h->held);
     case SL_OP_SET_PERMITS: {
       int64_t permits;
-      if (argc < 2 || sl__arg_permits(env, argv[1], "permits", &permits) != 0)
+      if (sl__arg_permits(env, argv[1], "permits", &permits) != 0)
         return NULL;
       sl_gate_set_permits(h->gate, permits);
       return NULL;
@@ -602,9 +636,21 @@ static napi_value sl__ctl(napi_env env, napi_callback_info info) {
       sl_waiter_t* w;
       sl_wlist_t granted;
       bool ok = false;
-      if (argc < 3 || sl_arg_double(env, argv[1], "token", 0, &token) != 0)
+      /* A stale token (its waiter was granted or freed) is fine: false.
+       * A missing or malformed one is the caller's error; so is a missing
+       * reason (it used to return undefined without throwing, and a missing
+       * token read as 0, the token of a live waiter). */
+      if (sl__arg_number(env, argv[1], "token", &token) != 0)
         return NULL;
-      if (token >= 0 && token < 9007199254740992.0) {
+      if (!(token >= 0 && token < 4503599627370496.0 && token == floor(token))) {
+        sl__throw_range(env, "Expected `token` to be a waiter token (an integer from 0 to 2^52-1)");
+        return NULL;
+      }
+      if (argc < 3) {
+        SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "Expected a rejection `reason`"));
+        return NULL;
+      }
+      {
         uint64_t t = (uint64_t) token;
         w = sl_ctx_waiter_find(&senv->ctx, (uint32_t) (t & 0xffffffffu), (uint32_t) (t >> 32));
         sl_wlist_init(&granted);
@@ -898,15 +944,17 @@ static void sl__env_cleanup(napi_async_cleanup_hook_handle hook, void* arg) {
   if (senv->open_uv_handles == 0) {
     senv->cleanup = NULL;
     if (napi_remove_async_cleanup_hook(hook) != napi_ok)
-      napi_fatal_error("sluice", NAPI_AUTO_LENGTH, "cannot remove cleanup hook", NAPI_AUTO_LENGTH);
+      sl__fatal("cannot remove the cleanup hook");
   }
 }
 
 /* Runs last at teardown, after every finalizer. */
 static void sl__env_finalize(napi_env env, void* data, void* hint) {
   sl_env_t* senv = data;
-  if (senv->async_context != NULL)
-    napi_async_destroy(env, senv->async_context);
+  /* At teardown this may fail; there is nobody to tell, and the env's
+   * memory goes with it. */
+  if (senv->async_context != NULL && napi_async_destroy(env, senv->async_context) != napi_ok)
+    senv->async_context = NULL;
   sl_ctx_destroy(&senv->ctx);
   free(senv);
 }

@@ -22,6 +22,14 @@ void sl__throw_status(napi_env env, napi_status status, const char* call);
   } while (0)
 #define SL_CHECK(env, call) SL_CHECK_RET(env, call, NULL)
 #define SL_CHECK_VOID(env, call) SL_CHECK_RET(env, call, /* void */)
+/* Inside a loop that must go on (every waiter freed even if one step
+ * fails): report the failure as a pending JS error and continue. */
+#define SL_CHECK_VOID_IN_LOOP(env, call)                                      \
+  do {                                                                        \
+    napi_status sl_status_ = (call);                                          \
+    if (sl_status_ != napi_ok)                                                \
+      sl__throw_status((env), sl_status_, #call);                             \
+  } while (0)
 
 /* Per-env state (main thread and each worker): instance data. Holds JS
  * handles, so it must never be reachable from another thread; the only part

@@ -499,7 +499,8 @@ static napi_value sl__take(napi_env env, napi_callback_info info) {
     return NULL;
   }
   w->data = deferred;
-  senv->scratch_data[0] = (double) w->index + (double) (w->gen & SL_GEN_MASK) * 4294967296.0;
+  if (senv->scratch_data != NULL) /* NULL only if setup() was never called */
+    senv->scratch_data[0] = (double) w->index + (double) (w->gen & SL_GEN_MASK) * 4294967296.0;
   if (w->state == SL_WAITER_QUEUED && timeout > 0 && sl__wtimer_start(senv, w, timeout) != 0) {
     SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_NOMEM", "sluice: out of memory"));
     return NULL;

@@ -223,7 +223,7 @@ static void sl__op_flush(sl_pool_t* p) {
       napi_get_undefined(env, &recv) == napi_ok) {
     napi_value ret;
     /* A failure leaves an exception pending; sl_scope_close reports it. */
-    napi_call_function(env, recv, fn, 0, NULL, &ret);
+    SL_CHECK_VOID_IN_LOOP(env, napi_call_function(env, recv, fn, 0, NULL, &ret));
   }
   sl__keepalive(h);
   sl_scope_close(senv, &scope);
@@ -413,11 +413,15 @@ static void sl__pool_finalize(napi_env env, void* data, void* hint) {
   if (--h->refs > 0)
     return;
   if (h->pump != NULL) {
-    napi_delete_reference(env, h->pump);
+    /* A failure is possible only at teardown, when the env frees its
+     * references itself: nothing to do about it. */
+    if (napi_delete_reference(env, h->pump) != napi_ok) {
+    }
     h->pump = NULL;
   }
   if (h->buffer != NULL) {
-    napi_delete_reference(env, h->buffer);
+    if (napi_delete_reference(env, h->buffer) != napi_ok) {
+    }
     h->buffer = NULL;
   }
   if (h->timers_closed)

@@ -2,6 +2,14 @@
 import pLimit, {limitFunction, type LimitFunction, type Options as LimitOptions} from './p-limit.js';
 
 export {pLimit, limitFunction, type LimitFunction, type LimitOptions};
+export {
+	createPool,
+	Pool,
+	type Factory,
+	type Options as PoolOptions,
+	type AcquireOptions as PoolAcquireOptions,
+	type PoolStats,
+} from './generic-pool.js';
 
 /** Rejected when a wait times out. Recognised by `name === 'TimeoutError'` as well as `instanceof`. */
 export class TimeoutError extends Error {
@@ -19,8 +27,11 @@ export type AcquireOptions = {
 
 /** A counting semaphore whose counts, queue and timers live in native code. */
 export class Semaphore {
-	/** @param permits 0 and up, or Infinity. */
-	constructor(permits: number);
+	/**
+	 * @param permits 0 and up, or Infinity. May be omitted to attach to an existing shared semaphore.
+	 * @param options `name` shares the semaphore with every thread of the process that opens the same name.
+	 */
+	constructor(permits?: number, options?: {name?: string});
 	/** Waits for `n` permits (default 1). */
 	acquire(n?: number, options?: AcquireOptions): Promise<void>;
 	/** Takes `n` permits now if they are free and no one is waiting. */

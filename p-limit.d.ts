@@ -46,7 +46,7 @@ export type Options = {
 	/**
 	Concurrency limit. Minimum: `1`.
 	*/
-	readonly concurrency: number;
+	readonly concurrency?: number;
 
 	/**
 	Reject pending promises with an `AbortError` when `clearQueue()` is called.
@@ -54,6 +54,11 @@ export type Options = {
 	@default false
 	*/
 	readonly rejectOnClear?: boolean;
+
+	/**
+	sluice's addition: share this limit with every worker thread of the process that opens the same name. The first opener sets `concurrency`; later openers pass the same number or none.
+	*/
+	readonly name?: string;
 };
 
 /**

@@ -1,0 +1,49 @@
+'use strict'
+// The examples run as a user would run them: a child process that must exit
+// by itself, with status 0, and print what it promises.
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+
+const EXAMPLES = path.join(__dirname, '..', 'examples')
+
+// Resolves with { code, signal, stdout, stderr }. A hung example is killed
+// after `timeout` ms (a process kept alive by a leftover handle would hang).
+function runExample (file, timeout = 60_000) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(EXAMPLES, file)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (s) => { stdout += s })
+    child.stderr.setEncoding('utf8').on('data', (s) => { stderr += s })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeout)
+    child.once('error', reject)
+    child.once('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+}
+
+test('examples/shared-limit-http.js: 4 workers, one shared limit of 3, the service sees at most 3 at once and reaches it', async () => {
+  const r = await runExample('shared-limit-http.js')
+  assert.equal(r.signal, null, `killed (hung?): ${r.stdout}\n${r.stderr}`)
+  assert.equal(r.code, 0, r.stderr)
+  const max = /max concurrent requests: (\d+) \(limit (\d+)\)/.exec(r.stdout)
+  assert.ok(max, r.stdout)
+  assert.equal(Number(max[2]), 3)
+  assert.equal(Number(max[1]), 3, 'the limit is reached and never exceeded across threads')
+  assert.match(r.stdout, /total requests: 100 \(served: 100\)/)
+  assert.equal(r.stderr, '')
+})
+
+test('examples/pool-workers.js: runs its jobs, shuts the pool down and exits by itself', async () => {
+  const r = await runExample('pool-workers.js')
+  assert.equal(r.signal, null, `killed (hung?): ${r.stdout}\n${r.stderr}`)
+  assert.equal(r.code, 0, r.stderr)
+  assert.match(r.stdout, /^ready: 2 workers$/m)
+  assert.match(r.stdout, /^200 jobs in \d+ ms on at most 4 workers$/m)
+  assert.match(r.stdout, /after drain \+ clear: \{ size: 0, available: 0 \}/)
+  assert.equal(r.stderr, '')
+})

@@ -1,3 +1,4 @@
+// sources: src/pool.c
 /* Unit tests of the pool core (src/pool.c) with fake callbacks and a real
  * libuv loop. Plain C, asserts; exits non-zero on the first failure.
  *

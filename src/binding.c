@@ -912,10 +912,9 @@ static void sl__env_cleanup(napi_async_cleanup_hook_handle hook, void* arg) {
   for (h = senv->handles; h != NULL; h = h->next)
     if (h->waiters > 0)
       sl__handle_drop_waiters(h);
-  /* 2. No doorbell from now on (other threads check under ctx.lock). */
-  uv_mutex_lock(&senv->ctx.lock);
-  senv->ctx.closing = 1;
-  uv_mutex_unlock(&senv->ctx.lock);
+  /* 2. No doorbell from now on; wait for rings other threads decided
+   *    before step 1 but have not made yet (they make them without locks). */
+  sl_ctx_close(&senv->ctx);
   /* 3. Grants that other threads made to us but we never settled: their
    *    permits go back to the gate (and on to whoever waits next). */
   sl_wlist_init(&ready);

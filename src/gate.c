@@ -19,9 +19,16 @@
 /* ---------------------------------------------------------------- ctx --- */
 
 int sl_ctx_init(sl_ctx_t* ctx) {
+  int r;
   memset(ctx, 0, sizeof(*ctx));
   sl_wlist_init(&ctx->ready);
-  return uv_mutex_init(&ctx->lock);
+  r = uv_mutex_init(&ctx->lock);
+  if (r != 0)
+    return r;
+  r = uv_cond_init(&ctx->idle);
+  if (r != 0)
+    uv_mutex_destroy(&ctx->lock);
+  return r;
 }
 
 void sl_ctx_destroy(sl_ctx_t* ctx) {
@@ -33,6 +40,7 @@ void sl_ctx_destroy(sl_ctx_t* ctx) {
   ctx->nchunks = 0;
   ctx->nwaiters = 0;
   ctx->free = NULL;
+  uv_cond_destroy(&ctx->idle);
   uv_mutex_destroy(&ctx->lock);
 }
 
@@ -111,18 +119,61 @@ void sl_ctx_take_ready(sl_ctx_t* ctx, sl_wlist_t* out) {
   uv_mutex_unlock(&ctx->lock);
 }
 
+void sl_ctx_close(sl_ctx_t* ctx) {
+  uv_mutex_lock(&ctx->lock);
+  ctx->closing = 1;
+  while (ctx->ringing > 0)
+    uv_cond_wait(&ctx->idle, &ctx->lock);
+  ctx->doorbell = NULL;
+  uv_mutex_unlock(&ctx->lock);
+}
+
+/* Doorbells to ring once the gate lock is dropped. More distinct threads
+ * than fit in one dispatch is rare; those are rung under the lock. */
+#define SL__RING_MAX 8
+typedef struct sl__ring_s {
+  sl_ctx_t* ctx[SL__RING_MAX];
+  uv_async_t* bell[SL__RING_MAX];
+  uint32_t n;
+} sl__ring_t;
+
 /* Hands a granted waiter to its thread. Called with the gate lock held, so
  * the owner cannot tear down between finding the waiter in the gate and the
- * push: teardown removes its waiters under the same gate lock first, and
- * sets `closing` under ctx->lock before it closes the doorbell, so
- * uv_async_send (the only thread-safe libuv call) is made while the handle
- * is known to be open. */
-static void sl__ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w) {
+ * push: teardown removes its waiters under the same gate lock first. The
+ * doorbell is rung only when the ready queue was empty (the callback drains
+ * the whole queue, so one ring per batch is enough), and later, in
+ * sl__ring(), outside every lock; `ringing` keeps teardown from closing the
+ * doorbell until that ring is made. */
+static void sl__ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl__ring_t* ring) {
+  int was_empty;
   uv_mutex_lock(&ctx->lock);
+  was_empty = ctx->ready.head == NULL;
   sl_wlist_push(&ctx->ready, w);
-  if (!ctx->closing && ctx->doorbell != NULL)
-    uv_async_send(ctx->doorbell);
+  if (was_empty && !ctx->closing && ctx->doorbell != NULL) {
+    if (ring->n < SL__RING_MAX) {
+      ctx->ringing++;
+      ring->ctx[ring->n] = ctx;
+      ring->bell[ring->n] = ctx->doorbell;
+      ring->n++;
+    } else {
+      uv_async_send(ctx->doorbell);
+    }
+  }
   uv_mutex_unlock(&ctx->lock);
+}
+
+/* Rings the doorbells collected under the gate lock. No lock is held. */
+static void sl__ring(sl__ring_t* ring) {
+  uint32_t i;
+  for (i = 0; i < ring->n; i++) {
+    sl_ctx_t* ctx = ring->ctx[i];
+    uv_async_send(ring->bell[i]);
+    uv_mutex_lock(&ctx->lock);
+    if (--ctx->ringing == 0 && ctx->closing)
+      uv_cond_signal(&ctx->idle);
+    uv_mutex_unlock(&ctx->lock);
+  }
+  ring->n = 0;
 }
 
 /* --------------------------------------------------------------- gate --- */
@@ -229,7 +280,7 @@ static void sl__unlink(sl_gate_t* g, sl_level_t* lv, sl_waiter_t* w) {
 }
 
 /* The gate lock is held. Grants the head to its context. */
-static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted) {
+static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted, sl__ring_t* ring) {
   sl_level_t* lv = &g->levels[g->nlevels - 1];
   sl_waiter_t* w = lv->head;
   sl__unlink(g, lv, w);
@@ -238,15 +289,16 @@ static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted) {
   if (w->ctx == self)
     sl_wlist_push(granted, w);
   else
-    sl__ctx_push_ready(w->ctx, w);
+    sl__ctx_push_ready(w->ctx, w, ring);
 }
 
 /* The gate lock is held. Grants the head while it fits, at most `max`
  * waiters (0: no limit). */
-static void sl__dispatch_locked(sl_gate_t* g, uint32_t max, sl_ctx_t* self, sl_wlist_t* granted) {
+static void sl__dispatch_locked(sl_gate_t* g, uint32_t max, sl_ctx_t* self, sl_wlist_t* granted,
+                                sl__ring_t* ring) {
   uint32_t i = 0;
   while (g->nlevels > 0 && sl__fits(g, g->levels[g->nlevels - 1].head->n)) {
-    sl__grant_head(g, self, granted);
+    sl__grant_head(g, self, granted, ring);
     if (++i == max)
       break;
   }
@@ -264,6 +316,7 @@ int sl_gate_try_take(sl_gate_t* g, uint32_t n) {
 
 int sl_gate_acquire(sl_gate_t* g, sl_waiter_t* w, uint32_t n, int32_t priority,
                     sl_ctx_t* self, sl_wlist_t* granted) {
+  sl__ring_t ring = {.n = 0};
   sl_level_t* lv;
   int r = 0;
 
@@ -287,29 +340,34 @@ int sl_gate_acquire(sl_gate_t* g, sl_waiter_t* w, uint32_t n, int32_t priority,
     lv->tail = w;
     g->npending++;
     if (sl__fits(g, g->levels[g->nlevels - 1].head->n))
-      sl__grant_head(g, self, granted);
+      sl__grant_head(g, self, granted, &ring);
   }
   SL__UNLOCK(g);
+  sl__ring(&ring);
   return r;
 }
 
 int sl_gate_release(sl_gate_t* g, uint32_t n, uint32_t max_grants, sl_ctx_t* self,
                     sl_wlist_t* granted) {
+  sl__ring_t ring = {.n = 0};
   SL__LOCK(g);
   if ((int64_t) n > g->in_use) {
     SL__UNLOCK(g);
     return UV_EINVAL;
   }
   g->in_use -= n;
-  sl__dispatch_locked(g, max_grants, self, granted);
+  sl__dispatch_locked(g, max_grants, self, granted, &ring);
   SL__UNLOCK(g);
+  sl__ring(&ring);
   return 0;
 }
 
 void sl_gate_dispatch(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* granted) {
+  sl__ring_t ring = {.n = 0};
   SL__LOCK(g);
-  sl__dispatch_locked(g, 0, self, granted);
+  sl__dispatch_locked(g, 0, self, granted, &ring);
   SL__UNLOCK(g);
+  sl__ring(&ring);
 }
 
 void sl_gate_set_permits(sl_gate_t* g, int64_t permits) {
@@ -319,6 +377,7 @@ void sl_gate_set_permits(sl_gate_t* g, int64_t permits) {
 }
 
 int sl_gate_cancel(sl_gate_t* g, sl_waiter_t* w, sl_ctx_t* self, sl_wlist_t* granted) {
+  sl__ring_t ring = {.n = 0};
   sl_level_t* lv;
   SL__LOCK(g);
   if (w->state != SL_WAITER_QUEUED || w->gate != g) {
@@ -329,8 +388,9 @@ int sl_gate_cancel(sl_gate_t* g, sl_waiter_t* w, sl_ctx_t* self, sl_wlist_t* gra
   sl__unlink(g, lv, w);
   w->state = SL_WAITER_NEW;
   w->gate = NULL;
-  sl__dispatch_locked(g, 0, self, granted);
+  sl__dispatch_locked(g, 0, self, granted, &ring);
   SL__UNLOCK(g);
+  sl__ring(&ring);
   return 0;
 }
 

@@ -96,10 +96,15 @@ struct sl_gate_s {
 #define SL_CHUNK_SIZE (1u << SL_CHUNK_SHIFT)
 
 struct sl_ctx_s {
-  uv_mutex_t lock;      /* guards `ready` and `closing` only */
+  uv_mutex_t lock;      /* guards `ready`, `doorbell`, `closing`, `ringing` */
+  uv_cond_t idle;       /* signalled when `ringing` drops to 0 while closing */
   sl_wlist_t ready;     /* granted by other threads, not yet settled */
-  uv_async_t* doorbell; /* rung after a push to `ready`; NULL until set */
-  int closing;          /* set at teardown: no pushes after this */
+  uv_async_t* doorbell; /* rung after a push to an empty `ready`; NULL until set */
+  int closing;          /* set at teardown: no new ring after this */
+  /* Rings decided under the lock but made after every lock is dropped (so a
+   * slow uv_async_send never holds up the gate or the woken thread).
+   * Teardown waits for this to reach 0 before it closes the doorbell. */
+  uint32_t ringing;
   /* The slab; touched only by the ctx's own thread. */
   sl_waiter_t** chunks;
   uint32_t nchunks;
@@ -122,6 +127,9 @@ void sl_ctx_waiter_free(sl_ctx_t* ctx, sl_waiter_t* w);
 sl_waiter_t* sl_ctx_waiter_find(sl_ctx_t* ctx, uint32_t index, uint32_t gen);
 /* Moves every waiter that other threads granted into `out`. */
 void sl_ctx_take_ready(sl_ctx_t* ctx, sl_wlist_t* out);
+/* Teardown: no doorbell is rung from now on; waits for rings in flight.
+ * Call after every waiter of the ctx left every gate. */
+void sl_ctx_close(sl_ctx_t* ctx);
 
 /* ---- gate ---- */
 int sl_gate_init(sl_gate_t* g, int64_t permits, int shared);

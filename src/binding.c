@@ -328,7 +328,7 @@ static void sl__wtimer_cb(uv_timer_t* handle) {
   sl_handle_t* h;
   sl_wlist_t granted;
   sl_scope_t scope;
-  napi_value err;
+  napi_value err = NULL;
   char msg[96];
 
   if (senv->closing || w == NULL)
@@ -345,7 +345,19 @@ static void sl__wtimer_cb(uv_timer_t* handle) {
     return;
   }
   snprintf(msg, sizeof(msg), "Timed out waiting for %u permit%s", w->n, w->n == 1 ? "" : "s");
-  if (sl_timeout_error(senv, msg, &err) == napi_ok)
+  /* The waiter must be settled whatever happens: if the registered class
+   * cannot be constructed, reject with a plain Error of the same message. */
+  if (sl_timeout_error(senv, msg, &err) != napi_ok) {
+    napi_value ignored, text;
+    napi_status st = napi_get_and_clear_last_exception(senv->env, &ignored);
+    if (st == napi_ok)
+      st = napi_create_string_utf8(senv->env, msg, NAPI_AUTO_LENGTH, &text);
+    if (st == napi_ok)
+      st = napi_create_error(senv->env, NULL, text, &err);
+    if (st != napi_ok)
+      err = NULL;
+  }
+  if (err != NULL)
     sl__reject(senv->env, w, err);
   sl__waiter_done(senv, w);
   sl__settle_granted(senv, &granted);
@@ -524,8 +536,16 @@ static napi_value sl__release(napi_env env, napi_callback_info info) {
     max_grants = 1; /* p-limit's next(): one back, at most one started */
   if (argc >= 1 && sl__arg_count(env, argv[0], "n", &n) != 0)
     return NULL;
-  if (argc >= 2 && sl__arg_count(env, argv[1], "maxGrants", &max_grants) != 0)
-    return NULL;
+  if (argc >= 2) {
+    double d;
+    if (sl_arg_double(env, argv[1], "maxGrants", 0, &d) != 0)
+      return NULL;
+    if (!(d >= 0 && d <= 4294967295.0 && d == floor(d))) {
+      sl__throw_range(env, "Expected `maxGrants` to be an integer from 0 (no limit) to 4294967295");
+      return NULL;
+    }
+    max_grants = (uint32_t) d;
+  }
   if ((int64_t) n > h->held) {
     snprintf(msg, sizeof(msg),
              "Cannot release %u permit%s: only %lld %s held (releasing more than was acquired)",

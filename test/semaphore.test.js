@@ -1011,3 +1011,21 @@ test('the raw binding answers garbage with TypeError/RangeError and never crashe
   assert.equal(lines.at(-1), 'ok', r.stdout + r.stderr)
   assert.deepEqual(lines, ['threw true', 'gates true, waiters 0, handles 0', 'ok'])
 })
+
+test('raw binding: a timeout still rejects when TimeoutError cannot be built; release(n, undefined) grants without limit', () => {
+  const { spawnSync } = require('node:child_process')
+  const r = spawnSync(process.execPath, ['-e', `
+    const { binding } = require(${JSON.stringify(require.resolve('../lib/binding.js'))})
+    const [take, release] = binding.gate(2)
+    take(); take()
+    const waiting = [take(), take()]
+    release(2, undefined) // maxGrants undefined: no limit, both granted
+    Promise.all(waiting).then(() => {
+      const [t] = binding.gate(0)
+      binding.setup(() => { throw new Error('not a constructor') })
+      return t(undefined, 1, 0, 10)
+    }).then(() => console.log('resolved'), e => console.log('rejected', e.name, e.message))
+  `], { encoding: 'utf8', timeout: 10000 })
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout.trim(), 'rejected Error Timed out waiting for 1 permit')
+})

@@ -228,6 +228,11 @@ class Pool extends EventEmitter {
   #draining = false
   #pumpError
   #resolved
+  // The pump C calls from its timers. C holds it weakly while the pool is
+  // idle (so an unused pool can be collected); the pool must hold it, or a
+  // GC while idle leaves C nothing to call and timer events (acquire
+  // timeouts, evictions, create retries) are never delivered.
+  #pumpFn
 
   /**
    * generic-pool's signature, `new Pool(Evictor, Deque, PriorityQueue,
@@ -249,7 +254,8 @@ class Pool extends EventEmitter {
     this.#factory = factory
     this.#P = config.Promise
     this.#resolved = this.#P.resolve()
-    const [acquire, release, ctl, buffer] = binding.pool(configArray(config), () => this.#pump())
+    this.#pumpFn = () => this.#pump()
+    const [acquire, release, ctl, buffer] = binding.pool(configArray(config), this.#pumpFn)
     this.#acquire = acquire
     this.#release = release
     this.#ctl = ctl
@@ -524,7 +530,11 @@ class Pool extends EventEmitter {
 
   #watch (token, waiter, signal) {
     const onAbort = () => {
-      if (this.#ctl(CTL_CANCEL, waiter, token)) this.#settle(token, false, signal.reason)
+      if (this.#ctl(CTL_CANCEL, waiter, token)) {
+        this.#settle(token, false, signal.reason)
+        // The cancel may have drained the pool: deliver that event now.
+        if (this.#pending()) this.#pump()
+      }
     }
     this.#wsig[token] = { signal, onAbort }
     signal.addEventListener('abort', onAbort, { once: true })

@@ -899,8 +899,8 @@ static napi_value sl__setup(napi_env env, napi_callback_info info) {
   return ta;
 }
 
-/* debugCounts() -> { waiters, gates, uvHandles }: live native objects, for
- * leak tests. */
+/* debugCounts() -> { waiters, gates, uvHandles, namedGates, pools,
+ * poolWaiters, poolTimers }: live native objects, for leak tests. */
 static napi_value sl__debug_counts(napi_env env, napi_callback_info info) {
   sl_env_t* senv = sl_env_get(env);
   napi_value obj;
@@ -911,6 +911,13 @@ static napi_value sl__debug_counts(napi_env env, napi_callback_info info) {
   SL_CHECK(env, napi_set_named_property(env, obj, "gates", sl__number(env, (double) senv->live_handles)));
   SL_CHECK(env, napi_set_named_property(env, obj, "uvHandles", sl__number(env, (double) senv->open_uv_handles)));
   SL_CHECK(env, napi_set_named_property(env, obj, "namedGates", sl__number(env, (double) sl_registry_count())));
+  {
+    double pools = 0, pool_waiters = 0, pool_timers = 0;
+    sl_pool_debug_counts(senv, &pools, &pool_waiters, &pool_timers);
+    SL_CHECK(env, napi_set_named_property(env, obj, "pools", sl__number(env, pools)));
+    SL_CHECK(env, napi_set_named_property(env, obj, "poolWaiters", sl__number(env, pool_waiters)));
+    SL_CHECK(env, napi_set_named_property(env, obj, "poolTimers", sl__number(env, pool_timers)));
+  }
   return obj;
 }
 

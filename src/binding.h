@@ -87,6 +87,10 @@ void sl_uv_handle_closed(sl_env_t* senv);
  * Throws a TypeError naming `name` when it is not a number. */
 int sl_arg_double(napi_env env, napi_value v, const char* name, double def, double* out);
 
+/* Live pools of this env (not yet freed), their queued waiters and their
+ * open uv timers, for debugCounts() (src/binding_pool.c). */
+void sl_pool_debug_counts(sl_env_t* senv, double* pools, double* waiters, double* timers);
+
 /* Adds the pool functions to the binding's exports (src/binding_pool.c). */
 napi_value sl_pool_init(napi_env env, napi_value exports);
 

@@ -567,6 +567,15 @@ fail:
   return NULL;
 }
 
+void sl_pool_debug_counts(sl_env_t* senv, double* pools, double* waiters, double* timers) {
+  sl_pool_handle_t* h;
+  for (h = senv->pool_state; h != NULL; h = h->next) {
+    *pools += 1;
+    *waiters += h->pool.npending;
+    *timers += h->pool.open_timers;
+  }
+}
+
 /* ---------------------------------------------------------------- init --- */
 
 napi_value sl_pool_init(napi_env env, napi_value exports) {

@@ -17,7 +17,7 @@ const WORKER_SOURCE = `
   const { createHash } = require('node:crypto')
   parentPort.on('message', ({ id, text }) => {
     let h = text
-    for (let i = 0; i < 2000; i++) h = createHash('sha256').update(h).digest('hex')
+    for (let i = 0; i < 500; i++) h = createHash('sha256').update(h).digest('hex')
     parentPort.postMessage({ id, hash: h })
   })
 `
@@ -50,7 +50,7 @@ const pool = createPool(factory, {
   max: 4,
   testOnBorrow: true,
   maxUses: 50,
-  acquireTimeoutMillis: 5000,
+  acquireTimeoutMillis: 30000,
   evictionRunIntervalMillis: 1000,
   idleTimeoutMillis: 2000
 })
@@ -88,16 +88,20 @@ async function main () {
   console.log(`${hashes.length} jobs in ${Date.now() - t0} ms on at most ${pool.max} workers`)
   console.log('first hash:', hashes[0].slice(0, 16) + '...')
   console.log('stats:', pool.stats())
+}
 
-  // Clean shutdown: no new acquires, wait for every loan to come back, then
-  // terminate the idle Workers.
+// Clean shutdown, also after an error: no new acquires, wait for every loan
+// to come back, then terminate the idle Workers. Nothing is left then: the
+// process exits by itself.
+async function shutdown () {
   await pool.drain()
   await pool.clear()
   console.log('after drain + clear:', { size: pool.size, available: pool.available })
-  // Nothing left: the process exits by itself.
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+main()
+  .catch((err) => {
+    console.error(err)
+    process.exitCode = 1
+  })
+  .finally(shutdown)

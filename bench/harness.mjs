@@ -97,3 +97,120 @@ export function printTable (title, rows, notes = []) {
 
 export const isChild = process.argv.includes('--child')
 export const childArgs = isChild ? process.argv.slice(process.argv.indexOf('--child') + 1) : []
+
+// ---- Steady-state measurement (limiter and pool flatness) ----
+//
+// The driver keeps W operations queued the whole time and calls tick() once
+// per completed operation. The meter lets `warmup` operations pass, then
+// times `windows` consecutive windows of K operations each. A window (or the
+// warm-up) also ends once it has run for budgetMs (checked every 1,024
+// operations), and a window cut short that way is the last one, so a library
+// whose per-operation cost grows with W cannot stall the suite; such windows
+// report how many operations they covered.
+// Each window reports ns/op and how much of that was main-thread GC pauses
+// (PerformanceObserver 'gc' entries, attributed by start time), and the
+// process CPU time (user + system, all threads: GC helpers included), which
+// other processes competing for the cores inflate far less than the wall
+// clock. tick()
+// returns false once the meter is done; `done` resolves with the windows.
+import { PerformanceObserver, performance } from 'node:perf_hooks'
+
+export function steadyMeter ({ warmup, K, windows, budgetMs = Infinity }) {
+  const gcs = []
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push([e.startTime, e.duration])
+  })
+  obs.observe({ entryTypes: ['gc'] })
+  const marks = [] // [time, ops, cpu µs] at the start of the first window and at each window end
+  let count = 0
+  let next = warmup // op count at which the current phase ends
+  let phaseStart = performance.now()
+  let finished = false
+  let resolve
+  const done = new Promise((r) => { resolve = r })
+
+  const mark = (cut) => {
+    const now = performance.now()
+    const cpu = process.cpuUsage()
+    marks.push([now, count, cpu.user + cpu.system])
+    if (marks.length > windows || (cut && marks.length > 1)) {
+      finished = true
+      setTimeout(finish, 20) // let the GC entries of the last window arrive
+      return
+    }
+    phaseStart = now
+    next = count + K
+  }
+  const finish = () => {
+    obs.disconnect()
+    const out = []
+    for (let i = 1; i < marks.length; i++) {
+      const [t0, c0, u0] = marks[i - 1]
+      const [t1, c1, u1] = marks[i]
+      let gcMs = 0
+      for (const [s, d] of gcs) if (s >= t0 && s < t1) gcMs += d
+      out.push({ ops: c1 - c0, ms: t1 - t0, gcMs, cpuMs: (u1 - u0) / 1000 })
+    }
+    resolve(out)
+  }
+  const budget = budgetMs
+  return {
+    tick () {
+      if (finished) return false
+      if (++count === next) mark(false)
+      else if ((count & 1023) === 0 && budget !== Infinity && performance.now() - phaseStart > budget) mark(true)
+      return !finished
+    },
+    get count () { return count },
+    done
+  }
+}
+
+// Summarise one child's windows: amortised ns/op over all its windows (total
+// time / total ops, so a rare major GC is charged in full, not hidden by a
+// median), GC ns/op, and the window-to-window spread.
+export function summarizeWindows (ws) {
+  const ops = ws.reduce((a, w) => a + w.ops, 0)
+  const ms = ws.reduce((a, w) => a + w.ms, 0)
+  const gcMs = ws.reduce((a, w) => a + w.gcMs, 0)
+  const cpuMs = ws.reduce((a, w) => a + w.cpuMs, 0)
+  const per = ws.map((w) => w.ms * 1e6 / w.ops)
+  return { ns: ms * 1e6 / ops, gcNs: gcMs * 1e6 / ops, cpuNs: cpuMs * 1e6 / ops, ops, minWindowOps: Math.min(...ws.map((w) => w.ops)), windowSpread: (Math.max(...per) - Math.min(...per)) / median(per) }
+}
+
+// Combine one (library, size) cell over rounds (one fresh child per round):
+// median of the rounds' amortised ns/op, and the spread (max-min)/median.
+export function combineRounds (rs) {
+  const ok = rs.filter((r) => !r.error)
+  if (!ok.length) return { error: (rs[0] && rs[0].error) || 'no result' }
+  const ns = ok.map((r) => r.ns)
+  const cpu = ok.map((r) => r.cpuNs)
+  const m = median(ns)
+  const mc = median(cpu)
+  return {
+    ns: m,
+    gcNs: median(ok.map((r) => r.gcNs)),
+    cpuNs: mc,
+    spread: (Math.max(...ns) - Math.min(...ns)) / m,
+    cpuSpread: (Math.max(...cpu) - Math.min(...cpu)) / mc,
+    rounds: ok.length,
+    minWindowOps: Math.min(...ok.map((r) => r.minWindowOps))
+  }
+}
+
+// A minimal FIFO for the "JS reference" rows of the flatness tables: an array
+// with a head index, compacted when the dead prefix is more than half of it
+// (amortised O(1) shift, unlike Array#shift on a large array).
+export class RefQueue {
+  constructor () { this.a = []; this.h = 0 }
+  get size () { return this.a.length - this.h }
+  push (x) { this.a.push(x) }
+  shift () {
+    const x = this.a[this.h]
+    this.a[this.h++] = undefined
+    if (this.h > 1024 && this.h * 2 > this.a.length) { this.a = this.a.slice(this.h); this.h = 0 }
+    return x
+  }
+
+  clear () { this.a = []; this.h = 0 }
+}

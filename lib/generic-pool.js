@@ -133,6 +133,11 @@ function parseOptions (opts) {
   let max = parseInt(opts.max, 10)
   let min = parseInt(opts.min, 10)
   max = Math.max(isNaN(max) ? 1 : max, 1)
+  // parseInt of a numeric string too long for a double is Infinity: generic-pool
+  // would then create resources without end (min is clamped to max). Refuse it.
+  if (max === Infinity) {
+    throw new RangeError(`Expected \`max\` to be a finite number, got ${String(opts.max).slice(0, 40)}`)
+  }
   min = Math.min(isNaN(min) ? 0 : min, max)
   const evictionRunIntervalMillis = opts.evictionRunIntervalMillis || 0
   const numTestsPerEvictionRun = opts.numTestsPerEvictionRun || 3

@@ -511,3 +511,12 @@ describe('process and threads', () => {
     await w.terminate()
   })
 })
+
+test('a max that parses to Infinity (a numeric string too long for a double) is a RangeError, not an endless create loop', () => {
+  const { createPool } = require('../lib/generic-pool.js')
+  const factory = { create: () => ({}), destroy: () => {} }
+  assert.throws(() => createPool(factory, { max: '9'.repeat(400), min: '9'.repeat(400) }), { name: 'RangeError', message: /`max`/ })
+  // generic-pool's own quirk is kept: the number Infinity parses to NaN, so max is 1.
+  const pool = createPool(factory, { max: Infinity, autostart: false })
+  assert.equal(pool.max, 1)
+})

@@ -208,15 +208,10 @@ static int sl__fits(const sl_gate_t* g, uint32_t n) {
   return g->in_use <= g->permits && (int64_t) n <= g->permits - g->in_use;
 }
 
-/* Returns the level for `priority`, creating it, or NULL when out of
- * memory. Binary search over ascending priorities. */
-static sl_level_t* sl__level_get(sl_gate_t* g, int32_t priority) {
+/* The index of the first level whose priority is >= `priority` (binary
+ * search over ascending priorities, O(log P)). */
+static uint32_t sl__level_search(const sl_gate_t* g, int32_t priority) {
   uint32_t lo = 0, hi = g->nlevels, mid;
-  sl_level_t* lv;
-
-  /* Fast path: most gates only ever see one priority. */
-  if (hi > 0 && g->levels[hi - 1].priority == priority)
-    return &g->levels[hi - 1];
   while (lo < hi) {
     mid = lo + (hi - lo) / 2;
     if (g->levels[mid].priority < priority)
@@ -224,8 +219,29 @@ static sl_level_t* sl__level_get(sl_gate_t* g, int32_t priority) {
     else
       hi = mid;
   }
-  if (lo < g->nlevels && g->levels[lo].priority == priority)
-    return &g->levels[lo];
+  return lo;
+}
+
+/* Returns the level for `priority`, or NULL if there is none. */
+static sl_level_t* sl__level_find(sl_gate_t* g, int32_t priority) {
+  uint32_t i = sl__level_search(g, priority);
+  if (i < g->nlevels && g->levels[i].priority == priority)
+    return &g->levels[i];
+  return NULL;
+}
+
+/* Returns the level for `priority`, creating it, or NULL when out of
+ * memory. */
+static sl_level_t* sl__level_get(sl_gate_t* g, int32_t priority) {
+  uint32_t i;
+  sl_level_t* lv;
+
+  /* Fast path: most gates only ever see one priority. */
+  if (g->nlevels > 0 && g->levels[g->nlevels - 1].priority == priority)
+    return &g->levels[g->nlevels - 1];
+  i = sl__level_search(g, priority);
+  if (i < g->nlevels && g->levels[i].priority == priority)
+    return &g->levels[i];
   if (g->nlevels == g->cap_levels) {
     uint32_t cap = g->cap_levels ? g->cap_levels * 2 : 4;
     sl_level_t* levels = realloc(g->levels, cap * sizeof(*levels));
@@ -234,27 +250,13 @@ static sl_level_t* sl__level_get(sl_gate_t* g, int32_t priority) {
     g->levels = levels;
     g->cap_levels = cap;
   }
-  memmove(&g->levels[lo + 1], &g->levels[lo], (g->nlevels - lo) * sizeof(sl_level_t));
+  memmove(&g->levels[i + 1], &g->levels[i], (g->nlevels - i) * sizeof(sl_level_t));
   g->nlevels++;
-  lv = &g->levels[lo];
+  lv = &g->levels[i];
   lv->head = NULL;
   lv->tail = NULL;
   lv->priority = priority;
   return lv;
-}
-
-static sl_level_t* sl__level_find(sl_gate_t* g, int32_t priority) {
-  uint32_t lo = 0, hi = g->nlevels, mid;
-  while (lo < hi) {
-    mid = lo + (hi - lo) / 2;
-    if (g->levels[mid].priority < priority)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  if (lo < g->nlevels && g->levels[lo].priority == priority)
-    return &g->levels[lo];
-  return NULL;
 }
 
 static void sl__level_drop(sl_gate_t* g, sl_level_t* lv) {

@@ -1,4 +1,8 @@
 {
+  # --sluice_sanitize=true (or npm_config_sluice_sanitize=true) builds with
+  # AddressSanitizer and UBSan, for scripts/sanitize.js only (-O1 in cflags_c
+  # comes after node-gyp's -O3, for exact stack traces).
+  "variables": { "sluice_sanitize%": "false" },
   "targets": [
     {
       "target_name": "sluice",
@@ -24,7 +28,12 @@
         }
       },
       "conditions": [
-        ["OS=='linux'", { "libraries": ["-ldl"] }]
+        ["OS=='linux'", { "libraries": ["-ldl"] }],
+        ["sluice_sanitize=='true'", {
+          "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"],
+          "cflags_c": ["-O1"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
       ]
     }
   ]

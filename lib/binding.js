@@ -3,7 +3,11 @@
 const path = require('node:path')
 const { TimeoutError } = require('./errors.js')
 
-const binding = require('node-gyp-build')(path.join(__dirname, '..'))
+// SLUICE_ADDON_PATH, when set, names the .node file to load instead: the
+// robustness checks point it at an ASan/UBSan build (scripts/sanitize.js).
+const binding = process.env.SLUICE_ADDON_PATH
+  ? require(path.resolve(process.env.SLUICE_ADDON_PATH))
+  : require('node-gyp-build')(path.join(__dirname, '..'))
 
 /** Out-values of native calls (a waiter's cancel token), one per thread. */
 const scratch = binding.setup(TimeoutError)

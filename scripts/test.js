@@ -7,6 +7,14 @@
 // It needs a C compiler and libuv to link against (Debian: libuv1-dev). When
 // those are missing the C tests cannot run here; that is an error when
 // SLUICE_REQUIRE_C_TESTS=1 (CI sets it) and a loud notice otherwise.
+//
+// SLUICE_VALGRIND=1 (npm run test:sanitize sets it) also builds each C test
+// without sanitizers and runs it under valgrind memcheck, which must report
+// no error and no leak of any kind (still-reachable included), within
+// 5 minutes. SLUICE_VALGRIND_SKIP="a_test.c b_test.c" leaves named tests out
+// of the valgrind run only, loudly (for a test known to need fixing first).
+//
+// `node scripts/test.js --c` runs only the C tests, `--js` only the JS suite.
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
@@ -14,6 +22,9 @@ const os = require('node:os')
 
 const root = path.join(__dirname, '..')
 const requireC = process.env.SLUICE_REQUIRE_C_TESTS === '1'
+const useValgrind = process.env.SLUICE_VALGRIND === '1'
+const valgrindSkip = (process.env.SLUICE_VALGRIND_SKIP || '').split(/[\s,]+/).filter(Boolean)
+const only = process.argv.includes('--c') ? 'c' : process.argv.includes('--js') ? 'js' : null
 
 function run (cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts })
@@ -55,6 +66,10 @@ function cTests () {
     console.error(`\n*** C core tests NOT run: ${why} ***\n`)
     return requireC ? 1 : 0
   }
+  if (useValgrind && spawnSync('valgrind', ['--version']).status !== 0) {
+    console.error('\n*** valgrind NOT found (Debian: apt-get install valgrind) ***\n')
+    return 1
+  }
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ctest-'))
   let failed = 0
   for (const t of tests) {
@@ -63,16 +78,38 @@ function cTests () {
     const m = /sources:\s*(.*)$/.exec(first)
     const sources = m ? m[1].trim().split(/\s+/).map(s => path.join(root, s)) : []
     const exe = path.join(out, t.replace(/\.c$/, ''))
-    const flags = ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-g', '-O1',
-      '-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-fno-omit-frame-pointer',
+    const common = ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-g', '-O1',
       `-I${inc}`, `-I${path.join(root, 'src')}`]
+    const sanitize = ['-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-fno-omit-frame-pointer']
+    const link = [src, ...sources, ...uv, '-lpthread', '-ldl', '-lm']
     console.log(`# C: building ${t}`)
-    if (run(cc, [...flags, src, ...sources, ...uv, '-lpthread', '-ldl', '-lm', '-o', exe]) !== 0) {
+    if (run(cc, [...common, ...sanitize, ...link, '-o', exe]) !== 0) {
       failed++
       continue
     }
     console.log(`# C: running ${t}`)
-    if (run(exe, [], { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' } }) !== 0) failed++
+    if (run(exe, [], { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' } }) !== 0) {
+      failed++
+      continue
+    }
+    if (!useValgrind) continue
+    if (valgrindSkip.includes(t)) {
+      console.error(`\n*** C: ${t} NOT run under valgrind (SLUICE_VALGRIND_SKIP) ***\n`)
+      continue
+    }
+    // memcheck cannot run an ASan binary: the same test, uninstrumented.
+    const plain = `${exe}-plain`
+    console.log(`# C: building ${t} without sanitizers for valgrind`)
+    if (run(cc, [...common, ...link, '-o', plain]) !== 0) {
+      failed++
+      continue
+    }
+    console.log(`# C: running ${t} under valgrind`)
+    if (run('valgrind', ['-q', '--error-exitcode=1', '--leak-check=full', '--show-leak-kinds=all',
+      '--errors-for-leak-kinds=all', '--track-origins=yes', plain], { timeout: 5 * 60 * 1000 }) !== 0) {
+      console.error(`# C: ${t} failed under valgrind`)
+      failed++
+    }
   }
   fs.rmSync(out, { recursive: true, force: true })
   console.log(`# C core tests: ${tests.length - failed} passed, ${failed} failed`)
@@ -94,6 +131,6 @@ function jsTests () {
   return run(process.execPath, ['--test', '--test-concurrency=2', ...files])
 }
 
-const cStatus = cTests()
-const jsStatus = jsTests()
+const cStatus = only === 'js' ? 0 : cTests()
+const jsStatus = only === 'c' ? 0 : jsTests()
 process.exit(cStatus || jsStatus)

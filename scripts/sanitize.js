@@ -1,0 +1,149 @@
+'use strict'
+// `npm run test:sanitize`: the robustness checks that need instrumented code.
+//
+//   1. The C core's tests under ASan/UBSan and then, rebuilt without
+//      sanitizers, under valgrind memcheck (scripts/test.js --c with
+//      SLUICE_VALGRIND=1): zero errors, zero leaks of any kind.
+//   2. The addon built with -fsanitize=address,undefined (binding.gyp's
+//      sluice_sanitize variable) in a copy of the tree under the system temp
+//      dir, so build/Release, which `npm test` loads, is never touched.
+//   3. The whole JS suite against that build (lib/binding.js loads the file
+//      named by SLUICE_ADDON_PATH), with libasan preloaded into the
+//      uninstrumented `node`: ASan's runtime has to be the first library
+//      loaded to intercept malloc/free, so it cannot arrive later with
+//      dlopen of the addon. Child processes and worker threads of the tests
+//      inherit it.
+//
+// Sanitizer options for the node process:
+//   - detect_leaks=0: LeakSanitizer would report what V8 and Node themselves
+//     leave allocated at exit (they free little on purpose), burying any real
+//     finding. The C core's leaks are checked by step 1 (LSan and valgrind);
+//     the addon's native objects by the JS leak tests.
+//   - halt_on_error=1 (ASan and UBSan): the first report ends the process,
+//     so a report is also a failed test.
+// SLUICE_SANITIZE=1 tells tests they run under ASan: it keeps freed memory
+// in a quarantine (256 MB) and its allocator rarely returns pages, so an RSS
+// check means nothing there (heap and native-object counts still do).
+// Reports go to stderr (gcc's separate libasan and libubsan runtimes do not
+// honour log_path consistently). The run's output is scanned and every
+// report counted; a report in a child process whose output a test captures
+// still fails that test, through halt_on_error's exit status.
+// The run fails unless the C tests and the JS suite pass and there are 0
+// sanitizer reports.
+const { spawn, spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const root = path.join(__dirname, '..')
+const timings = []
+
+async function step (name, fn) {
+  console.log(`\n## sanitize: ${name}`)
+  const t0 = process.hrtime.bigint()
+  const ok = await fn()
+  const s = Number(process.hrtime.bigint() - t0) / 1e9
+  timings.push({ name, ok, s })
+  console.log(`## sanitize: ${name}: ${ok ? 'ok' : 'FAILED'} (${s.toFixed(1)} s)`)
+  return ok
+}
+
+function sanitizerRuntime (name) {
+  const cc = process.env.CC || 'gcc'
+  const r = spawnSync(cc, [`-print-file-name=${name}`], { encoding: 'utf8' })
+  const p = r.status === 0 ? r.stdout.trim() : ''
+  // Without a path, gcc echoes the bare name back: the runtime is not installed.
+  return path.isAbsolute(p) && fs.existsSync(p) ? p : null
+}
+
+const REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/g
+
+/** Runs a command, echoing its output, and counts sanitizer reports in it. */
+function runCounting (cmd, args, opts) {
+  return new Promise(resolve => {
+    const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] })
+    const lines = []
+    let reports = 0
+    const scan = (stream, out) => {
+      let rest = ''
+      stream.on('data', d => {
+        out.write(d)
+        const parts = (rest + d).split('\n')
+        rest = parts.pop()
+        for (const l of parts) {
+          const n = (l.match(REPORT) || []).length
+          if (n) { reports += n; lines.push(l) }
+        }
+      })
+      stream.on('end', () => { reports += (rest.match(REPORT) || []).length })
+    }
+    scan(child.stdout, process.stdout)
+    scan(child.stderr, process.stderr)
+    child.on('close', code => resolve({ code, reports, lines }))
+  })
+}
+
+async function main () {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sanitize-'))
+  let addon = null
+  let found = null
+
+  const cOk = await step('C core tests (ASan/UBSan, then valgrind)', () =>
+    spawnSync(process.execPath, [path.join(__dirname, 'test.js'), '--c'], {
+      cwd: root, stdio: 'inherit', env: { ...process.env, SLUICE_VALGRIND: '1', SLUICE_REQUIRE_C_TESTS: '1' }
+    }).status === 0)
+
+  const buildOk = await step('build the addon with -fsanitize=address,undefined', () => {
+    const tree = path.join(work, 'tree')
+    fs.mkdirSync(path.join(tree, 'scripts'), { recursive: true })
+    fs.cpSync(path.join(root, 'binding.gyp'), path.join(tree, 'binding.gyp'))
+    fs.cpSync(path.join(root, 'src'), path.join(tree, 'src'), { recursive: true })
+    fs.cpSync(path.join(root, 'scripts', 'install.js'), path.join(tree, 'scripts', 'install.js'))
+    // The build users get (scripts/install.js finds node-gyp and the headers);
+    // node-gyp takes npm_config_* variables as gyp variables.
+    const r = spawnSync(process.execPath, [path.join(tree, 'scripts', 'install.js'), '--force'], {
+      cwd: tree, stdio: 'inherit', env: { ...process.env, npm_config_sluice_sanitize: 'true' }
+    })
+    const file = path.join(tree, 'build', 'Release', 'sluice.node')
+    if (r.status !== 0 || !fs.existsSync(file)) return false
+    // Make sure the variable took: an uninstrumented build would pass vacuously.
+    const nm = spawnSync('nm', ['-D', '--undefined-only', file], { encoding: 'utf8' })
+    if (nm.status === 0 && !/__asan_/.test(nm.stdout)) {
+      console.error('sanitize: the build is not instrumented (no __asan_ symbols)')
+      return false
+    }
+    addon = file
+    return true
+  })
+
+  const jsOk = buildOk && await step('JS suite against the sanitized addon', async () => {
+    const asan = sanitizerRuntime('libasan.so')
+    if (!asan) {
+      console.error('sanitize: libasan.so not found (Debian: apt-get install gcc)')
+      return false
+    }
+    const env = {
+      ...process.env,
+      SLUICE_ADDON_PATH: addon,
+      SLUICE_SANITIZE: '1',
+      LD_PRELOAD: [asan, process.env.LD_PRELOAD].filter(Boolean).join(':'),
+      ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1:abort_on_error=0',
+      UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1'
+    }
+    found = await runCounting(process.execPath, [path.join(__dirname, 'test.js'), '--js'], { cwd: root, env })
+    return found.code === 0 && found.reports === 0
+  })
+
+  console.log('\n## sanitize: summary')
+  if (found && found.lines.length) {
+    console.log('#   sanitizer reports (first lines):')
+    for (const l of found.lines.slice(0, 20)) console.log(`#     ${l.replace(/^#\s*/, '')}`)
+  }
+  for (const t of timings) console.log(`#   ${t.ok ? 'ok  ' : 'FAIL'} ${t.name}: ${t.s.toFixed(1)} s`)
+  console.log(`#   sanitizer reports in the JS suite: ${found ? found.reports : 'not run'}`)
+  if (!process.env.SLUICE_KEEP_SANITIZE_BUILD) fs.rmSync(work, { recursive: true, force: true })
+  else console.log(`#   sanitized build kept in ${work}`)
+  process.exit(cOk && buildOk && jsOk ? 0 : 1)
+}
+
+main()

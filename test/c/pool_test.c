@@ -2,6 +2,18 @@
 /* Unit tests of the pool core (src/pool.c) with fake callbacks and a real
  * libuv loop. Plain C, asserts; exits non-zero on the first failure.
  *
+ * Timing. These tests also run under valgrind (SLUICE_VALGRIND=1), many times
+ * slower, and next to other jobs, so nothing here may depend on how fast an
+ * iteration of the loop runs:
+ *   - a test waits for the pool with RUN_UNTIL, which keeps the loop alive
+ *     with its own ref'd timer (the pool's timers are mostly unref'd, and a
+ *     ref'd acquire timeout may expire first) and fails after a wall-clock
+ *     limit instead of spinning;
+ *   - a fake create that must fail is failed from the `flush` callback, in
+ *     the same timer callback that asked for it (as the binding does), not
+ *     after uv_run returns, so every retry is seen however late it runs;
+ *   - checks on time are lower bounds on loop time (timers never fire early).
+ *
  *   gcc -std=gnu11 -Wall -Wextra -fsanitize=address,undefined \
  *       -I/usr/include/node -Isrc test/c/pool_test.c src/pool.c -luv
  */
@@ -28,8 +40,10 @@ typedef struct {
   uint32_t a;
   uint32_t b;
   int c;
+  uint64_t t; /* uv_now() when it was called */
 } ev_t;
 
+static uv_loop_t loop;
 static ev_t evs[4096];
 static int nev;
 static int closed_calls;
@@ -40,16 +54,44 @@ static void push(int kind, uint32_t a, uint32_t b, int c) {
   evs[nev].a = a;
   evs[nev].b = b;
   evs[nev].c = c;
+  evs[nev].t = uv_now(&loop);
   nev++;
 }
-static void f_create(sl_pool_t* p, uint32_t s) { (void) p; push(E_CREATE, s, 0, 0); }
+
+/* fail_creates: the fake factory's create fails. The core must not be called
+ * back from inside a callback, so failed creates are queued and reported by
+ * fail_queued_creates(), which `flush` calls at the end of every timer
+ * callback (and a test calls itself after a public call). */
+static int fail_creates;
+static uint32_t to_fail[64];
+static int nto_fail;
+
+static void f_create(sl_pool_t* p, uint32_t s) {
+  (void) p;
+  push(E_CREATE, s, 0, 0);
+  if (fail_creates) {
+    CHECK(nto_fail < 64);
+    to_fail[nto_fail++] = s;
+  }
+}
 static void f_destroy(sl_pool_t* p, uint32_t s) { (void) p; push(E_DESTROY, s, 0, 0); }
 static void f_validate(sl_pool_t* p, uint32_t s) { (void) p; push(E_VALIDATE, s, 0, 0); }
 static void f_resolve(sl_pool_t* p, uint32_t t, uint32_t s) { (void) p; push(E_RESOLVE, t, s, 0); }
 static void f_reject(sl_pool_t* p, uint32_t t, int r, uint32_t s) { (void) p; push(E_REJECT, t, s, r); }
 static void f_emit(sl_pool_t* p, int e, uint32_t s) { (void) p; push(E_EMIT, s, 0, e); }
-static void f_flush(sl_pool_t* p) { (void) p; push(E_FLUSH, 0, 0, 0); }
 static void f_closed(sl_pool_t* p) { (void) p; closed_calls++; }
+
+static void fail_queued_creates(sl_pool_t* p) {
+  int i, n = nto_fail;
+  nto_fail = 0;
+  for (i = 0; i < n; i++)
+    CHECK(sl_pool_create_failed(p, to_fail[i]) == 0);
+}
+
+static void f_flush(sl_pool_t* p) {
+  push(E_FLUSH, 0, 0, 0);
+  fail_queued_creates(p);
+}
 
 static const sl_pool_ops_t ops = {f_create, f_destroy, f_validate, f_resolve,
                                   f_reject, f_emit, f_flush, f_closed};
@@ -85,14 +127,58 @@ static sl_pool_config_t defaults(void) {
   return c;
 }
 
-static uv_loop_t loop;
 static sl_pool_t pool;
 static double counts[SL_POOL_NCOUNTS];
 
 static void open_pool(const sl_pool_config_t* c) {
   nev = 0;
   closed_calls = 0;
+  fail_creates = 0;
+  nto_fail = 0;
+  /* Deadlines count from the loop's cached time, which is as old as the last
+   * uv_run (much older under valgrind): start each pool from now. */
+  uv_update_time(&loop);
   CHECK(sl_pool_open(&pool, &loop, c, &ops, counts, NULL) == 0);
+}
+
+/* Waiting for the pool. keepalive is a ref'd timer started only while a test
+ * waits, so the loop always has something to wait for (and the test's
+ * deadline gets checked at least every few ms); it is stopped, not closed,
+ * between waits, so it never shows in uv_loop_alive() checks. */
+static uv_timer_t keepalive;
+static void keepalive_cb(uv_timer_t* t) {
+  (void) t;
+}
+
+/* Wall-clock limit of one wait: far beyond any real need, even under
+ * valgrind on a loaded machine; exceeding it means the pool is stuck. */
+#define WAIT_LIMIT_MS 20000
+
+static void wait_timed_out(const char* what, int line) {
+  fprintf(stderr, "%s:%d: CHECK failed: no %s within %d ms\n", __FILE__, line, what,
+          WAIT_LIMIT_MS);
+  exit(1);
+}
+
+/* Runs the loop one iteration at a time until `cond` holds. */
+#define RUN_UNTIL(cond)                                                        \
+  do {                                                                         \
+    uint64_t deadline_ = uv_hrtime() + (uint64_t) WAIT_LIMIT_MS * 1000000;     \
+    CHECK(uv_timer_start(&keepalive, keepalive_cb, 2, 2) == 0);                \
+    while (!(cond)) {                                                          \
+      if (uv_hrtime() > deadline_)                                             \
+        wait_timed_out(#cond, __LINE__);                                       \
+      uv_run(&loop, UV_RUN_ONCE);                                              \
+    }                                                                          \
+    CHECK(uv_timer_stop(&keepalive) == 0);                                     \
+  } while (0)
+
+static int has_emit(int event, uint32_t slot) {
+  int i;
+  for (i = 0; i < nev; i++)
+    if (evs[i].kind == E_EMIT && evs[i].c == event && evs[i].a == slot)
+      return 1;
+  return 0;
 }
 
 static void close_pool(void) {
@@ -263,8 +349,17 @@ static void test_timeout(void) {
   open_pool(&c);
   sl_pool_start(&pool);
   CHECK(sl_pool_acquire(&pool, 0, 5, &slot, &w) == SL_POOL_QUEUED);
-  CHECK(uv_loop_alive(&loop)); /* a waiter with a timeout keeps the loop alive */
-  uv_run(&loop, UV_RUN_DEFAULT);
+  {
+    /* A waiter with a timeout keeps the loop alive, on its own, until it is
+     * rejected (no keepalive here). */
+    uint64_t deadline = uv_hrtime() + (uint64_t) WAIT_LIMIT_MS * 1000000;
+    while (counts[SL_POOL_PENDING] > 0) {
+      CHECK(uv_loop_alive(&loop));
+      if (uv_hrtime() > deadline)
+        wait_timed_out("acquire timeout", __LINE__);
+      uv_run(&loop, UV_RUN_ONCE);
+    }
+  }
   CHECK(last(E_REJECT)->a == 5 && last(E_REJECT)->c == SL_POOL_REASON_TIMEOUT);
   CHECK(count(E_FLUSH) == 1);
   CHECK(counts[SL_POOL_PENDING] == 0 && counts[SL_POOL_SIZE] == 1);
@@ -277,24 +372,46 @@ static void test_timeout(void) {
 static void test_create_backoff(void) {
   sl_pool_config_t c = defaults();
   uint32_t slot, w;
-  c.acquire_timeout = 60;
+  uint64_t start, prev, delay = 5;
+  int i, n;
+  c.acquire_timeout = 250;
   open_pool(&c);
   sl_pool_start(&pool);
+  fail_creates = 1;
+  start = uv_now(&loop);
   CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
-  CHECK(count(E_CREATE) == 1);
-  CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
+  CHECK(count(E_CREATE) == 1 && nto_fail == 1);
+  fail_queued_creates(&pool);
   CHECK(last(E_EMIT)->c == SL_POOL_EV_CREATE_ERROR);
   CHECK(count(E_CREATE) == 1); /* no retry in the same call */
   CHECK(counts[SL_POOL_SIZE] == 0);
-  /* Every retry fails: retries come from the timer, with backoff, until the
-   * acquire times out. */
-  while (counts[SL_POOL_PENDING] > 0) {
-    uv_run(&loop, UV_RUN_ONCE);
-    if (counts[SL_POOL_CREATING] > 0)
-      CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
+  /* Every retry fails (from `flush`, in the timer callback that asked for
+   * it): retries come from the timer, with backoff, until the acquire times
+   * out. */
+  RUN_UNTIL(counts[SL_POOL_PENDING] == 0);
+  CHECK(last(E_REJECT)->a == 1 && last(E_REJECT)->c == SL_POOL_REASON_TIMEOUT);
+  CHECK(last(E_REJECT)->t >= start + 250);
+  CHECK(counts[SL_POOL_CREATING] == 0 && nto_fail == 0);
+  /* The delays double from backoff_min (5) up to backoff_max (20): retry k
+   * was due `delay k` after the failure before it (in the same timer
+   * callback, so at the same loop time) and before the acquire deadline; the
+   * retry after the last one would have been due at or after it. Only the
+   * count depends on the machine: 5 + 10 + 20 ms leave room for at least 3
+   * creates within 250 ms unless the process stalls for ~200 ms, and timers
+   * never fire early, so there are 15 at most. */
+  n = count(E_CREATE);
+  CHECK(n >= 3 && n <= 15);
+  CHECK(evs[0].kind == E_CREATE && evs[0].t == start);
+  prev = start;
+  for (i = 1; i < nev; i++) {
+    if (evs[i].kind != E_CREATE)
+      continue;
+    CHECK(evs[i].t >= prev + delay);
+    CHECK(prev + delay < start + 250);
+    prev = evs[i].t;
+    delay = delay * 2 > 20 ? 20 : delay * 2;
   }
-  CHECK(last(E_REJECT)->c == SL_POOL_REASON_TIMEOUT);
-  CHECK(count(E_CREATE) >= 3 && count(E_CREATE) < 20);
+  CHECK(prev + delay >= start + 250);
   close_pool();
 
   /* propagate_create_error rejects the first waiter with the error. */
@@ -308,8 +425,7 @@ static void test_create_backoff(void) {
   CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
   CHECK(last(E_REJECT)->a == 2 && last(E_REJECT)->c == SL_POOL_REASON_CREATE_ERROR);
   CHECK(counts[SL_POOL_PENDING] == 1);
-  uv_run(&loop, UV_RUN_ONCE); /* the retry */
-  CHECK(count(E_CREATE) == 2);
+  RUN_UNTIL(count(E_CREATE) == 2); /* the retry, which succeeds */
   add_resource();
   CHECK(last(E_RESOLVE)->a == 1);
   close_pool();
@@ -328,10 +444,6 @@ static void test_create_backoff(void) {
   CHECK(counts[SL_POOL_AVAILABLE] == 2);
   CHECK(!uv_loop_alive(&loop)); /* an idle pool keeps nothing alive */
   close_pool();
-}
-
-static void noop_timer_cb(uv_timer_t* t) {
-  (void) t;
 }
 
 static void test_eviction(void) {
@@ -356,15 +468,8 @@ static void test_eviction(void) {
     CHECK(sl_pool_release(&pool, s[i]) == 0);
   CHECK(!uv_loop_alive(&loop)); /* the evictor is unref'd */
   nev = 0;
-  while (count(E_DESTROY) < 3) {
-    uv_timer_t t;
-    /* A ref'd timer to drive the loop (the evictor alone would not). */
-    uv_timer_init(&loop, &t);
-    uv_timer_start(&t, noop_timer_cb, 6, 0);
-    uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t*) &t, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-  }
+  RUN_UNTIL(count(E_DESTROY) >= 3); /* the evictor alone would not keep it alive */
+  CHECK(count(E_DESTROY) == 3);
   CHECK(counts[SL_POOL_SIZE] == 0);
   for (i = 0; i < 3; i++)
     CHECK(sl_pool_destroyed(&pool, s[i]) == 0);
@@ -377,7 +482,6 @@ static void test_uses_leak_destroy_timeout(void) {
   c.max_uses = 2;
   c.leak_ms = 5;
   c.destroy_timeout = 5;
-  c.acquire_timeout = 50; /* keeps the loop running while we wait */
   open_pool(&c);
   sl_pool_start(&pool);
   CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
@@ -386,16 +490,15 @@ static void test_uses_leak_destroy_timeout(void) {
   CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_GRANTED && slot == s);
   /* Borrowed past leak_ms: one LEAK event. */
   CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_QUEUED);
-  while (last(E_EMIT) == NULL || last(E_EMIT)->c != SL_POOL_EV_LEAK)
-    uv_run(&loop, UV_RUN_ONCE);
-  CHECK(last(E_EMIT)->a == s);
+  RUN_UNTIL(has_emit(SL_POOL_EV_LEAK, s));
+  CHECK(count(E_EMIT) == 1);
   /* Second use ends: destroyed instead of going idle; a new one is created. */
   CHECK(sl_pool_release(&pool, s) == 0);
   CHECK(last(E_DESTROY)->a == s);
   /* Its destroy never reports: DESTROY_TIMEOUT. */
-  while (last(E_EMIT)->c != SL_POOL_EV_DESTROY_TIMEOUT)
-    uv_run(&loop, UV_RUN_ONCE);
-  CHECK(last(E_EMIT)->a == s);
+  RUN_UNTIL(has_emit(SL_POOL_EV_DESTROY_TIMEOUT, s));
+  CHECK(count(E_EMIT) == 2); /* and the LEAK was not reported again */
+  CHECK(counts[SL_POOL_PENDING] == 1);
   CHECK(sl_pool_destroyed(&pool, s) == 0);
   slot = add_resource();
   CHECK(last(E_RESOLVE)->a == 3 && last(E_RESOLVE)->b == slot);
@@ -465,6 +568,7 @@ static void test_many_waiters(void) {
 
 int main(void) {
   CHECK(uv_loop_init(&loop) == 0);
+  CHECK(uv_timer_init(&loop, &keepalive) == 0);
   test_basic();
   test_priority_and_fifo();
   test_limits();
@@ -476,6 +580,8 @@ int main(void) {
   test_validate();
   test_close_with_waiters();
   test_many_waiters();
+  uv_close((uv_handle_t*) &keepalive, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
   printf("pool_test: ok\n");
   return 0;

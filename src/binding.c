@@ -67,9 +67,10 @@ enum {
 
 /* ------------------------------------------------------------ plumbing --- */
 
-/* For failures with no JS caller to throw to (teardown), where going on
- * would leave a uv handle open and abort the process anyway. */
-static void sl__fatal(const char* msg) {
+/* For failures with no JS caller to throw to, where going on would lose a
+ * promise or leave a uv handle open (which aborts the process anyway).
+ * napi_fatal_error returns no status: it does not return. */
+void sl_fatal(const char* msg) {
   napi_fatal_error("sluice", NAPI_AUTO_LENGTH, msg, NAPI_AUTO_LENGTH);
 }
 
@@ -160,7 +161,7 @@ void sl_uv_handle_closed(sl_env_t* senv) {
     napi_async_cleanup_hook_handle h = senv->cleanup;
     senv->cleanup = NULL;
     if (napi_remove_async_cleanup_hook(h) != napi_ok)
-      sl__fatal("cannot remove the cleanup hook");
+      sl_fatal("cannot remove the cleanup hook");
   }
 }
 
@@ -971,7 +972,7 @@ static void sl__env_cleanup(napi_async_cleanup_hook_handle hook, void* arg) {
   if (senv->open_uv_handles == 0) {
     senv->cleanup = NULL;
     if (napi_remove_async_cleanup_hook(hook) != napi_ok)
-      sl__fatal("cannot remove the cleanup hook");
+      sl_fatal("cannot remove the cleanup hook");
   }
 }
 

@@ -72,6 +72,9 @@ typedef struct sl_scope_s {
 int sl_scope_open(sl_env_t* senv, sl_scope_t* scope);
 void sl_scope_close(sl_env_t* senv, sl_scope_t* scope);
 
+/* Aborts the process with a message: for failures with no JS caller. */
+void sl_fatal(const char* msg) __attribute__((noreturn));
+
 /* Reports a JS exception left pending inside a libuv callback as an uncaught
  * exception (there is no JS caller to throw to). */
 void sl_report_pending(napi_env env);

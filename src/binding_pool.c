@@ -132,8 +132,7 @@ static void sl__ev_push(sl_pool_handle_t* h, int32_t op, int32_t a, int32_t b) {
     if (q == NULL) {
       /* Losing an event would lose a promise or a resource. There is no
        * way to report it from inside the core: give up loudly. */
-      napi_fatal_error("sluice", NAPI_AUTO_LENGTH, "out of memory queueing a pool event",
-                       NAPI_AUTO_LENGTH);
+      sl_fatal("out of memory queueing a pool event");
     }
     h->q = q;
     h->qcap = cap;
@@ -213,17 +212,22 @@ static void sl__op_flush(sl_pool_t* p) {
   sl_env_t* senv = h->senv;
   napi_env env = senv->env;
   sl_scope_t scope;
-  napi_value fn, recv;
+  napi_value fn = NULL, recv;
+  napi_status st;
 
   if (senv->closing || p->closing)
     return;
   if (sl_scope_open(senv, &scope) != 0)
     return;
-  if (napi_get_reference_value(env, h->pump, &fn) == napi_ok && fn != NULL &&
-      napi_get_undefined(env, &recv) == napi_ok) {
+  /* A failure leaves an exception pending; sl_scope_close reports it. */
+  st = napi_get_reference_value(env, h->pump, &fn);
+  if (st == napi_ok && fn != NULL)
+    st = napi_get_undefined(env, &recv);
+  if (st == napi_ok && fn != NULL) {
     napi_value ret;
-    /* A failure leaves an exception pending; sl_scope_close reports it. */
     SL_CHECK_VOID_IN_LOOP(env, napi_call_function(env, recv, fn, 0, NULL, &ret));
+  } else if (st != napi_ok) {
+    sl__throw_status(env, st, "napi_get_reference_value");
   }
   sl__keepalive(h);
   sl_scope_close(senv, &scope);
@@ -457,6 +461,7 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
   const double* c;
   double range;
   bool is_ta = false;
+  napi_status st;
   int r;
   uint32_t i;
   static const struct {
@@ -541,10 +546,13 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
 
   /* From here on, a failure leaves the handle to its finalizers (or closes
    * it at once if no JS function owns it yet). */
-  if (napi_create_reference(env, ab, 1, &h->buffer) != napi_ok ||
-      napi_create_reference(env, argv[1], 0, &h->pump) != napi_ok ||
-      napi_create_array_with_length(env, 4, &arr) != napi_ok) {
-    sl__throw_status(env, napi_generic_failure, "napi_create_reference");
+  st = napi_create_reference(env, ab, 1, &h->buffer);
+  if (st == napi_ok)
+    st = napi_create_reference(env, argv[1], 0, &h->pump);
+  if (st == napi_ok)
+    st = napi_create_array_with_length(env, 4, &arr);
+  if (st != napi_ok) {
+    sl__throw_status(env, st, "napi_create_reference");
     goto fail;
   }
   for (i = 0; i < 3; i++) {

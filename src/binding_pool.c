@@ -556,9 +556,11 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
     goto fail;
   }
   for (i = 0; i < 3; i++) {
-    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, h, &fn) != napi_ok ||
-        napi_add_finalizer(env, fn, h, sl__pool_finalize, NULL, NULL) != napi_ok) {
-      sl__throw_status(env, napi_generic_failure, "napi_create_function");
+    st = napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, h, &fn);
+    if (st == napi_ok)
+      st = napi_add_finalizer(env, fn, h, sl__pool_finalize, NULL, NULL);
+    if (st != napi_ok) {
+      sl__throw_status(env, st, "napi_create_function");
       goto fail;
     }
     h->refs++;

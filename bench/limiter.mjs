@@ -65,7 +65,30 @@ const LIBS = {
     const { Semaphore } = loadSluice('index')
     return (n) => { const s = new Semaphore(CONCURRENCY); return all(n, () => guarded(s)) }
   },
+  'JS, p-limit timing (reference)': async () => (n) => { const limit = exactRefLimit(CONCURRENCY); return all(n, () => limit(task)) },
   'Promise.all (no limit)': async () => (n) => all(n, task)
+}
+
+// A minimal JS limiter with p-limit's exact observable timing (the same
+// promise shape: a "go" promise per task whose reaction, registered in the
+// caller's context, runs fn through an async wrapper; the slot freed one tick
+// after the result settles). Not a library: it shows what that timing costs
+// in promises alone, the floor a native gate cannot go below.
+function exactRefLimit (concurrency) {
+  const queue = []
+  let head = 0
+  let active = 0
+  const call = async (fn) => fn()
+  const done = () => {
+    active--
+    if (head < queue.length) { active++; const go = queue[head]; queue[head++] = undefined; go() }
+  }
+  const run = (fn) => { const result = call(fn); result.then(done, done); return result }
+  return (fn) => {
+    let go
+    if (active < concurrency && head === queue.length) { active++; go = Promise.resolve() } else go = new Promise(resolve => queue.push(resolve))
+    return go.then(() => run(fn))
+  }
 }
 
 // The reference limiter: FIFO, at most `concurrency` running, the slot freed

@@ -203,7 +203,10 @@ static void sl__idle_push(sl_pool_t* p, int32_t s) {
   sl_pool_slot_t* slot = &p->slots[s];
   slot->state = SL_SLOT_IDLE;
   slot->idle_since = sl__now(p);
-  slot->idle_seq++;
+  /* From the pool's counter, not the slot's: slots are reused (and zeroed),
+   * and generic-pool's cursor, once its node left the list, never matches
+   * again. */
+  slot->idle_seq = ++p->idle_seq;
   if (p->cfg.fifo)
     sl__list_push_back(p, &p->idle, sl__slot_link, s);
   else

@@ -152,7 +152,7 @@ typedef struct sl_pool_slot_s {
   double created_at; /* when its create succeeded */
   double deadline;   /* leak or destroy-timeout deadline */
   double uses;       /* times handed out */
-  uint32_t idle_seq; /* bumped each time it becomes idle (eviction cursor) */
+  uint64_t idle_seq; /* pool-wide sequence of its last idle push (eviction cursor) */
   uint8_t state;     /* enum sl_pool_slot_state */
   uint8_t on_aux;    /* linked in a leak or destroy list */
 } sl_pool_slot_t;
@@ -198,7 +198,9 @@ struct sl_pool_s {
   uint32_t npending;
 
   int32_t evict_last;        /* slot examined last by the evictor, or -1 */
-  uint32_t evict_seq;        /* its idle_seq then */
+  uint64_t evict_seq;        /* its idle_seq then */
+  uint64_t idle_seq;         /* last idle_seq handed out: pool-wide, so a
+                              * reused slot never matches a stale cursor */
 
   double backoff;            /* next create retry delay */
   int backoff_active;        /* creates wait for the backoff timer */

@@ -621,6 +621,39 @@ for (const [name, gp] of impls) {
       });
     }
 
+    // generic-pool's eviction iterator keeps its cursor between runs; once the
+    // resource under it has left the idle list, the next run starts over at
+    // the head. A resource created later in the same place (sluice reuses
+    // slots) must not resume the old cursor. Found by the model test.
+    test('the eviction cursor starts over after its resource was evicted (fifo false)', TEST_OPTS, async () => {
+      const f = manualFactory();
+      const pool = createPool(f, {
+        max: 2,
+        min: 2,
+        fifo: false,
+        idleTimeoutMillis: 1,
+        evictionRunIntervalMillis: 10,
+      });
+      await tick();
+      assert.equal(f.calls.length, 2);
+      f.calls[0].resolve(); // id 0 idle, id 1 still creating
+      await waitFor(() => f.destroyed.length === 1); // id 0 evicted, id 2 created
+      assert.equal(f.calls.length, 3);
+      const borrowed = pool.acquire();
+      f.calls[1].resolve();
+      const r1 = await borrowed;
+      assert.equal(r1.id, 1);
+      await pool.destroy(r1); // id 3 created for min
+      assert.equal(f.calls.length, 4);
+      f.calls[2].resolve();
+      f.calls[3].resolve(); // idle, newest first: [3, 2]
+      await waitFor(() => f.destroyed.length === 4);
+      assert.deepEqual(f.destroyed.map((r) => r.id), [0, 1, 3, 2]);
+      await pool.drain();
+      for (const c of f.calls.slice(4)) c.resolve(); // the creates for min
+      await pool.clear();
+    });
+
     test('softIdleTimeoutMillis evicts idle resources but keeps min', TEST_OPTS, async () => {
       const f = makeFactory();
       const pool = createPool(f, {

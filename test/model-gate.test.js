@@ -17,23 +17,20 @@
 // entered only there). Waiters with a long timeout (an hour) exercise the
 // timer's set-up and tear-down on grant, abort, clear and permits changes.
 //
-// Seeds: fixed base seeds plus one random seed, all printed; set
-// SLUICE_MODEL_SEED=<n> to replay one, SLUICE_MODEL_SCALE=<x> to run more or
-// fewer sequences. A failure prints the shrunk command sequence and the
-// seed/path to replay it.
+// Seeds: fixed ones, printed (test/model-seeds.js); SLUICE_MODEL_SEED=<n>
+// adds one (to replay), SLUICE_MODEL_SEED=random explores, and
+// SLUICE_MODEL_SCALE=<x> runs more or fewer sequences. A failure prints the
+// shrunk command sequence and the seed/path to replay it.
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const fc = require('fast-check')
+const { modelSeeds } = require('./model-seeds.js')
 const { Semaphore, TimeoutError } = require('../lib/index.js')
 const pLimit = require('../lib/p-limit.js')
 const { binding } = require('../lib/binding.js')
 
 const SCALE = Number(process.env.SLUICE_MODEL_SCALE || 1)
-const BASE_SEEDS = [0x51c1, 0x51c2, 0x51c3]
-const RANDOM_SEED = process.env.SLUICE_MODEL_SEED !== undefined
-  ? Number(process.env.SLUICE_MODEL_SEED)
-  : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0
-const SEEDS = [...BASE_SEEDS, RANDOM_SEED]
+const { seeds: SEEDS, extra: EXTRA_SEED } = modelSeeds([0x51c1, 0x51c2, 0x51c3, 0x51c4])
 const LONG = 3600 * 1000
 
 // Drains microtasks without entering the event loop: promise chains settle,
@@ -459,7 +456,7 @@ async function runLimit (concurrency, rejectOnClear, cmds) {
 // ------------------------------------------------------------------ tests --
 
 function seedsFor (name, t, runs) {
-  t.diagnostic(`${name}: seeds ${SEEDS.join(', ')} (random one: ${RANDOM_SEED}; replay with SLUICE_MODEL_SEED=<seed>), ${runs} sequences per seed`)
+  t.diagnostic(`${name}: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${runs} sequences per seed`)
 }
 
 test('Semaphore against the gate model', async (t) => {

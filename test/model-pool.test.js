@@ -25,20 +25,20 @@
 //            sleeps a few ticks; every idle resource is evicted (and min
 //            refilled) there.
 //
-// Seeds: fixed base seeds plus one random seed, all printed;
-// SLUICE_MODEL_SEED=<n> replays one, SLUICE_MODEL_SCALE=<x> scales the runs.
+// Seeds: fixed ones, printed (test/model-seeds.js); SLUICE_MODEL_SEED=<n>
+// adds one (to replay), SLUICE_MODEL_SEED=random explores, and
+// SLUICE_MODEL_SCALE=<x> scales the runs.
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const fc = require('fast-check')
+const { modelSeeds } = require('./model-seeds.js')
 const { createPool, TimeoutError } = require('../lib/generic-pool.js')
 const { binding } = require('../lib/binding.js')
 
 const SCALE = Number(process.env.SLUICE_MODEL_SCALE || 1)
-const BASE_SEEDS = [0x900c1, 0x900c2, 0x900c3]
-const RANDOM_SEED = process.env.SLUICE_MODEL_SEED !== undefined
-  ? Number(process.env.SLUICE_MODEL_SEED)
-  : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0
-const SEEDS = [...BASE_SEEDS, RANDOM_SEED]
+const { seeds: SEEDS, extra: EXTRA_SEED } = modelSeeds([0x900c1, 0x900c2, 0x900c3,
+  // found the eviction-cursor bug (a reused slot resumed a stale cursor)
+  -576707124])
 const BACKOFF_MIN = 10
 const BACKOFF_MAX = 1000
 
@@ -641,7 +641,7 @@ async function teardown (pool, real) {
 test('generic-pool against the pool model', async (t) => {
   const base = binding.debugCounts()
   const runs = Math.max(1, Math.round(200 * SCALE))
-  t.diagnostic(`pool: seeds ${SEEDS.join(', ')} (random one: ${RANDOM_SEED}; replay with SLUICE_MODEL_SEED=<seed>), ${runs} sequences per seed`)
+  t.diagnostic(`pool: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${runs} sequences per seed`)
   const property = fc.asyncProperty(configArb, fc.commands(commands, { maxCommands: 150, size: 'max' }),
     (cfg, cmds) => runPool(cfg, cmds))
   for (const seed of SEEDS) {

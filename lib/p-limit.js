@@ -4,23 +4,66 @@
 // How a task flows. `limit(fn)` stores fn (and its arguments) in a slot and
 // calls take(slot): the gate either grants a permit at once (undefined) or
 // queues a waiter and returns its "go" promise, which C resolves with the slot
-// when the permit is granted. The promise returned to the caller is
-// go.then(runSlot): that reaction is registered inside limit(), so the task
-// runs in the caller's async context (AsyncLocalStorage), one microtask after
-// the grant, always. When the task's result settles, its permit is released
-// (before the caller's await of it resumes) and the gate grants the next.
-// Per queued task the JS heap holds two promises and one reaction; counts and
-// order live in C.
+// when the permit is granted. go.then(runSlot) is registered inside limit(),
+// so the task runs in the caller's async context (AsyncLocalStorage), one
+// microtask after the grant, always. When the task's result settles, its
+// permit is released (before the caller's await of it resumes) and the gate
+// grants the next. Counts and order live in C.
+//
+// The promise returned to the caller, two ways, each settling on the same
+// microtask as p-limit's (test/p-limit-conformance.test.mjs and
+// test/diff-plimit.test.js compare them microtask by microtask):
+// - by default it is go.then(runSlot) itself, so a queued task costs the JS
+//   heap two promises and one reaction (no resolving functions);
+// - with rejectOnClear it is a promise of its own whose resolving functions
+//   are kept by slot, because p-limit rejects cleared tasks inside
+//   clearQueue(), which a derived promise cannot do.
 const { binding, OP } = require('./binding.js')
 
 const CLEARED = Symbol('cleared')
 const noop = () => {}
+
+// One shared executor: a promise with its own resolving functions, and no
+// closure per task.
+let nextResolve
+let nextReject
+function executor (resolve, reject) {
+  nextResolve = resolve
+  nextReject = reject
+}
 
 // p-limit runs `(async () => fn(...args))()`: a sync throw becomes a
 // rejection with the same error, values and thenables are adopted. One
 // shared async function does that without a closure per task.
 async function call (function_, args) {
   return args === undefined ? function_() : function_(...args)
+}
+
+// The same for a native promise fn returned: a promise that adopts it.
+async function adopt (value) {
+  return value
+}
+const resolved = Promise.resolve()
+
+// By default a task's promise is derived from its go promise, so it can only
+// adopt what runSlot returns. When fn settled synchronously (threw, or
+// returned a value that is not a thenable), p-limit's order is: the caller's promise adopts the
+// settled result first, and the permit is released one job later. Returning
+// the settled result would release first (its reaction is registered before
+// the adoption job exists). Returning this thenable instead puts both where
+// p-limit has them: the adoption job calls then(), which lets the caller's
+// promise adopt the outcome and then releases the permit.
+class Settled {
+  constructor (ok, value, release) {
+    this.ok = ok
+    this.value = value
+    this.release = release
+  }
+
+  then (resolve, reject) {
+    (this.ok ? Promise.resolve(this.value) : Promise.reject(this.value)).then(resolve, reject)
+    this.release()
+  }
 }
 
 function validateConcurrency (concurrency) {
@@ -63,29 +106,79 @@ function pLimit (concurrency) {
 
   // The tasks waiting for their go, by slot. A slot is reused only after its
   // task has run (or was cleared), so a late reaction never finds another's.
+  // With rejectOnClear, also the resolving functions of their promises.
   const fns = []
   const argv = []
+  const resolvers = rejectOnClear ? [] : undefined
+  const rejecters = rejectOnClear ? [] : undefined
   const freeSlots = []
 
   // p-limit's next(): one permit back, at most one queued task started.
   const done = () => { release() }
 
+  // Default: returns what the caller's promise (derived from go) adopts.
   function runSlot (slot) {
     const function_ = fns[slot]
     const args = argv[slot]
     fns[slot] = undefined
     argv[slot] = undefined
     freeSlots.push(slot)
-    if (function_ === CLEARED) {
-      if (args === undefined) return new Promise(noop) // dropped: never settles
-      throw args // rejectOnClear: the shared AbortError
+    if (function_ === CLEARED) return new Promise(noop) // dropped: never settles
+    let value
+    try {
+      value = args === undefined ? function_() : function_(...args)
+    } catch (error) {
+      return new Settled(false, error, done)
     }
-    // The same promise shape as p-limit, so every settlement lands on the
-    // same microtask: the caller's promise adopts `result`, and the permit is
-    // released one tick after `result` settles, before the caller resumes.
-    const result = call(function_, args)
+    if (value === null || (typeof value !== 'object' && typeof value !== 'function')) {
+      return new Settled(true, value, done)
+    }
+    let result
+    if (value instanceof Promise) {
+      result = adopt(value)
+    } else {
+      // p-limit's wrapper reads `then` once: a throw or a non-function
+      // settles it now; a function is called in the job that adopts it.
+      let then
+      try {
+        then = value.then
+      } catch (error) {
+        return new Settled(false, error, done)
+      }
+      if (typeof then !== 'function') return new Settled(true, value, done)
+      result = new Promise(executor)
+      const resolve = nextResolve
+      const reject = nextReject
+      nextResolve = nextReject = undefined
+      resolved.then(() => {
+        try {
+          then.call(value, resolve, reject)
+        } catch (error) {
+          reject(error)
+        }
+      })
+    }
+    // The permit is released one tick after `result` settles, before the
+    // caller's promise (which adopts `result` one job later) settles.
     result.then(done, done)
     return result
+  }
+
+  // rejectOnClear: p-limit's run(), to the letter: resolve the caller's
+  // promise with `result`, then release one tick after `result` settles.
+  function runSlotResolving (slot) {
+    const function_ = fns[slot]
+    const args = argv[slot]
+    const resolve = resolvers[slot]
+    fns[slot] = undefined
+    argv[slot] = undefined
+    resolvers[slot] = undefined
+    rejecters[slot] = undefined
+    freeSlots.push(slot)
+    if (function_ === CLEARED) return // rejected by clearQueue()
+    const result = call(function_, args)
+    resolve(result)
+    result.then(done, done)
   }
 
   // A method, so that `limit` is neither a constructor nor has a prototype,
@@ -101,16 +194,34 @@ function pLimit (concurrency) {
       const slot = freeSlots.length > 0 ? freeSlots.pop() : fns.length
       fns[slot] = function_
       argv[slot] = args
+      if (resolvers === undefined) {
+        const go = take(slot)
+        return (go === undefined ? Promise.resolve(slot) : go).then(runSlot)
+      }
+      const promise = new Promise(executor)
+      resolvers[slot] = nextResolve
+      rejecters[slot] = nextReject
+      nextResolve = nextReject = undefined
       const go = take(slot)
-      return (go === undefined ? Promise.resolve(slot) : go).then(runSlot)
+      ;(go === undefined ? Promise.resolve(slot) : go).then(runSlotResolving)
+      return promise
     }
   }
 
   function clearQueue () {
-    const reason = rejectOnClear ? AbortSignal.abort().reason : undefined
-    for (const slot of ctl(OP.CLEAR)) {
+    const slots = ctl(OP.CLEAR)
+    if (rejecters === undefined) {
+      for (const slot of slots) fns[slot] = CLEARED
+      return
+    }
+    // p-limit: one shared AbortError; every cleared task rejected now, in
+    // queue order.
+    const reason = AbortSignal.abort().reason
+    for (const slot of slots) {
       fns[slot] = CLEARED
-      argv[slot] = reason
+      const reject = rejecters[slot]
+      resolvers[slot] = rejecters[slot] = undefined
+      reject(reason)
     }
   }
 

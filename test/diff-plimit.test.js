@@ -3,8 +3,7 @@
 //
 // fast-check generates a scenario (limiter options plus a command sequence);
 // the same scenario runs once against p-limit and once against sluice, each
-// run writing one log, and the two logs must be identical entry for entry
-// (except for the two known divergences described below).
+// run writing one log, and the two logs must be identical entry for entry.
 //
 // Microtask precision: an "external" ticker (a chain of `await null`) logs
 // `tick k` on each microtask while the scenario runs, so every other entry
@@ -33,34 +32,14 @@
 // AbortError" is compared too. Cleared tasks without rejectOnClear never
 // settle, and nothing awaits them.
 //
-// Known divergences (found by this test; sluice is not changed here). By
-// default the fuzz tolerates exactly these two, and the two `todo` tests at
-// the end show each in a few lines; SLUICE_DIFF_STRICT=1 tolerates neither.
-//
-//  1. Sub-microtask order at task completion. p-limit's run() does
-//     `resolve(result)` and then `await result`, so the job adopting a task's
-//     result into the caller's promise is queued BEFORE the job releasing the
-//     permit (which starts the next queued task). sluice registers
-//     `result.then(done)` first and the adoption is queued when runSlot
-//     returns, so the two adjacent jobs run in the opposite order, and so do
-//     their descendants: within one microtask round, the caller's reaction to
-//     task A and the steps of the next task B can swap places (never across
-//     rounds). Tolerated: when the logs differ, they must still be equal with
-//     the entries between two consecutive ticks sorted; the number of such
-//     scenarios is printed.
-//  2. rejectOnClear timing. p-limit rejects a cleared task's promise
-//     synchronously inside clearQueue(); sluice rejects it one microtask
-//     later (runSlot throws the AbortError when the cleared slot's go
-//     resolves), so the caller's catch runs one round later. Excluded: in
-//     scenarios with rejectOnClear: true the fuzz issues no clearQueue();
-//     the AbortError itself (class, name, message, one shared object per
-//     clearQueue() call) is compared by its own test, without timing.
+// It found two divergences, both fixed in lib/p-limit.js and kept below as
+// regression tests: the order of the adoption and release jobs when a task
+// settles synchronously, and rejectOnClear rejecting inside clearQueue().
 //
 // Seeds: fixed ones (reproducible); SLUICE_DIFF_SEED=<n> adds one.
 // SLUICE_DIFF_RUNS=<n> changes the number of sequences per seed.
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { isDeepStrictEqual } = require('node:util')
 const fc = require('fast-check')
 const sluice = require('../lib/p-limit.js')
 
@@ -73,7 +52,6 @@ if (process.env.SLUICE_DIFF_SEED !== undefined && process.env.SLUICE_DIFF_SEED !
   SEEDS.push(extra)
 }
 
-const STRICT = process.env.SLUICE_DIFF_STRICT === '1'
 const QUIET = 40 // ticks with no other log entry before the ticker stops
 const MAX_TICKS = 20000
 
@@ -404,33 +382,7 @@ const anyScenarioArb = fc.oneof(
   }
 )
 
-// Divergence 2 excluded (see the top): no clearQueue() with rejectOnClear.
-const scenarioArb = STRICT
-  ? anyScenarioArb
-  : anyScenarioArb.map(sc => sc.options.rejectOnClear
-    ? { ...sc, commands: sc.commands.filter(c => c.op !== 'clear') }
-    : sc)
-
-// Divergence 1 tolerated (see the top): the log with the entries of each
-// window between two consecutive ticks sorted. Object identity numbers
-// follow first-seen order, which the reordering changes: dropped here (they
-// are compared in every scenario that is identical entry for entry).
-function byRound (log) {
-  const out = []
-  let window = []
-  for (const entry of log) {
-    if (entry.startsWith('tick ') || entry.startsWith('ticker ')) {
-      out.push(...window.sort(), entry)
-      window = []
-    } else {
-      window.push(entry.replace(/#\d+\[/g, '#['))
-    }
-  }
-  out.push(...window.sort())
-  return out
-}
-
-// ------------------------------------------------------------------- tests --
+const scenarioArb = anyScenarioArb
 
 let reference // p-limit is ESM-only: loaded by getReference(), which every test awaits
 const subject = { pLimit: sluice, limitFunction: sluice.limitFunction }
@@ -472,18 +424,12 @@ for (const seed of SEEDS) {
     let scenarios = 0
     let commands = 0
     let entries = 0
-    let reordered = 0
     await getReference()
     await fc.assert(
       fc.asyncProperty(scenarioArb, async sc => {
         const a = await runScenario(reference, sc)
         const b = await runScenario(subject, sc)
-        if (!isDeepStrictEqual(b.log, a.log)) {
-          if (STRICT) assert.deepEqual(b.log, a.log)
-          assert.deepEqual(byRound(b.log), byRound(a.log),
-            'the logs differ by more than the order within one microtask round (divergence 1)')
-          reordered++
-        }
+        assert.deepEqual(b.log, a.log)
         scenarios++
         commands += a.ops
         entries += a.log.length
@@ -491,11 +437,10 @@ for (const seed of SEEDS) {
       { seed, numRuns: RUNS }
     )
     t.diagnostic(`seed ${seed}: ${scenarios} scenarios, ${commands} commands compared, ${entries} log entries per implementation`)
-    t.diagnostic(`seed ${seed}: ${scenarios - reordered} identical entry for entry, ${reordered} equal only up to the order within a microtask round (divergence 1)`)
   })
 }
 
-test('rejectOnClear: the same AbortError (class, name, message, shared per clearQueue), timing aside', async () => {
+test('rejectOnClear: the same AbortError (class, name, message, shared per clearQueue)', async () => {
   await getReference()
   const logs = []
   for (const impl of [reference, subject]) {
@@ -523,18 +468,31 @@ test('rejectOnClear: the same AbortError (class, name, message, shared per clear
   assert.ok(logs[0].includes('err 2 #0[object DOMException] DOMException AbortError: This operation was aborted'), logs[0].join('\n'))
 })
 
-// The known divergences, each in a few lines (see the top). `todo`: a failure
-// is reported, not fatal; they pass once sluice matches p-limit there.
+// The two divergences this test found, each in a few lines (now fixed).
 async function bothLogs (scenario) {
   await getReference()
   return [await scenario(reference.pLimit), await scenario(subject.pLimit)]
 }
 
-test('divergence 1: caller\'s reaction vs the next task\'s first await, same round', { todo: 'sluice releases the permit before adopting the result; p-limit adopts first' }, async () => {
+for (const [kind, fn] of [['a primitive', () => 'a'], ['a plain object', () => ({ a: 1 })], ['a throw', () => { throw new Error('a') }]]) {
+  test(`a task that settles synchronously (${kind}): its caller's promise adopts before the next task starts`, async () => {
+    const [a, b] = await bothLogs(async pLimit => {
+      const log = []
+      const limit = pLimit(1)
+      limit(fn).then(() => log.push('settled a'), () => log.push('rejected a'))
+      limit(async () => { log.push('start b'); await null; log.push('b after 1 await') })
+      for (let k = 1; k <= 6; k++) { await null; log.push(`tick ${k}`) }
+      return log
+    })
+    assert.deepEqual(b, a)
+  })
+}
+
+test('a task returning a plain thenable: adopted in the same jobs as p-limit', async () => {
   const [a, b] = await bothLogs(async pLimit => {
     const log = []
     const limit = pLimit(1)
-    limit(() => 'a').then(v => log.push(`settled ${v}`))
+    limit(() => ({ then (resolve) { log.push('then called'); resolve('t') } })).then(v => log.push(`settled ${v}`))
     limit(async () => { log.push('start b'); await null; log.push('b after 1 await') })
     for (let k = 1; k <= 6; k++) { await null; log.push(`tick ${k}`) }
     return log
@@ -542,7 +500,7 @@ test('divergence 1: caller\'s reaction vs the next task\'s first await, same rou
   assert.deepEqual(b, a)
 })
 
-test('divergence 2: rejectOnClear rejects inside clearQueue()', { todo: 'sluice rejects a cleared task one microtask later than p-limit' }, async () => {
+test('rejectOnClear rejects inside clearQueue(), as p-limit does', async () => {
   const [a, b] = await bothLogs(async pLimit => {
     const log = []
     const limit = pLimit({ concurrency: 1, rejectOnClear: true })

@@ -462,12 +462,6 @@ const EXPECTED_TICKS = {
 const EXPECTED_LIMIT_FUNCTION_TICKS = 'run1 t1 t2 run2 t3 settled1 t4 run3 t5 settled2 t6 t7 settled3 t8 t9';
 const EXPECTED_MAP_TICKS = 'runa0 runb1 t1 t2 runc2 t3 t4 t5 t6 t7 map:abc t8';
 const EXPECTED_CLEAR_TICKS = 'cleared run1 t1 abort2 abort3 t2 t3 ok1 t4 t5';
-// The one documented difference (README, "Differences from p-limit"): a task
-// cleared with rejectOnClear rejects one microtask later in sluice, because its
-// promise is derived from the native "go" promise rather than settled directly.
-// Everything else in the timeline is identical.
-const SLUICE_CLEAR_TICKS = 'cleared run1 t1 t2 abort2 abort3 t3 ok1 t4 t5';
-const clearTicksFor = name => (name === 'sluice' ? SLUICE_CLEAR_TICKS : EXPECTED_CLEAR_TICKS);
 const EXPECTED_MIXED = 'r0 r1 c3 r2 e1 r3 ok0 r4 e3 err2 r5 ok1 r6 ok4 r7 r8 ok3 r9 err5 ok6 e9 err7 ok8 ok9';
 const EXPECTED_SYNC_COUNTS = '1/0/0 2/0/0 2/1/0 2/2/0 2/3/0 2/3/2';
 const EXPECTED_RAISE = 'sync:1/4/ set:1/4/ await1:3/2/1 await2:3/2/123 done:0/0/12345';
@@ -1079,9 +1073,8 @@ for (const [name, mod] of impls) {
 				log2.push('tick1');
 				await null;
 				log2.push('tick2');
-				// See SLUICE_CLEAR_TICKS: one microtask later in sluice, still before the running task settles.
 				await cleared;
-				assert.equal(log2.join(' '), name === 'sluice' ? 'tick1 abort2 tick2' : 'abort2 tick1 tick2');
+				assert.equal(log2.join(' '), 'abort2 tick1 tick2');
 			});
 
 			for (const [key, expected] of Object.entries(EXPECTED_TICKS)) {
@@ -1100,7 +1093,7 @@ for (const [name, mod] of impls) {
 			});
 
 			test('microtask-exact timeline: clearQueue with rejectOnClear', async () => {
-				assert.equal(await clearTickScenario(mod), clearTicksFor(name));
+				assert.equal(await clearTickScenario(mod), EXPECTED_CLEAR_TICKS);
 			});
 
 			test('event log: mixed sync/async/throwing tasks with a concurrency raise', async () => {

@@ -42,6 +42,7 @@ const CTL_START = 10
 const CTL_STARTED = 11
 const CTL_REFILL = 12
 const CTL_DISPENSE = 13
+const CTL_TAIL = 14
 
 // Counts (Float64Array at the start of the shared buffer).
 const C_SIZE = 0
@@ -193,7 +194,9 @@ function configArray (c) {
   a[5] = c.propagateCreateError ? 1 : 0
   a[6] = c.priorityRange
   a[7] = ttl !== undefined && ttl > 0 ? nodeDelay(ttl) : 0
-  a[8] = c.destroyTimeoutMillis !== undefined ? nodeDelay(c.destroyTimeoutMillis) : 0
+  // generic-pool races the destroy with a timeout only if the parsed value is
+  // truthy (NaN and 0 mean none).
+  a[8] = c.destroyTimeoutMillis ? nodeDelay(c.destroyTimeoutMillis) : 0
   a[9] = Number(c.evictionRunIntervalMillis) > 0 ? nodeDelay(c.evictionRunIntervalMillis) : 0
   a[10] = Number(c.numTestsPerEvictionRun)
   a[11] = Number(c.softIdleTimeoutMillis)
@@ -223,12 +226,17 @@ class Pool extends EventEmitter {
   #createOps = []
   #createErr = []
   #destroyOps = []
+  #destroyTimeouts = [] // by slot: rejects the destroy's race with the timeout
   // By token: the resolving functions of a waiting acquire, and its signal.
   #wres = []
   #wrej = []
   #wsig = []
   #wfree = []
-  #drainWaiters = []
+  #wprom = [] // by token: the promise of a waiting acquire (drain waits on it)
+  // By slot, only once a drain() asked: a promise resolved when the loan
+  // ends (generic-pool's ResourceLoan), and its resolve.
+  #loanP = []
+  #loanEnd = []
   #readyWaiters = []
   #draining = false
   #pumpError
@@ -306,7 +314,7 @@ class Pool extends EventEmitter {
           case EV_CREATE_ERROR: this.emit(FACTORY_CREATE_ERROR, this.#createErr[a]); break
           case EV_DESTROY_TIMEOUT: this.#destroyTimedOut(a); break
           case EV_LEAK: this.emit(LEAK, this.#res[a]); break
-          case EV_DRAINED: this.#drained(); break
+          case EV_DRAINED: break // drain() follows the promises, as generic-pool does
         }
       } catch (err) {
         if (this.#pumpError === undefined) {
@@ -326,6 +334,7 @@ class Pool extends EventEmitter {
     const fn = ok ? this.#wres[token] : this.#wrej[token]
     this.#wres[token] = undefined
     this.#wrej[token] = undefined
+    this.#wprom[token] = undefined
     const sig = this.#wsig[token]
     if (sig !== undefined) {
       this.#wsig[token] = undefined
@@ -385,6 +394,10 @@ class Pool extends EventEmitter {
     if (this.#ctl(CTL_CREATE_FAILED, slot)) this.#pump()
   }
 
+  // generic-pool's _destroy: clear() waits for `wrapped`, factory.destroy's
+  // promise (raced with the destroy timeout, if any), which leaves the set
+  // one reaction after it settles; a failure of either is emitted. The core
+  // learns when the destroy itself has settled (the slot is free then).
   #startDestroy (slot) {
     const P = this.#P
     const resource = this.#res[slot]
@@ -396,32 +409,34 @@ class Pool extends EventEmitter {
     } catch (err) {
       p = P.reject(err)
     }
-    const op = { done: false, settle: undefined, promise: undefined }
-    op.promise = new P((resolve) => { op.settle = resolve })
-    this.#destroyOps[slot] = op
-    P.resolve(p).then((v) => P.resolve(v), (err) => P.reject(err)).then(
-      () => this.#destroySettled(slot, op, undefined, false),
-      (err) => this.#destroySettled(slot, op, err, true)
-    )
-  }
-
-  #destroySettled (slot, op, err, failed) {
-    if (!op.done) {
-      op.done = true
-      this.#destroyOps[slot] = undefined
-      op.settle()
-      if (failed) this.#emitLater(FACTORY_DESTROY_ERROR, err)
+    const settled = P.resolve(p)
+    let wrapped = settled
+    if (this.#config.destroyTimeoutMillis) {
+      const timeout = new P(executor)
+      this.#destroyTimeouts[slot] = nextReject
+      nextResolve = nextReject = undefined
+      wrapped = P.resolve(P.race([timeout, settled]))
     }
-    this.#ctl(CTL_DESTROYED, slot)
+    this.#destroyOps[slot] = wrapped
+    const untrack = () => {
+      if (this.#destroyOps[slot] === wrapped) this.#destroyOps[slot] = undefined
+    }
+    wrapped
+      .then((v) => { untrack(); return P.resolve(v) }, (err) => { untrack(); return P.reject(err) })
+      .catch((err) => this.#emitLater(FACTORY_DESTROY_ERROR, err))
+    const done = () => {
+      this.#destroyTimeouts[slot] = undefined
+      this.#ctl(CTL_DESTROYED, slot)
+    }
+    settled.then(done, done)
   }
 
+  // The core's destroy timer fired first: generic-pool's timeout rejection.
   #destroyTimedOut (slot) {
-    const op = this.#destroyOps[slot]
-    if (op === undefined || op.done) return
-    op.done = true
-    this.#destroyOps[slot] = undefined
-    op.settle()
-    this.emit(FACTORY_DESTROY_ERROR, new Error('destroy timed out'))
+    const reject = this.#destroyTimeouts[slot]
+    if (reject === undefined) return
+    this.#destroyTimeouts[slot] = undefined
+    reject(new Error('destroy timed out'))
   }
 
   #startValidate (slot) {
@@ -455,10 +470,28 @@ class Pool extends EventEmitter {
     }
   }
 
-  #drained () {
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = []
-    for (const resolve of waiters) resolve()
+  // The promises of the loans out now (generic-pool's _resourceLoans).
+  #loansOut () {
+    const out = []
+    for (let slot = 0; slot < this.#res.length; slot++) {
+      if (this.#res[slot] === undefined || this.#ctl(CTL_STATE, slot) !== SLOT_BORROWED) continue
+      if (this.#loanP[slot] === undefined) {
+        this.#loanP[slot] = new this.#P(executor)
+        this.#loanEnd[slot] = nextResolve
+        nextResolve = nextReject = undefined
+      }
+      out.push(this.#loanP[slot])
+    }
+    return out
+  }
+
+  // A loan ends (release or destroy of a borrowed resource): before the
+  // pool acts on it, as generic-pool resolves its loan first.
+  #endLoan (slot) {
+    const end = this.#loanEnd[slot]
+    if (end === undefined) return
+    this.#loanP[slot] = this.#loanEnd[slot] = undefined
+    end()
   }
 
   #checkReady () {
@@ -520,6 +553,7 @@ class Pool extends EventEmitter {
       const promise = new P(executor)
       this.#wres[token] = nextResolve
       this.#wrej[token] = nextReject
+      this.#wprom[token] = promise
       nextResolve = nextReject = undefined
       if (signal !== undefined) this.#watch(token, this.#hdr[H_WAITER], signal)
       if (this.#pending()) this.#pump()
@@ -593,6 +627,7 @@ class Pool extends EventEmitter {
     if (slot === undefined || !this.#release(slot)) {
       return this.#P.reject(new Error('Resource not currently part of this pool'))
     }
+    this.#endLoan(slot)
     const hdr = this.#hdr
     if (hdr[H_LEN] !== hdr[H_POS] || hdr[H_MORE] !== 0 || this.#readyWaiters.length > 0) this.#pump()
     // One shared fulfilled promise: release is the hot path and the value is
@@ -605,15 +640,33 @@ class Pool extends EventEmitter {
     if (slot === undefined || !this.#ctl(CTL_DESTROY, slot)) {
       return this.#P.reject(new Error('Resource not currently part of this pool'))
     }
+    this.#endLoan(slot)
     if (this.#pending()) this.#pump()
     return this.#P.resolve()
   }
 
+  // generic-pool's promise chain, so that drain() settles on the same
+  // microtask: the last waiting client settled, then every loan out at that
+  // point returned. One fix: if clients still wait then (the last one timed
+  // out or was aborted before the others were served), it waits for them
+  // too, instead of resolving while they can still borrow.
   drain () {
     const P = this.#P
     this.#draining = true
-    if (this.#ctl(CTL_DRAIN)) return P.resolve()
-    return new P((resolve) => { this.#drainWaiters.push(resolve) })
+    this.#ctl(CTL_DRAIN)
+    if (this.#pending()) this.#pump()
+    const returned = () => {
+      if (this.#ctl(CTL_TAIL) >= 0) return this.#requestsSettled().then(returned)
+      const loans = this.#loansOut()
+      for (let i = 0; i < loans.length; i++) loans[i] = loans[i].then(noop, noop)
+      return P.all(loans)
+    }
+    return this.#requestsSettled().then(returned).then(noop)
+  }
+
+  #requestsSettled () {
+    const tail = this.#ctl(CTL_TAIL)
+    return tail >= 0 ? this.#wprom[tail].then(noop, noop) : this.#P.resolve()
   }
 
   clear () {
@@ -624,7 +677,7 @@ class Pool extends EventEmitter {
       this.#ctl(CTL_CLEAR_IDLE)
       if (this.#pending()) this.#pump()
       const destroys = []
-      for (const op of this.#destroyOps) if (op !== undefined) destroys.push(op.promise)
+      for (const op of this.#destroyOps) if (op !== undefined) destroys.push(op.then(noop, noop))
       return P.all(destroys).then(noop, noop)
     })
   }

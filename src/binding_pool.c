@@ -64,7 +64,8 @@ enum {
   SL_PCTL_START = 10,
   SL_PCTL_STARTED = 11,
   SL_PCTL_REFILL = 12,
-  SL_PCTL_DISPENSE = 13
+  SL_PCTL_DISPENSE = 13,
+  SL_PCTL_TAIL = 14
 };
 
 /* Header fields (int32) after the counts. */
@@ -399,6 +400,9 @@ static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
       break;
     case SL_PCTL_DISPENSE:
       sl_pool_dispense(p);
+      break;
+    case SL_PCTL_TAIL:
+      result = sl__int(env, (int32_t) sl_pool_tail_token(p));
       break;
     default:
       SL_CHECK(env, napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "Unknown pool operation"));

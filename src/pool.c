@@ -820,6 +820,14 @@ int sl_pool_drain(sl_pool_t* p) {
   return 0;
 }
 
+int64_t sl_pool_tail_token(const sl_pool_t* p) {
+  uint32_t i;
+  for (i = p->cfg.priority_range; i-- > 0;)
+    if (p->levels[i].len > 0)
+      return p->waiters[p->levels[i].tail].token;
+  return -1;
+}
+
 void sl_pool_clear_idle(sl_pool_t* p) {
   if (p->closing)
     return;

@@ -274,6 +274,11 @@ int sl_pool_validated(sl_pool_t* pool, uint32_t slot, int valid);
 /* Hands idle resources to waiters and creates for the shortfall. */
 void sl_pool_dispense(sl_pool_t* pool);
 
+/* The token of the waiter that would be served last (the tail of the lowest
+ * non-empty priority level, generic-pool's _waitingClientsQueue.tail), or -1
+ * if none waits. */
+int64_t sl_pool_tail_token(const sl_pool_t* pool);
+
 /* Stops accepting acquires. Returns 1 if the pool is drained already (no
  * DRAINED event will come for this call), 0 if DRAINED will be emitted. */
 int sl_pool_drain(sl_pool_t* pool);

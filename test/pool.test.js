@@ -144,6 +144,28 @@ describe('bad input', () => {
 })
 
 describe('safe behaviour', () => {
+  test('drain() waits for every queued client when the last one leaves the queue first (abort)', async () => {
+    const pool = createPool({ create: async () => ({}), destroy: async () => {} }, { max: 1 })
+    const r = await pool.acquire()
+    const first = pool.acquire()
+    const ac = new AbortController()
+    const last = pool.acquire(0, { signal: ac.signal })
+    let drained = false
+    const drain = pool.drain().then(() => { drained = true })
+    ac.abort()
+    await assert.rejects(last, { name: 'AbortError' })
+    await tick()
+    assert.equal(drained, false, 'a client still waits')
+    pool.release(r)
+    const r2 = await first
+    await tick()
+    assert.equal(drained, false, 'its resource is still out')
+    pool.release(r2)
+    await drain
+    assert.equal(drained, true)
+    await pool.clear()
+  })
+
   test('a create that throws synchronously is a failed create, retried; acquire does not throw', async () => {
     let calls = 0
     const pool = createPool({

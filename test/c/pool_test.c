@@ -247,10 +247,13 @@ static void test_priority_and_fifo(void) {
     CHECK(sl_pool_acquire(&pool, prios[i], (uint32_t) i, &slot, &w) == SL_POOL_QUEUED);
   CHECK(counts[SL_POOL_PENDING] == 7);
   for (i = 0; i < 7; i++) {
+    /* The tail (served last, what drain() waits for) is token 4 throughout. */
+    CHECK(sl_pool_tail_token(&pool) == 4);
     nev = 0;
     CHECK(sl_pool_release(&pool, holder) == 0);
     CHECK(count(E_RESOLVE) == 1 && last(E_RESOLVE)->a == expect[i]);
   }
+  CHECK(sl_pool_tail_token(&pool) == -1);
   CHECK(sl_pool_release(&pool, holder) == 0);
   close_pool();
 

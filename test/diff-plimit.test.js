@@ -512,3 +512,22 @@ test('rejectOnClear rejects inside clearQueue(), as p-limit does', async () => {
   })
   assert.deepEqual(b, a)
 })
+
+test('AsyncLocalStorage: queued tasks run in their caller\'s store, with and without rejectOnClear', async () => {
+  const { AsyncLocalStorage } = require('node:async_hooks')
+  const als = new AsyncLocalStorage()
+  const [a, b] = await bothLogs(async pLimit => {
+    const log = []
+    for (const rejectOnClear of [false, true]) {
+      const limit = pLimit({ concurrency: 1, rejectOnClear })
+      await Promise.all(['A', 'B', 'C'].map(id => als.run(id, () => limit(async () => {
+        log.push(`${rejectOnClear} start ${id}:${als.getStore()}`)
+        await null
+        log.push(`${rejectOnClear} end ${id}:${als.getStore()}`)
+      }))))
+    }
+    return log
+  })
+  assert.deepEqual(b, a)
+  assert.ok(a.includes('true end C:C'), a.join(' '))
+})

@@ -14,6 +14,7 @@
 const { EventEmitter } = require('node:events')
 const { binding } = require('./binding.js')
 const { TimeoutError } = require('./errors.js')
+const { executor, captured } = require('./executor.js')
 
 // Event ops (src/binding_pool.c).
 const EV_CREATE = 1
@@ -25,7 +26,6 @@ const EV_REJECT_CREATE = 6
 const EV_CREATE_ERROR = 7
 const EV_DESTROY_TIMEOUT = 8
 const EV_LEAK = 9
-const EV_DRAINED = 10
 
 // ctl ops.
 const CTL_DESTROY = 0
@@ -77,13 +77,6 @@ const LEAK = 'leak'
 
 const noop = () => {}
 
-// One shared executor: no closure per waiter.
-let nextResolve
-let nextReject
-function executor (resolve, reject) {
-  nextResolve = resolve
-  nextReject = reject
-}
 
 // A delay as setTimeout reads it: anything not in [1, 2^31-1] is 1 ms.
 function nodeDelay (ms) {
@@ -314,7 +307,6 @@ class Pool extends EventEmitter {
           case EV_CREATE_ERROR: this.emit(FACTORY_CREATE_ERROR, this.#createErr[a]); break
           case EV_DESTROY_TIMEOUT: this.#destroyTimedOut(a); break
           case EV_LEAK: this.emit(LEAK, this.#res[a]); break
-          case EV_DRAINED: break // drain() follows the promises, as generic-pool does
         }
       } catch (err) {
         if (this.#pumpError === undefined) {
@@ -413,8 +405,8 @@ class Pool extends EventEmitter {
     let wrapped = settled
     if (this.#config.destroyTimeoutMillis) {
       const timeout = new P(executor)
-      this.#destroyTimeouts[slot] = nextReject
-      nextResolve = nextReject = undefined
+      this.#destroyTimeouts[slot] = captured.reject
+      captured.resolve = captured.reject = undefined
       wrapped = P.resolve(P.race([timeout, settled]))
     }
     this.#destroyOps[slot] = wrapped
@@ -477,8 +469,8 @@ class Pool extends EventEmitter {
       if (this.#res[slot] === undefined || this.#ctl(CTL_STATE, slot) !== SLOT_BORROWED) continue
       if (this.#loanP[slot] === undefined) {
         this.#loanP[slot] = new this.#P(executor)
-        this.#loanEnd[slot] = nextResolve
-        nextResolve = nextReject = undefined
+        this.#loanEnd[slot] = captured.resolve
+        captured.resolve = captured.reject = undefined
       }
       out.push(this.#loanP[slot])
     }
@@ -551,10 +543,10 @@ class Pool extends EventEmitter {
     if (r === -1) {
       if (wfree.length > 0) wfree.pop()
       const promise = new P(executor)
-      this.#wres[token] = nextResolve
-      this.#wrej[token] = nextReject
+      this.#wres[token] = captured.resolve
+      this.#wrej[token] = captured.reject
       this.#wprom[token] = promise
-      nextResolve = nextReject = undefined
+      captured.resolve = captured.reject = undefined
       if (signal !== undefined) this.#watch(token, this.#hdr[H_WAITER], signal)
       if (this.#pending()) this.#pump()
       return promise
@@ -627,7 +619,7 @@ class Pool extends EventEmitter {
     if (slot === undefined || !this.#release(slot)) {
       return this.#P.reject(new Error('Resource not currently part of this pool'))
     }
-    this.#endLoan(slot)
+    if (this.#loanEnd[slot] !== undefined) this.#endLoan(slot) // only once a drain() asked
     const hdr = this.#hdr
     if (hdr[H_LEN] !== hdr[H_POS] || hdr[H_MORE] !== 0 || this.#readyWaiters.length > 0) this.#pump()
     // One shared fulfilled promise: release is the hot path and the value is
@@ -654,7 +646,6 @@ class Pool extends EventEmitter {
     const P = this.#P
     this.#draining = true
     this.#ctl(CTL_DRAIN)
-    if (this.#pending()) this.#pump()
     const returned = () => {
       if (this.#ctl(CTL_TAIL) >= 0) return this.#requestsSettled().then(returned)
       const loans = this.#loansOut()

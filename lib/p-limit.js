@@ -19,18 +19,11 @@
 //   are kept by slot, because p-limit rejects cleared tasks inside
 //   clearQueue(), which a derived promise cannot do.
 const { binding, OP } = require('./binding.js')
+const { executor, captured } = require('./executor.js')
 
 const CLEARED = Symbol('cleared')
 const noop = () => {}
 
-// One shared executor: a promise with its own resolving functions, and no
-// closure per task.
-let nextResolve
-let nextReject
-function executor (resolve, reject) {
-  nextResolve = resolve
-  nextReject = reject
-}
 
 // p-limit runs `(async () => fn(...args))()`: a sync throw becomes a
 // rejection with the same error, values and thenables are adopted. One
@@ -147,9 +140,9 @@ function pLimit (concurrency) {
       }
       if (typeof then !== 'function') return new Settled(true, value, done)
       result = new Promise(executor)
-      const resolve = nextResolve
-      const reject = nextReject
-      nextResolve = nextReject = undefined
+      const resolve = captured.resolve
+      const reject = captured.reject
+      captured.resolve = captured.reject = undefined
       resolved.then(() => {
         try {
           then.call(value, resolve, reject)
@@ -199,9 +192,9 @@ function pLimit (concurrency) {
         return (go === undefined ? Promise.resolve(slot) : go).then(runSlot)
       }
       const promise = new Promise(executor)
-      resolvers[slot] = nextResolve
-      rejecters[slot] = nextReject
-      nextResolve = nextReject = undefined
+      resolvers[slot] = captured.resolve
+      rejecters[slot] = captured.reject
+      captured.resolve = captured.reject = undefined
       const go = take(slot)
       ;(go === undefined ? Promise.resolve(slot) : go).then(runSlotResolving)
       return promise

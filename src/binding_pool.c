@@ -45,8 +45,7 @@ enum {
   SL_EV_REJECT_CREATE = 6,
   SL_EV_CREATE_ERROR = 7,
   SL_EV_DESTROY_TIMEOUT = 8,
-  SL_EV_LEAK = 9,
-  SL_EV_DRAINED = 10
+  SL_EV_LEAK = 9
 };
 
 /* ctl ops. */
@@ -185,7 +184,7 @@ static void sl__op_emit(sl_pool_t* p, int event, uint32_t slot) {
     case SL_POOL_EV_CREATE_ERROR: op = SL_EV_CREATE_ERROR; break;
     case SL_POOL_EV_DESTROY_TIMEOUT: op = SL_EV_DESTROY_TIMEOUT; break;
     case SL_POOL_EV_LEAK: op = SL_EV_LEAK; break;
-    default: op = SL_EV_DRAINED; break;
+    default: return;
   }
   sl__ev_push(sl__handle_of(p), op, (int32_t) slot, 0);
 }

@@ -169,21 +169,31 @@ static void sl__flush(sl_pool_t* p) {
 
 /* ------------------------------------------------------------- slots --- */
 
+/* Doubles an index-addressed array (indices stay below INT32_MAX, so they
+ * fit the int32 links). Returns the new array, or NULL with `items` and
+ * `*cap` untouched. */
+static void* sl__grow(void* items, uint32_t* cap, size_t size, uint32_t first) {
+  uint32_t n = *cap ? *cap * 2 : first;
+  void* m;
+  if (n > INT32_MAX)
+    return NULL;
+  m = realloc(items, (size_t) n * size);
+  if (m != NULL)
+    *cap = n;
+  return m;
+}
+
+
 static int32_t sl__slot_new(sl_pool_t* p) {
   int32_t s = p->free_slot;
   if (s >= 0) {
     p->free_slot = p->slots[s].link.next;
   } else {
     if (p->nslots == p->cap_slots) {
-      uint32_t cap = p->cap_slots ? p->cap_slots * 2 : 16;
-      sl_pool_slot_t* n;
-      if (cap > INT32_MAX)
-        return -1;
-      n = realloc(p->slots, cap * sizeof(*n));
+      sl_pool_slot_t* n = sl__grow(p->slots, &p->cap_slots, sizeof(*n), 16);
       if (n == NULL)
         return -1;
       p->slots = n;
-      p->cap_slots = cap;
     }
     s = (int32_t) p->nslots++;
   }
@@ -302,15 +312,10 @@ static int32_t sl__waiter_new(sl_pool_t* p) {
     p->free_waiter = p->waiters[w].link.next;
   } else {
     if (p->nwaiters == p->cap_waiters) {
-      uint32_t cap = p->cap_waiters ? p->cap_waiters * 2 : 64;
-      sl_pool_waiter_t* n;
-      if (cap > INT32_MAX)
-        return -1;
-      n = realloc(p->waiters, cap * sizeof(*n));
+      sl_pool_waiter_t* n = sl__grow(p->waiters, &p->cap_waiters, sizeof(*n), 64);
       if (n == NULL)
         return -1;
       p->waiters = n;
-      p->cap_waiters = cap;
     }
     w = (int32_t) p->nwaiters++;
   }
@@ -440,7 +445,6 @@ static void sl__check_drained(sl_pool_t* p) {
   if (p->drain_waiting && p->npending == 0 && p->nborrowed == 0) {
     p->drain_waiting = 0;
     uv_timer_stop(&p->evict_timer);
-    sl__op_emit(p, SL_POOL_EV_DRAINED, 0);
   }
 }
 

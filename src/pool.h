@@ -70,8 +70,7 @@ enum sl_pool_reason {
 enum sl_pool_event {
   SL_POOL_EV_CREATE_ERROR = 1,    /* the create of `slot` failed (slot is FREE now) */
   SL_POOL_EV_DESTROY_TIMEOUT = 2, /* the destroy of `slot` is taking too long */
-  SL_POOL_EV_LEAK = 3,            /* `slot` has been borrowed longer than leak_ms */
-  SL_POOL_EV_DRAINED = 4          /* draining, no waiter and nothing borrowed */
+  SL_POOL_EV_LEAK = 3             /* `slot` has been borrowed longer than leak_ms */
 };
 
 /* Indexes into the counts storage. */
@@ -208,7 +207,7 @@ struct sl_pool_s {
 
   int started;
   int draining;
-  int drain_waiting;         /* a drain is waiting for DRAINED */
+  int drain_waiting;         /* draining: the evictor stops once empty */
   int closing;
   int open_timers;
   int in_timer;              /* inside a timer callback: flush at the end */
@@ -279,8 +278,10 @@ void sl_pool_dispense(sl_pool_t* pool);
  * if none waits. */
 int64_t sl_pool_tail_token(const sl_pool_t* pool);
 
-/* Stops accepting acquires. Returns 1 if the pool is drained already (no
- * DRAINED event will come for this call), 0 if DRAINED will be emitted. */
+/* Stops accepting acquires (queued ones are still served). The evictor
+ * stops once no waiter is queued and nothing is borrowed; the embedder
+ * tracks the drain's completion itself (generic-pool follows the last
+ * waiter's and the loans' promises). Returns 1 if that is the case already. */
 int sl_pool_drain(sl_pool_t* pool);
 
 /* Destroys every idle slot (min is refilled unless draining). */

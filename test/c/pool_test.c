@@ -310,7 +310,7 @@ static void test_limits(void) {
   CHECK(sl_pool_open(&pool, &loop, &c, &ops, counts, NULL) == UV_EINVAL);
 }
 
-static void test_drain_event(void) {
+static void test_drain(void) {
   sl_pool_config_t c = defaults();
   uint32_t slot, w, s;
   open_pool(&c);
@@ -323,8 +323,11 @@ static void test_drain_event(void) {
   CHECK(last(E_RESOLVE)->a == 2);
   CHECK(count(E_EMIT) == 0);
   CHECK(!uv_loop_alive(&loop));
-  CHECK(sl_pool_release(&pool, s) == 0);
-  CHECK(last(E_EMIT)->c == SL_POOL_EV_DRAINED);
+  CHECK(pool.drain_waiting);
+  CHECK(sl_pool_release(&pool, s) == 0); /* empty now: drained, no event */
+  CHECK(!pool.drain_waiting);
+  CHECK(count(E_EMIT) == 0);
+  CHECK(sl_pool_drain(&pool) == 1);
   close_pool();
 }
 
@@ -575,7 +578,7 @@ int main(void) {
   test_basic();
   test_priority_and_fifo();
   test_limits();
-  test_drain_event();
+  test_drain();
   test_timeout();
   test_create_backoff();
   test_eviction();

@@ -45,7 +45,7 @@ if (process.argv[2] === 'child') {
       assert.equal(r.signal, null, r.stderr)
       assert.equal(r.status, 0, r.stderr)
       const out = JSON.parse(r.stdout.trim().split('\n').pop())
-      t.diagnostic(`${scenario}: ${out.ops} operations in ${out.ms} ms; heap ${fmt(out.heapDelta)}, rss ${fmt(out.rssDelta)}, outside the heap ${fmt(out.nativeDelta)} (peak rss +${fmt(out.rssPeak - out.rssBase)}); native ${JSON.stringify(out.after.counts)} (at rest after ${out.after.ms} ms)`)
+      t.diagnostic(`${scenario}: ${out.ops} operations in ${out.ms} ms; heap ${fmt(out.heapDelta)}, rss ${fmt(out.rssDelta)}, outside the heap ${fmt(out.nativeDelta)} (peak rss +${fmt(out.rssPeak - out.rssBase)}); native ${JSON.stringify(out.after.counts)} (at rest: baseline after ${out.before.ms} ms, end after ${out.after.ms} ms)`)
       assert.ok(atRest(out.before.counts), `the warm-up left native objects behind: ${JSON.stringify(out.before.counts)}`)
       assert.ok(atRest(out.after.counts), `native objects left behind: ${JSON.stringify(out.after.counts)}`)
       assert.equal(out.after.counts.uvHandles, out.before.counts.uvHandles, 'uv handles left open')

@@ -52,6 +52,8 @@ export function runChild (script, args, flags = ['--expose-gc']) {
   const r = spawnSync(process.execPath, [...flags, file, '--child', ...args.map(String)], {
     encoding: 'utf8', maxBuffer: 64 << 20
   })
+  // Debug output a child writes on stderr (SHARED_DEBUG=1 in shared.mjs).
+  if (process.env.SHARED_DEBUG && r.stderr) process.stderr.write(r.stderr)
   const last = r.stdout.trim().split('\n').pop()
   try {
     const out = JSON.parse(last)

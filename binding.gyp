@@ -7,11 +7,15 @@
     {
       "target_name": "sluice",
       "sources": [
-        "src/gate.c",
-        "src/registry.c",
-        "src/binding.c",
-        "src/pool.c",
-        "src/binding_pool.c"
+        "src/core/alloc.c",
+        "src/core/gate.c",
+        "src/core/pool.c",
+        "src/core/registry.c",
+        "src/napi/util.c",
+        "src/napi/env.c",
+        "src/napi/gate.c",
+        "src/napi/pool.c",
+        "src/napi/module.c"
       ],
       "include_dirs": ["src"],
       "defines": ["NAPI_VERSION=8"],
@@ -22,9 +26,6 @@
       "configurations": {
         "Release": {
           "defines": ["NDEBUG"]
-        },
-        "Debug": {
-          "defines": ["SLUICE_DEBUG"]
         }
       },
       "conditions": [

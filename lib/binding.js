@@ -12,18 +12,8 @@ const binding = process.env.SLUICE_ADDON_PATH
 /** Out-values of native calls (a waiter's cancel token), one per thread. */
 const scratch = binding.setup(TimeoutError)
 
-// Operations of a gate's `ctl` (src/binding.c).
-const OP = Object.freeze({
-  ACTIVE: 0,
-  PENDING: 1,
-  PERMITS: 2,
-  SET_PERMITS: 3,
-  DISPATCH: 4,
-  CLEAR: 5,
-  TRY_TAKE: 6,
-  CANCEL: 7,
-  AVAILABLE: 8,
-  HELD: 9
-})
+// The protocol with the bindings (op codes, event codes, offsets, limits),
+// exported by the addon from src/napi/protocol.h: written once, in C.
+const { protocol } = binding
 
-module.exports = { binding, scratch, OP }
+module.exports = { binding, scratch, protocol, OP: protocol.gateOps }

@@ -12,63 +12,23 @@
 // window shared with C (`#pump`), so a typical acquire or release is one
 // native call and reading a count is no call at all.
 const { EventEmitter } = require('node:events')
-const { binding } = require('./binding.js')
+const { binding, protocol } = require('./binding.js')
 const { TimeoutError } = require('./errors.js')
 const { executor, captured } = require('./executor.js')
 
-// Event ops (src/binding_pool.c).
-const EV_CREATE = 1
-const EV_DESTROY = 2
-const EV_VALIDATE = 3
-const EV_RESOLVE = 4
-const EV_REJECT_TIMEOUT = 5
-const EV_REJECT_CREATE = 6
-const EV_CREATE_ERROR = 7
-const EV_DESTROY_TIMEOUT = 8
-const EV_LEAK = 9
+// The protocol with the binding, as the addon exports it (src/napi/protocol.h).
+const {
+  poolEvents: EV,
+  poolCtls: CTL,
+  poolCounts: C,
+  poolHeader: H,
+  poolConfig: CFG,
+  poolSlots: SLOT,
+  limits: LIMITS
+} = protocol
 
-// ctl ops.
-const CTL_DESTROY = 0
-const CTL_CREATED = 1
-const CTL_CREATE_FAILED = 2
-const CTL_DESTROYED = 3
-const CTL_VALIDATED = 4
-const CTL_CANCEL = 5
-const CTL_DRAIN = 6
-const CTL_CLEAR_IDLE = 7
-const CTL_HOLD = 8
-const CTL_STATE = 9
-const CTL_START = 10
-const CTL_STARTED = 11
-const CTL_REFILL = 12
-const CTL_DISPENSE = 13
-const CTL_TAIL = 14
-
-// Counts (Float64Array at the start of the shared buffer).
-const C_SIZE = 0
-const C_AVAILABLE = 1
-const C_BORROWED = 2
-const C_PENDING = 3
-const C_SPARE = 4
-const C_CREATING = 5
-const C_VALIDATING = 6
-const C_DESTROYING = 7
-const NCOUNTS = 8
-
-// Event window header (Int32Array after the counts).
-const H_LEN = 0
-const H_POS = 1
-const H_MORE = 2
-const H_WAITER = 3
-const HDR_SIZE = 4
-
-const SLOT_BORROWED = 3
-
-// Config layout (src/binding_pool.c SL_CFG_*).
-const CFG_COUNT = 18
-
+// setTimeout's range: generic-pool's timers take any delay outside it as 1 ms.
 const TIMEOUT_MAX = 2 ** 31 - 1
-const MAX_PRIORITY_RANGE = 2 ** 20
 
 const FACTORY_CREATE_ERROR = 'factoryCreateError'
 const FACTORY_DESTROY_ERROR = 'factoryDestroyError'
@@ -139,8 +99,8 @@ function parseOptions (opts) {
   const idleTimeoutMillis = opts.idleTimeoutMillis || 30000
   const P = opts.Promise != null ? opts.Promise : Promise
 
-  if (priorityRange > MAX_PRIORITY_RANGE) {
-    throw new RangeError(`Expected \`priorityRange\` to be at most ${MAX_PRIORITY_RANGE}, got ${opts.priorityRange}`)
+  if (priorityRange > LIMITS.PRIORITY_RANGE_MAX) {
+    throw new RangeError(`Expected \`priorityRange\` to be at most ${LIMITS.PRIORITY_RANGE_MAX}, got ${opts.priorityRange}`)
   }
   if (typeof P !== 'function' || typeof P.resolve !== 'function' || typeof P.reject !== 'function' || typeof P.all !== 'function') {
     throw new TypeError('Expected `Promise` to be a Promise constructor')
@@ -177,28 +137,28 @@ function parseOptions (opts) {
 }
 
 function configArray (c) {
-  const a = new Float64Array(CFG_COUNT)
+  const a = new Float64Array(CFG.COUNT)
   const ttl = c.acquireTimeoutMillis
-  a[0] = c.max
-  a[1] = c.min
-  a[2] = c.maxWaitingClients === undefined ? NaN : c.maxWaitingClients
-  a[3] = c.fifo ? 1 : 0
-  a[4] = c.testOnBorrow ? 1 : 0
-  a[5] = c.propagateCreateError ? 1 : 0
-  a[6] = c.priorityRange
-  a[7] = ttl !== undefined && ttl > 0 ? nodeDelay(ttl) : 0
+  a[CFG.MAX] = c.max
+  a[CFG.MIN] = c.min
+  a[CFG.MAX_WAITING] = c.maxWaitingClients === undefined ? NaN : c.maxWaitingClients
+  a[CFG.FIFO] = c.fifo ? 1 : 0
+  a[CFG.TEST_ON_BORROW] = c.testOnBorrow ? 1 : 0
+  a[CFG.PROPAGATE] = c.propagateCreateError ? 1 : 0
+  a[CFG.PRIORITY_RANGE] = c.priorityRange
+  a[CFG.ACQUIRE_TIMEOUT] = ttl !== undefined && ttl > 0 ? nodeDelay(ttl) : 0
   // generic-pool races the destroy with a timeout only if the parsed value is
   // truthy (NaN and 0 mean none).
-  a[8] = c.destroyTimeoutMillis ? nodeDelay(c.destroyTimeoutMillis) : 0
-  a[9] = Number(c.evictionRunIntervalMillis) > 0 ? nodeDelay(c.evictionRunIntervalMillis) : 0
-  a[10] = Number(c.numTestsPerEvictionRun)
-  a[11] = Number(c.softIdleTimeoutMillis)
-  a[12] = Number(c.idleTimeoutMillis)
-  a[13] = c.maxUses
-  a[14] = c.maxLifetimeMillis
-  a[15] = c.leakDetectionMillis
-  a[16] = 10 // first create retry after 10 ms,
-  a[17] = 1000 // doubling up to 1 s
+  a[CFG.DESTROY_TIMEOUT] = c.destroyTimeoutMillis ? nodeDelay(c.destroyTimeoutMillis) : 0
+  a[CFG.EVICTION_INTERVAL] = Number(c.evictionRunIntervalMillis) > 0 ? nodeDelay(c.evictionRunIntervalMillis) : 0
+  a[CFG.NUM_TESTS] = Number(c.numTestsPerEvictionRun)
+  a[CFG.SOFT_IDLE] = Number(c.softIdleTimeoutMillis)
+  a[CFG.IDLE] = Number(c.idleTimeoutMillis)
+  a[CFG.MAX_USES] = c.maxUses
+  a[CFG.MAX_LIFETIME] = c.maxLifetimeMillis
+  a[CFG.LEAK] = c.leakDetectionMillis
+  a[CFG.BACKOFF_MIN] = LIMITS.BACKOFF_MIN // first create retry after 10 ms,
+  a[CFG.BACKOFF_MAX] = LIMITS.BACKOFF_MAX // doubling up to 1 s
   return a
 }
 
@@ -265,9 +225,9 @@ class Pool extends EventEmitter {
     this.#acquire = acquire
     this.#release = release
     this.#ctl = ctl
-    this.#counts = new Float64Array(buffer, 0, NCOUNTS)
-    this.#hdr = new Int32Array(buffer, NCOUNTS * 8, HDR_SIZE)
-    this.#win = new Int32Array(buffer, NCOUNTS * 8 + HDR_SIZE * 4)
+    this.#counts = new Float64Array(buffer, 0, C.NCOUNTS)
+    this.#hdr = new Int32Array(buffer, C.NCOUNTS * 8, H.SIZE)
+    this.#win = new Int32Array(buffer, C.NCOUNTS * 8 + H.SIZE * 4)
     if (config.autostart === true) this.start()
   }
 
@@ -275,7 +235,7 @@ class Pool extends EventEmitter {
 
   #pending () {
     const hdr = this.#hdr
-    return hdr[H_LEN] !== hdr[H_POS] || hdr[H_MORE] !== 0
+    return hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0
   }
 
   // Consumes the core's events in order. The cursor lives in shared memory,
@@ -286,27 +246,27 @@ class Pool extends EventEmitter {
     const hdr = this.#hdr
     const win = this.#win
     for (;;) {
-      const i = hdr[H_POS]
-      if (i === hdr[H_LEN]) {
-        if (hdr[H_MORE] === 0) break
-        this.#ctl(CTL_REFILL)
+      const i = hdr[H.POS]
+      if (i === hdr[H.LEN]) {
+        if (hdr[H.MORE] === 0) break
+        this.#ctl(CTL.REFILL)
         continue
       }
-      hdr[H_POS] = i + 1
+      hdr[H.POS] = i + 1
       const o = 3 * i
       const a = win[o + 1]
       const b = win[o + 2]
       try {
         switch (win[o]) {
-          case EV_RESOLVE: this.#settle(a, true, this.#res[b]); break
-          case EV_CREATE: this.#startCreate(a); break
-          case EV_DESTROY: this.#startDestroy(a); break
-          case EV_VALIDATE: this.#startValidate(a); break
-          case EV_REJECT_TIMEOUT: this.#settle(a, false, new TimeoutError('ResourceRequest timed out')); break
-          case EV_REJECT_CREATE: this.#settle(a, false, this.#createErr[b]); break
-          case EV_CREATE_ERROR: this.emit(FACTORY_CREATE_ERROR, this.#createErr[a]); break
-          case EV_DESTROY_TIMEOUT: this.#destroyTimedOut(a); break
-          case EV_LEAK: this.emit(LEAK, this.#res[a]); break
+          case EV.RESOLVE: this.#settle(a, true, this.#res[b]); break
+          case EV.CREATE: this.#startCreate(a); break
+          case EV.DESTROY: this.#startDestroy(a); break
+          case EV.VALIDATE: this.#startValidate(a); break
+          case EV.REJECT_TIMEOUT: this.#settle(a, false, new TimeoutError('ResourceRequest timed out')); break
+          case EV.REJECT_CREATE: this.#settle(a, false, this.#createErr[b]); break
+          case EV.CREATE_ERROR: this.emit(FACTORY_CREATE_ERROR, this.#createErr[a]); break
+          case EV.DESTROY_TIMEOUT: this.#destroyTimedOut(a); break
+          case EV.LEAK: this.emit(LEAK, this.#res[a]); break
         }
       } catch (err) {
         if (this.#pumpError === undefined) {
@@ -356,7 +316,7 @@ class Pool extends EventEmitter {
     tracked
       .then(() => {
         this.#createOps[slot] = undefined
-        this.#ctl(CTL_DISPENSE)
+        this.#ctl(CTL.DISPENSE)
         if (this.#pending()) this.#pump()
       })
       .catch((err) => this.#createFailed(slot, err))
@@ -371,7 +331,7 @@ class Pool extends EventEmitter {
     }
     this.#res[slot] = resource
     this.#slotOf.set(resource, slot)
-    if (!this.#ctl(CTL_CREATED, slot)) {
+    if (!this.#ctl(CTL.CREATED, slot)) {
       // The pool was torn down meanwhile.
       this.#res[slot] = undefined
       this.#slotOf.delete(resource)
@@ -383,7 +343,7 @@ class Pool extends EventEmitter {
   #createFailed (slot, err) {
     this.#createOps[slot] = undefined
     this.#createErr[slot] = err
-    if (this.#ctl(CTL_CREATE_FAILED, slot)) this.#pump()
+    if (this.#ctl(CTL.CREATE_FAILED, slot)) this.#pump()
   }
 
   // generic-pool's _destroy: clear() waits for `wrapped`, factory.destroy's
@@ -418,7 +378,7 @@ class Pool extends EventEmitter {
       .catch((err) => this.#emitLater(FACTORY_DESTROY_ERROR, err))
     const done = () => {
       this.#destroyTimeouts[slot] = undefined
-      this.#ctl(CTL_DESTROYED, slot)
+      this.#ctl(CTL.DESTROYED, slot)
     }
     settled.then(done, done)
   }
@@ -441,13 +401,13 @@ class Pool extends EventEmitter {
     }
     P.resolve(p).then((v) => P.resolve(v), (err) => P.reject(err)).then(
       (valid) => {
-        if (this.#ctl(CTL_VALIDATED, slot, valid === false ? 0 : 1)) this.#pump()
+        if (this.#ctl(CTL.VALIDATED, slot, valid === false ? 0 : 1)) this.#pump()
       },
       (err) => {
         // generic-pool leaves this rejection unhandled (a crash on Node >= 15):
         // here the resource counts as invalid.
         this.#emitLater(FACTORY_VALIDATE_ERROR, err)
-        if (this.#ctl(CTL_VALIDATED, slot, 0)) this.#pump()
+        if (this.#ctl(CTL.VALIDATED, slot, 0)) this.#pump()
       }
     )
   }
@@ -466,7 +426,7 @@ class Pool extends EventEmitter {
   #loansOut () {
     const out = []
     for (let slot = 0; slot < this.#res.length; slot++) {
-      if (this.#res[slot] === undefined || this.#ctl(CTL_STATE, slot) !== SLOT_BORROWED) continue
+      if (this.#res[slot] === undefined || this.#ctl(CTL.STATE, slot) !== SLOT.BORROWED) continue
       if (this.#loanP[slot] === undefined) {
         this.#loanP[slot] = new this.#P(executor)
         this.#loanEnd[slot] = captured.resolve
@@ -487,17 +447,17 @@ class Pool extends EventEmitter {
   }
 
   #checkReady () {
-    if (this.#counts[C_AVAILABLE] < this.#config.min) return
+    if (this.#counts[C.AVAILABLE] < this.#config.min) return
     const waiters = this.#readyWaiters
     this.#readyWaiters = []
-    this.#ctl(CTL_HOLD, 0)
+    this.#ctl(CTL.HOLD, 0)
     for (const resolve of waiters) resolve()
   }
 
   // ------------------------------------------------------------ methods --
 
   start () {
-    this.#ctl(CTL_START)
+    this.#ctl(CTL.START)
     if (this.#pending()) this.#pump()
   }
 
@@ -508,7 +468,7 @@ class Pool extends EventEmitter {
   acquire (priority, options) {
     const P = this.#P
     const config = this.#config
-    if (config.autostart === false && !this.#ctl(CTL_STARTED)) this.start()
+    if (config.autostart === false && !this.#ctl(CTL.STARTED)) this.start()
     let signal
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') {
@@ -525,8 +485,8 @@ class Pool extends EventEmitter {
       // draining and max-waiting checks.
       const c = this.#counts
       if (this.#isDraining()) return P.reject(new Error('pool is draining and cannot accept work'))
-      if (c[C_SPARE] < 1 && c[C_AVAILABLE] < 1 && config.maxWaitingClients !== undefined &&
-          c[C_PENDING] >= config.maxWaitingClients) {
+      if (c[C.SPARE] < 1 && c[C.AVAILABLE] < 1 && config.maxWaitingClients !== undefined &&
+          c[C.PENDING] >= config.maxWaitingClients) {
         return P.reject(new Error('max waitingClients count exceeded'))
       }
       throw new Error('delay must be a positive int')
@@ -547,7 +507,7 @@ class Pool extends EventEmitter {
       this.#wrej[token] = captured.reject
       this.#wprom[token] = promise
       captured.resolve = captured.reject = undefined
-      if (signal !== undefined) this.#watch(token, this.#hdr[H_WAITER], signal)
+      if (signal !== undefined) this.#watch(token, this.#hdr[H.WAITER], signal)
       if (this.#pending()) this.#pump()
       return promise
     }
@@ -561,7 +521,7 @@ class Pool extends EventEmitter {
 
   #watch (token, waiter, signal) {
     const onAbort = () => {
-      if (this.#ctl(CTL_CANCEL, waiter, token)) {
+      if (this.#ctl(CTL.CANCEL, waiter, token)) {
         this.#settle(token, false, signal.reason)
         // The cancel may have drained the pool: deliver that event now.
         if (this.#pending()) this.#pump()
@@ -606,12 +566,12 @@ class Pool extends EventEmitter {
 
   #destroyQuiet (resource) {
     const slot = this.#slotOf.get(resource)
-    if (slot !== undefined && this.#ctl(CTL_DESTROY, slot) && this.#pending()) this.#pump()
+    if (slot !== undefined && this.#ctl(CTL.DESTROY, slot) && this.#pending()) this.#pump()
   }
 
   isBorrowedResource (resource) {
     const slot = this.#slotOf.get(resource)
-    return slot !== undefined && this.#ctl(CTL_STATE, slot) === SLOT_BORROWED
+    return slot !== undefined && this.#ctl(CTL.STATE, slot) === SLOT.BORROWED
   }
 
   release (resource) {
@@ -621,7 +581,7 @@ class Pool extends EventEmitter {
     }
     if (this.#loanEnd[slot] !== undefined) this.#endLoan(slot) // only once a drain() asked
     const hdr = this.#hdr
-    if (hdr[H_LEN] !== hdr[H_POS] || hdr[H_MORE] !== 0 || this.#readyWaiters.length > 0) this.#pump()
+    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0 || this.#readyWaiters.length > 0) this.#pump()
     // One shared fulfilled promise: release is the hot path and the value is
     // always undefined.
     return this.#resolved
@@ -629,7 +589,7 @@ class Pool extends EventEmitter {
 
   destroy (resource) {
     const slot = this.#slotOf.get(resource)
-    if (slot === undefined || !this.#ctl(CTL_DESTROY, slot)) {
+    if (slot === undefined || !this.#ctl(CTL.DESTROY, slot)) {
       return this.#P.reject(new Error('Resource not currently part of this pool'))
     }
     this.#endLoan(slot)
@@ -645,9 +605,9 @@ class Pool extends EventEmitter {
   drain () {
     const P = this.#P
     this.#draining = true
-    this.#ctl(CTL_DRAIN)
+    this.#ctl(CTL.DRAIN)
     const returned = () => {
-      if (this.#ctl(CTL_TAIL) >= 0) return this.#requestsSettled().then(returned)
+      if (this.#ctl(CTL.TAIL) >= 0) return this.#requestsSettled().then(returned)
       const loans = this.#loansOut()
       for (let i = 0; i < loans.length; i++) loans[i] = loans[i].then(noop, noop)
       return P.all(loans)
@@ -656,7 +616,7 @@ class Pool extends EventEmitter {
   }
 
   #requestsSettled () {
-    const tail = this.#ctl(CTL_TAIL)
+    const tail = this.#ctl(CTL.TAIL)
     return tail >= 0 ? this.#wprom[tail].then(noop, noop) : this.#P.resolve()
   }
 
@@ -665,7 +625,7 @@ class Pool extends EventEmitter {
     const creates = []
     for (const op of this.#createOps) if (op !== undefined) creates.push(op.then(noop, noop))
     return P.all(creates).then(() => {
-      this.#ctl(CTL_CLEAR_IDLE)
+      this.#ctl(CTL.CLEAR_IDLE)
       if (this.#pending()) this.#pump()
       const destroys = []
       for (const op of this.#destroyOps) if (op !== undefined) destroys.push(op.then(noop, noop))
@@ -675,11 +635,11 @@ class Pool extends EventEmitter {
 
   ready () {
     return new this.#P((resolve) => {
-      if (this.#counts[C_AVAILABLE] >= this.#config.min) {
+      if (this.#counts[C.AVAILABLE] >= this.#config.min) {
         resolve()
         return
       }
-      if (this.#readyWaiters.length === 0) this.#ctl(CTL_HOLD, 1)
+      if (this.#readyWaiters.length === 0) this.#ctl(CTL.HOLD, 1)
       this.#readyWaiters.push(resolve)
     })
   }
@@ -688,24 +648,24 @@ class Pool extends EventEmitter {
   stats () {
     const c = this.#counts
     return {
-      size: c[C_SIZE],
-      available: c[C_AVAILABLE],
-      borrowed: c[C_BORROWED],
-      pending: c[C_PENDING],
-      spareResourceCapacity: c[C_SPARE],
-      creating: c[C_CREATING],
-      validating: c[C_VALIDATING],
-      destroying: c[C_DESTROYING],
+      size: c[C.SIZE],
+      available: c[C.AVAILABLE],
+      borrowed: c[C.BORROWED],
+      pending: c[C.PENDING],
+      spareResourceCapacity: c[C.SPARE],
+      creating: c[C.CREATING],
+      validating: c[C.VALIDATING],
+      destroying: c[C.DESTROYING],
       max: this.#config.max,
       min: this.#config.min
     }
   }
 
-  get size () { return this.#counts[C_SIZE] }
-  get available () { return this.#counts[C_AVAILABLE] }
-  get borrowed () { return this.#counts[C_BORROWED] }
-  get pending () { return this.#counts[C_PENDING] }
-  get spareResourceCapacity () { return this.#counts[C_SPARE] }
+  get size () { return this.#counts[C.SIZE] }
+  get available () { return this.#counts[C.AVAILABLE] }
+  get borrowed () { return this.#counts[C.BORROWED] }
+  get pending () { return this.#counts[C.PENDING] }
+  get spareResourceCapacity () { return this.#counts[C.SPARE] }
   get max () { return this.#config.max }
   get min () { return this.#config.min }
 }

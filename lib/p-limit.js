@@ -110,12 +110,26 @@ function pLimit (concurrency) {
   const done = () => { release() }
 
   // Default: returns what the caller's promise (derived from go) adopts.
+  // A slot is free again. When every slot is (no task waits for its go),
+  // the arrays start over, so the memory of a big burst is given back.
+  function freeSlot (slot) {
+    fns[slot] = undefined
+    argv[slot] = undefined
+    if (freeSlots.push(slot) === fns.length && fns.length > 1024) {
+      fns.length = 0
+      argv.length = 0
+      freeSlots.length = 0
+      if (resolvers !== undefined) {
+        resolvers.length = 0
+        rejecters.length = 0
+      }
+    }
+  }
+
   function runSlot (slot) {
     const function_ = fns[slot]
     const args = argv[slot]
-    fns[slot] = undefined
-    argv[slot] = undefined
-    freeSlots.push(slot)
+    freeSlot(slot)
     if (function_ === CLEARED) return new Promise(noop) // dropped: never settles
     let value
     try {
@@ -163,11 +177,9 @@ function pLimit (concurrency) {
     const function_ = fns[slot]
     const args = argv[slot]
     const resolve = resolvers[slot]
-    fns[slot] = undefined
-    argv[slot] = undefined
     resolvers[slot] = undefined
     rejecters[slot] = undefined
-    freeSlots.push(slot)
+    freeSlot(slot)
     if (function_ === CLEARED) return // rejected by clearQueue()
     const result = call(function_, args)
     resolve(result)

@@ -87,30 +87,47 @@ class Semaphore {
       return (n === 1 ? this.#take() : this.#take(undefined, n)) ?? Promise.resolve()
     }
     const { priority, signal, timeout } = readOptions(options)
-    if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason)
-    const go = this.#take(undefined, n, priority, timeout)
-    if (go === undefined) return Promise.resolve()
-    if (signal === undefined && timeout === 0) return go
-    // `go` is settled by C: by a release, or by the timer or the abort
-    // below. The addon holds `go` until then, and the reaction registered
-    // here refers to the gate, so the gate and its timer stay alive while
-    // the waiter waits, even if nothing references the Semaphore any more
-    // (it used to be collected with its timer: the promise never settled).
-    // The returned promise derives from `go` rather than `go` getting a
-    // side reaction, which would mark every rejection handled and hide
-    // unhandled ones.
+    if (signal === undefined) return this.#take(undefined, n, priority, timeout) ?? Promise.resolve()
+    if (signal.aborted) return Promise.reject(signal.reason)
+    // The listener is added before the waiter is queued, so a throwing
+    // addEventListener leaves nothing queued; it cancels by the waiter's
+    // token, set once there is one. The addon keeps the gate alive while a
+    // timer may still settle the waiter.
     const ctl = this.#ctl
-    let onAbort
-    if (signal !== undefined) {
-      const token = scratch[0]
-      onAbort = () => { ctl(OP.CANCEL, token, signal.reason) }
-      signal.addEventListener('abort', onAbort, { once: true })
+    let index = -1
+    let seq = 0
+    const onAbort = () => {
+      if (index >= 0) ctl(OP.CANCEL, index, seq, signal.reason)
     }
+    signal.addEventListener('abort', onAbort, { once: true })
     const settled = () => {
-      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-      return ctl
+      try {
+        signal.removeEventListener('abort', onAbort)
+      } catch {
+        // The permits are held (or the rejection stands) whatever the
+        // signal does: a throwing removeEventListener must not lose them.
+      }
     }
-    return go.then(() => { settled() }, err => { settled(); throw err })
+    let go
+    try {
+      go = this.#take(undefined, n, priority, timeout)
+    } catch (error) {
+      settled()
+      throw error
+    }
+    if (go === undefined) {
+      settled()
+      return Promise.resolve()
+    }
+    index = scratch[0]
+    seq = scratch[1]
+    // The returned promise derives from `go` rather than `go` getting a side
+    // reaction, which would mark every rejection handled and hide unhandled
+    // ones.
+    return go.then(settled, (error) => {
+      settled()
+      throw error
+    })
   }
 
   /**

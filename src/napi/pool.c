@@ -1,4 +1,4 @@
-/* sluice: the Node-API binding of the pool core (src/pool.c).
+/* sluice: the Node-API binding of the pool core (src/core/pool.c).
  *
  * JS gets, per pool, three functions created with the pool handle as their
  * `data` (no unwrap per call) and one ArrayBuffer shared with C:
@@ -27,61 +27,25 @@
  * napi_create_promise, see DESIGN.md) and keeps the resolving functions by
  * token; C only says which token gets which slot.
  */
-#include "binding.h"
 #include "pool.h"
+
+#include "core/pool.h"
+#include "protocol.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Event ops, as lib/generic-pool.js reads them. */
-enum {
-  SL_EV_CREATE = 1,
-  SL_EV_DESTROY = 2,
-  SL_EV_VALIDATE = 3,
-  SL_EV_RESOLVE = 4,
-  SL_EV_REJECT_TIMEOUT = 5,
-  SL_EV_REJECT_CREATE = 6,
-  SL_EV_CREATE_ERROR = 7,
-  SL_EV_DESTROY_TIMEOUT = 8,
-  SL_EV_LEAK = 9
-};
-
-/* ctl ops. */
-enum {
-  SL_PCTL_DESTROY = 0,
-  SL_PCTL_CREATED = 1,
-  SL_PCTL_CREATE_FAILED = 2,
-  SL_PCTL_DESTROYED = 3,
-  SL_PCTL_VALIDATED = 4,
-  SL_PCTL_CANCEL = 5,
-  SL_PCTL_DRAIN = 6,
-  SL_PCTL_CLEAR_IDLE = 7,
-  SL_PCTL_HOLD = 8,
-  SL_PCTL_STATE = 9,
-  SL_PCTL_START = 10,
-  SL_PCTL_STARTED = 11,
-  SL_PCTL_REFILL = 12,
-  SL_PCTL_DISPENSE = 13,
-  SL_PCTL_TAIL = 14
-};
-
-/* Header fields (int32) after the counts. */
-enum { SL_HDR_LEN = 0, SL_HDR_POS = 1, SL_HDR_MORE = 2, SL_HDR_WAITER = 3, SL_HDR_SIZE = 4 };
-
-/* Events in the window. */
-#define SL_WINDOW 256
+#define SL_WINDOW SL_POOL_EVENT_WINDOW
 #define SL_COUNTS_BYTES (SL_POOL_NCOUNTS * sizeof(double))
 #define SL_BUFFER_BYTES (SL_COUNTS_BYTES + (SL_HDR_SIZE + 3 * SL_WINDOW) * sizeof(int32_t))
 
-/* The config Float64Array, in this order (lib/generic-pool.js). */
-enum {
-  SL_CFG_MAX = 0, SL_CFG_MIN, SL_CFG_MAX_WAITING, SL_CFG_FIFO, SL_CFG_TEST_ON_BORROW,
-  SL_CFG_PROPAGATE, SL_CFG_PRIORITY_RANGE, SL_CFG_ACQUIRE_TIMEOUT, SL_CFG_DESTROY_TIMEOUT,
-  SL_CFG_EVICTION_INTERVAL, SL_CFG_NUM_TESTS, SL_CFG_SOFT_IDLE, SL_CFG_IDLE, SL_CFG_MAX_USES,
-  SL_CFG_MAX_LIFETIME, SL_CFG_LEAK, SL_CFG_BACKOFF_MIN, SL_CFG_BACKOFF_MAX, SL_CFG_COUNT
-};
+/* The binding's per-env state: the env's pools, for teardown. */
+typedef struct sl_penv_s {
+  sl_env_t* senv;
+  struct sl_pool_handle_s* pools;
+} sl_penv_t;
 
 /* One pool as JS sees it. Owned by its three JS functions: when the last is
  * finalized, the pool is closed and the handle is freed once its timers have
@@ -89,7 +53,8 @@ enum {
 typedef struct sl_pool_handle_s {
   sl_pool_t pool;
   sl_env_t* senv;
-  struct sl_pool_handle_s* next; /* the env's pools, for teardown */
+  sl_penv_t* penv;
+  struct sl_pool_handle_s* next; /* penv->pools */
   struct sl_pool_handle_s* prev;
   napi_ref buffer;               /* the shared ArrayBuffer: keeps `counts` alive */
   napi_ref pump;                 /* JS: consumes events (weak while idle) */
@@ -104,7 +69,7 @@ typedef struct sl_pool_handle_s {
   int timers_closed;             /* the core's `closed` has run */
 } sl_pool_handle_t;
 
-static sl_pool_handle_t* sl__handle_of(sl_pool_t* pool) {
+static sl_pool_handle_t* sl__ph_of(sl_pool_t* pool) {
   return pool->data;
 }
 
@@ -162,19 +127,19 @@ static void sl__ev_refill(sl_pool_handle_t* h) {
 }
 
 static void sl__op_create(sl_pool_t* p, uint32_t slot) {
-  sl__ev_push(sl__handle_of(p), SL_EV_CREATE, (int32_t) slot, 0);
+  sl__ev_push(sl__ph_of(p), SL_EV_CREATE, (int32_t) slot, 0);
 }
 static void sl__op_destroy(sl_pool_t* p, uint32_t slot) {
-  sl__ev_push(sl__handle_of(p), SL_EV_DESTROY, (int32_t) slot, 0);
+  sl__ev_push(sl__ph_of(p), SL_EV_DESTROY, (int32_t) slot, 0);
 }
 static void sl__op_validate(sl_pool_t* p, uint32_t slot) {
-  sl__ev_push(sl__handle_of(p), SL_EV_VALIDATE, (int32_t) slot, 0);
+  sl__ev_push(sl__ph_of(p), SL_EV_VALIDATE, (int32_t) slot, 0);
 }
 static void sl__op_resolve(sl_pool_t* p, uint32_t token, uint32_t slot) {
-  sl__ev_push(sl__handle_of(p), SL_EV_RESOLVE, (int32_t) token, (int32_t) slot);
+  sl__ev_push(sl__ph_of(p), SL_EV_RESOLVE, (int32_t) token, (int32_t) slot);
 }
 static void sl__op_reject(sl_pool_t* p, uint32_t token, int reason, uint32_t slot) {
-  sl__ev_push(sl__handle_of(p),
+  sl__ev_push(sl__ph_of(p),
               reason == SL_POOL_REASON_TIMEOUT ? SL_EV_REJECT_TIMEOUT : SL_EV_REJECT_CREATE,
               (int32_t) token, (int32_t) slot);
 }
@@ -186,14 +151,14 @@ static void sl__op_emit(sl_pool_t* p, int event, uint32_t slot) {
     case SL_POOL_EV_LEAK: op = SL_EV_LEAK; break;
     default: return;
   }
-  sl__ev_push(sl__handle_of(p), op, (int32_t) slot, 0);
+  sl__ev_push(sl__ph_of(p), op, (int32_t) slot, 0);
 }
 
 /* The pump must stay reachable while a libuv callback may still need it
  * (queued waiters, factory calls in flight, the evictor, a create retry,
  * leak or destroy deadlines); otherwise the reference is weak, so a pool
  * that nobody uses any more can be collected. */
-static void sl__keepalive(sl_pool_handle_t* h) {
+static void sl__ph_keepalive(sl_pool_handle_t* h) {
   sl_pool_t* p = &h->pool;
   napi_env env = h->senv->env;
   int need = p->npending > 0 || p->ncreating > 0 || p->nvalidating > 0 || p->ndestroying > 0 ||
@@ -208,7 +173,7 @@ static void sl__keepalive(sl_pool_handle_t* h) {
 
 /* From a timer callback: let JS act on the events, in one callback scope. */
 static void sl__op_flush(sl_pool_t* p) {
-  sl_pool_handle_t* h = sl__handle_of(p);
+  sl_pool_handle_t* h = sl__ph_of(p);
   sl_env_t* senv = h->senv;
   napi_env env = senv->env;
   sl_scope_t scope;
@@ -225,20 +190,19 @@ static void sl__op_flush(sl_pool_t* p) {
     st = napi_get_undefined(env, &recv);
   if (st == napi_ok && fn != NULL) {
     napi_value ret;
-    SL_CHECK_VOID_IN_LOOP(env, napi_call_function(env, recv, fn, 0, NULL, &ret));
+    SL_CHECK_GO_ON(env, napi_call_function(env, recv, fn, 0, NULL, &ret));
   } else if (st != napi_ok) {
-    sl__throw_status(env, st, "napi_get_reference_value");
+    sl_throw_status(env, st, "napi_get_reference_value");
   }
-  sl__keepalive(h);
+  sl__ph_keepalive(h);
   sl_scope_close(senv, &scope);
 }
 
-static void sl__handle_free(sl_pool_handle_t* h) {
-  sl_env_t* senv = h->senv;
+static void sl__ph_free(sl_pool_handle_t* h) {
   if (h->prev != NULL)
     h->prev->next = h->next;
   else
-    senv->pool_state = h->next;
+    h->penv->pools = h->next;
   if (h->next != NULL)
     h->next->prev = h->prev;
   sl_pool_free(&h->pool);
@@ -248,11 +212,11 @@ static void sl__handle_free(sl_pool_handle_t* h) {
 
 /* Every timer of the pool has closed. */
 static void sl__op_closed(sl_pool_t* p) {
-  sl_pool_handle_t* h = sl__handle_of(p);
+  sl_pool_handle_t* h = sl__ph_of(p);
   h->timers_closed = 1;
-  sl_uv_handle_closed(h->senv);
+  sl_env_handle_closed(h->senv);
   if (h->refs == 0)
-    sl__handle_free(h);
+    sl__ph_free(h);
 }
 
 static const sl_pool_ops_t sl__pool_ops = {
@@ -270,12 +234,6 @@ static int sl__arg_slot(napi_env env, napi_value v, uint32_t* out) {
 static napi_value sl__int(napi_env env, int32_t n) {
   napi_value v;
   SL_CHECK(env, napi_create_int32(env, n, &v));
-  return v;
-}
-
-static napi_value sl__bool(napi_env env, int b) {
-  napi_value v;
-  SL_CHECK(env, napi_get_boolean(env, b != 0, &v));
   return v;
 }
 
@@ -297,7 +255,7 @@ static napi_value sl__pool_acquire(napi_env env, napi_callback_info info) {
   SL_CHECK(env, napi_get_value_int32(env, argv[0], &priority));
   SL_CHECK(env, napi_get_value_uint32(env, argv[1], &token));
   r = sl_pool_acquire(&h->pool, priority, token, &slot, &waiter);
-  sl__keepalive(h);
+  sl__ph_keepalive(h);
   switch (r) {
     case SL_POOL_GRANTED:
       return sl__int(env, (int32_t) slot);
@@ -331,8 +289,8 @@ static napi_value sl__pool_release(napi_env env, napi_callback_info info) {
   if (sl__arg_slot(env, argv[0], &slot) != 0)
     return NULL;
   r = sl_pool_release(&h->pool, slot);
-  sl__keepalive(h);
-  return sl__bool(env, r == 0);
+  sl__ph_keepalive(h);
+  return sl_bool(env, r == 0);
 }
 
 static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
@@ -359,25 +317,25 @@ static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
     SL_CHECK(env, napi_get_value_uint32(env, argv[2], &b));
   switch (op) {
     case SL_PCTL_DESTROY:
-      result = sl__bool(env, sl_pool_destroy(p, a) == 0);
+      result = sl_bool(env, sl_pool_destroy(p, a) == 0);
       break;
     case SL_PCTL_CREATED:
-      result = sl__bool(env, sl_pool_created(p, a) == 0);
+      result = sl_bool(env, sl_pool_created(p, a) == 0);
       break;
     case SL_PCTL_CREATE_FAILED:
-      result = sl__bool(env, sl_pool_create_failed(p, a) == 0);
+      result = sl_bool(env, sl_pool_create_failed(p, a) == 0);
       break;
     case SL_PCTL_DESTROYED:
-      result = sl__bool(env, sl_pool_destroyed(p, a) == 0);
+      result = sl_bool(env, sl_pool_destroyed(p, a) == 0);
       break;
     case SL_PCTL_VALIDATED:
-      result = sl__bool(env, sl_pool_validated(p, a, b != 0) == 0);
+      result = sl_bool(env, sl_pool_validated(p, a, b != 0) == 0);
       break;
     case SL_PCTL_CANCEL:
-      result = sl__bool(env, sl_pool_cancel(p, a, b) == 0);
+      result = sl_bool(env, sl_pool_cancel(p, a, b) == 0);
       break;
     case SL_PCTL_DRAIN:
-      result = sl__bool(env, sl_pool_drain(p));
+      result = sl_bool(env, sl_pool_drain(p));
       break;
     case SL_PCTL_CLEAR_IDLE:
       sl_pool_clear_idle(p);
@@ -392,7 +350,7 @@ static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
       sl_pool_start(p);
       break;
     case SL_PCTL_STARTED:
-      result = sl__bool(env, sl_pool_started(p));
+      result = sl_bool(env, sl_pool_started(p));
       break;
     case SL_PCTL_REFILL:
       sl__ev_refill(h);
@@ -407,7 +365,7 @@ static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
       SL_CHECK(env, napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "Unknown pool operation"));
       return NULL;
   }
-  sl__keepalive(h);
+  sl__ph_keepalive(h);
   return result;
 }
 
@@ -432,18 +390,25 @@ static void sl__pool_finalize(napi_env env, void* data, void* hint) {
     h->buffer = NULL;
   }
   if (h->timers_closed)
-    sl__handle_free(h);
+    sl__ph_free(h);
   else
     sl_pool_close(&h->pool); /* frees in sl__op_closed */
 }
 
-/* Env teardown (binding.c's cleanup hook): close every pool's timers. Queued
- * waiters are dropped: their promises cannot be settled any more. */
-static void sl__pool_teardown(sl_env_t* senv) {
+/* Env teardown: close every pool's timers. Queued waiters are dropped:
+ * their promises cannot be settled any more. */
+static void sl__penv_teardown(sl_env_t* senv, void* data) {
+  sl_penv_t* penv = data;
   sl_pool_handle_t* h;
-  for (h = senv->pool_state; h != NULL; h = h->next)
+  (void) senv;
+  for (h = penv->pools; h != NULL; h = h->next)
     if (!h->pool.closing)
       sl_pool_close(&h->pool);
+}
+
+static void sl__penv_free(sl_env_t* senv, void* data) {
+  (void) senv;
+  free(data);
 }
 
 static double sl__cfg(const double* c, int i) {
@@ -452,6 +417,8 @@ static double sl__cfg(const double* c, int i) {
 
 /* pool(config Float64Array, pump) -> [acquire, release, ctl, buffer] */
 static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
+  void* pdata = NULL;
+  sl_penv_t* penv;
   size_t argc = 2, len = 0;
   napi_value argv[2], arr, fn, ab;
   napi_typedarray_type type;
@@ -472,7 +439,8 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
     napi_callback cb;
   } fns[3] = {{"acquire", sl__pool_acquire}, {"release", sl__pool_release}, {"ctl", sl__pool_ctl}};
 
-  SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &pdata));
+  penv = pdata;
   if (argc < 2) {
     SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "pool(config, pump)"));
     return NULL;
@@ -516,9 +484,7 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
   cfg.backoff_min = sl__cfg(c, SL_CFG_BACKOFF_MIN);
   cfg.backoff_max = sl__cfg(c, SL_CFG_BACKOFF_MAX);
 
-  senv = sl_env_get(env);
-  if (senv == NULL)
-    return NULL;
+  senv = penv->senv;
   if (senv->closing) {
     SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_CLOSING", "sluice: the environment is shutting down"));
     return NULL;
@@ -540,12 +506,12 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
     SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_NOMEM", "sluice: cannot create the pool"));
     return NULL;
   }
-  sl_uv_handle_opened(senv);
-  h->next = senv->pool_state;
+  sl_env_handle_opened(senv);
+  h->penv = penv;
+  h->next = penv->pools;
   if (h->next != NULL)
     h->next->prev = h;
-  senv->pool_state = h;
-  senv->pool_teardown = sl__pool_teardown;
+  penv->pools = h;
 
   /* From here on, a failure leaves the handle to its finalizers (or closes
    * it at once if no JS function owns it yet). */
@@ -555,7 +521,7 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
   if (st == napi_ok)
     st = napi_create_array_with_length(env, 4, &arr);
   if (st != napi_ok) {
-    sl__throw_status(env, st, "napi_create_reference");
+    sl_throw_status(env, st, "napi_create_reference");
     goto fail;
   }
   for (i = 0; i < 3; i++) {
@@ -563,7 +529,7 @@ static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
     if (st == napi_ok)
       st = napi_add_finalizer(env, fn, h, sl__pool_finalize, NULL, NULL);
     if (st != napi_ok) {
-      sl__throw_status(env, st, "napi_create_function");
+      sl_throw_status(env, st, "napi_create_function");
       goto fail;
     }
     h->refs++;
@@ -580,20 +546,51 @@ fail:
   return NULL;
 }
 
-void sl_pool_debug_counts(sl_env_t* senv, double* pools, double* waiters, double* timers) {
+static sl_penv_t* sl__penv_of(sl_env_t* senv) {
+  uint32_t i;
+  for (i = 0; i < senv->nparts; i++)
+    if (senv->parts[i].teardown == sl__penv_teardown)
+      return senv->parts[i].data;
+  return NULL;
+}
+
+int sl_pool_binding_counts(sl_env_t* senv, napi_value obj) {
+  napi_env env = senv->env;
+  sl_penv_t* penv = sl__penv_of(senv);
   sl_pool_handle_t* h;
-  for (h = senv->pool_state; h != NULL; h = h->next) {
-    *pools += 1;
-    *waiters += h->pool.npending;
-    *timers += h->pool.open_timers;
+  double pools = 0, waiters = 0, timers = 0;
+  for (h = penv != NULL ? penv->pools : NULL; h != NULL; h = h->next) {
+    pools += 1;
+    waiters += h->pool.npending;
+    timers += h->pool.open_timers;
   }
+  SL_CHECK_INT(env, napi_set_named_property(env, obj, "pools", sl_number(env, pools)));
+  SL_CHECK_INT(env, napi_set_named_property(env, obj, "poolWaiters", sl_number(env, waiters)));
+  SL_CHECK_INT(env, napi_set_named_property(env, obj, "poolTimers", sl_number(env, timers)));
+  return 0;
 }
 
 /* ---------------------------------------------------------------- init --- */
 
-napi_value sl_pool_init(napi_env env, napi_value exports) {
+int sl_pool_binding_init(sl_env_t* senv, napi_value exports) {
+  napi_env env = senv->env;
+  sl_env_part_t part;
+  sl_penv_t* penv;
   napi_value fn;
-  SL_CHECK(env, napi_create_function(env, "pool", NAPI_AUTO_LENGTH, sl__pool_new, NULL, &fn));
-  SL_CHECK(env, napi_set_named_property(env, exports, "pool", fn));
-  return exports;
+  int r;
+
+  penv = calloc(1, sizeof(*penv));
+  if (penv == NULL)
+    return sl_throw_uv(env, UV_ENOMEM);
+  penv->senv = senv;
+  part.teardown = sl__penv_teardown;
+  part.free = sl__penv_free;
+  part.data = penv;
+  if ((r = sl_env_register(senv, &part)) != 0) {
+    free(penv);
+    return sl_throw_uv(env, r);
+  }
+  SL_CHECK_INT(env, napi_create_function(env, "pool", NAPI_AUTO_LENGTH, sl__pool_new, penv, &fn));
+  SL_CHECK_INT(env, napi_set_named_property(env, exports, "pool", fn));
+  return 0;
 }

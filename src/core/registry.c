@@ -1,6 +1,8 @@
 /* sluice: the process-wide registry of named gates. See registry.h. */
 #include "registry.h"
 
+#include "alloc.h"
+
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +11,12 @@ typedef struct sl_named_s {
   sl_gate_t gate; /* first: a gate pointer converts back to its entry */
   struct sl_named_s* next;
   uint64_t refs;
-  char name[];
+  size_t len;
+  char name[]; /* `len` bytes, not NUL-terminated */
 } sl_named_t;
 
 /* The registry lives as long as the process: the library is pinned (see
- * binding.c), and the lock is made once, whichever thread comes first. */
+ * src/napi/module.c), and the lock is made once, whichever thread comes first. */
 static uv_once_t sl__once = UV_ONCE_INIT;
 static uv_mutex_t sl__lock;
 static sl_named_t* sl__gates;
@@ -24,14 +27,16 @@ static void sl__init(void) {
     abort(); /* cannot happen with pthreads short of memory exhaustion */
 }
 
-sl_gate_t* sl_registry_open(const char* name, int64_t permits, int* err, int64_t* existing) {
+int sl_registry_open(const char* name, size_t len, int64_t permits, sl_gate_t** out,
+                     int64_t* existing) {
   sl_named_t* e;
-  size_t len = strlen(name);
 
+  if (len == 0 || len > SL_NAME_MAX)
+    return UV_EINVAL;
   uv_once(&sl__once, sl__init);
   uv_mutex_lock(&sl__lock);
   for (e = sl__gates; e != NULL; e = e->next) {
-    if (strcmp(e->name, name) != 0)
+    if (e->len != len || memcmp(e->name, name, len) != 0)
       continue;
     if (permits >= 0) {
       /* The capacity may be changed by any opener at any time: read it
@@ -43,33 +48,33 @@ sl_gate_t* sl_registry_open(const char* name, int64_t permits, int* err, int64_t
       if (cur != permits) {
         uv_mutex_unlock(&sl__lock);
         *existing = cur;
-        *err = UV_EEXIST;
-        return NULL;
+        return UV_EEXIST;
       }
     }
     e->refs++;
     uv_mutex_unlock(&sl__lock);
-    return &e->gate;
+    *out = &e->gate;
+    return 0;
   }
   if (permits < 0) {
     uv_mutex_unlock(&sl__lock);
-    *err = UV_ENOENT;
-    return NULL;
+    return UV_ENOENT;
   }
-  e = malloc(offsetof(sl_named_t, name) + len + 1);
+  e = sl_malloc(offsetof(sl_named_t, name) + len);
   if (e == NULL || sl_gate_init(&e->gate, permits, 1) != 0) {
     uv_mutex_unlock(&sl__lock);
-    free(e);
-    *err = UV_ENOMEM;
-    return NULL;
+    sl_free(e);
+    return UV_ENOMEM;
   }
-  memcpy(e->name, name, len + 1);
+  memcpy(e->name, name, len);
+  e->len = len;
   e->refs = 1;
   e->next = sl__gates;
   sl__gates = e;
   sl__count++;
   uv_mutex_unlock(&sl__lock);
-  return &e->gate;
+  *out = &e->gate;
+  return 0;
 }
 
 void sl_registry_close(sl_gate_t* gate) {
@@ -88,7 +93,7 @@ void sl_registry_close(sl_gate_t* gate) {
   uv_mutex_unlock(&sl__lock);
   /* No opener is left, so no thread can reach the gate any more. */
   sl_gate_destroy(&e->gate);
-  free(e);
+  sl_free(e);
 }
 
 uint64_t sl_registry_count(void) {

@@ -8,19 +8,24 @@
  * Lock order: registry lock, then a gate's lock, then a ctx's lock. The
  * registry lock is never held while calling into JS.
  */
-#ifndef SLUICE_REGISTRY_H
-#define SLUICE_REGISTRY_H
+#ifndef SLUICE_CORE_REGISTRY_H
+#define SLUICE_CORE_REGISTRY_H
 
 #include "gate.h"
 
-/* Opens the gate called `name` (a NUL-terminated string of at most
- * SL_NAME_MAX bytes), creating it with `permits` if it does not exist.
- * permits < 0 means "attach only". Returns the gate, or NULL with *err set:
+#include <stddef.h>
+
+/* Opens the gate called `name` (`len` bytes, any bytes: names are compared
+ * with their length, so "a\0b" and "a" are two gates; at most SL_NAME_MAX),
+ * creating it with `permits` if it does not exist; permits < 0 means
+ * "attach only". Sets *out and returns 0, or:
  *   UV_ENOENT  no such gate and permits < 0 (nothing to create it with);
  *   UV_EEXIST  the gate exists with a different capacity (*existing);
+ *   UV_EINVAL  len is 0 or over SL_NAME_MAX;
  *   UV_ENOMEM  out of memory. */
-#define SL_NAME_MAX 1024
-sl_gate_t* sl_registry_open(const char* name, int64_t permits, int* err, int64_t* existing);
+#define SL_NAME_MAX 1023
+int sl_registry_open(const char* name, size_t len, int64_t permits, sl_gate_t** out,
+                     int64_t* existing);
 
 /* Drops one reference; frees the gate with the last one. The gate's queue
  * must hold no waiter of the caller's (teardown and finalizers clear them). */
@@ -29,4 +34,4 @@ void sl_registry_close(sl_gate_t* gate);
 /* How many named gates exist (for tests). */
 uint64_t sl_registry_count(void);
 
-#endif /* SLUICE_REGISTRY_H */
+#endif /* SLUICE_CORE_REGISTRY_H */

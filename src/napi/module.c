@@ -1,0 +1,105 @@
+#define _GNU_SOURCE /* dladdr */
+/* sluice: the addon's entry point. It only initialises: the env, each
+ * binding, and the protocol tables that lib/ reads (protocol.h). */
+#include "env.h"
+#include "gate.h"
+#include "pool.h"
+#include "protocol.h"
+
+#ifndef _WIN32
+#include <dlfcn.h>
+#endif
+
+/* Node dlcloses an addon when a worker env that loaded it ends; if only
+ * workers load it, statics (the registry of shared gates) would vanish with
+ * it. Reopening ourselves with RTLD_NODELETE pins the library for the life
+ * of the process. (Windows: a DLL is unloaded with FreeLibrary only when its
+ * count drops to 0; see issue 8 for the Windows build.) */
+static uv_once_t sl__pin_once = UV_ONCE_INIT;
+static void sl__pin_library(void) {
+#ifndef _WIN32
+  Dl_info info;
+  if (dladdr((void*) &sl__pin_library, &info) != 0 && info.dli_fname != NULL)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+#endif
+}
+
+/* { NAME: value, ... } from one X-macro table. */
+#define SL__PROP(name, value) {#name, (double) (value)},
+typedef struct sl__prop_s {
+  const char* name;
+  double value;
+} sl__prop_t;
+
+static int sl__table(napi_env env, napi_value protocol, const char* key, const sl__prop_t* props,
+                     size_t n) {
+  napi_value obj, v;
+  size_t i;
+  SL_CHECK_INT(env, napi_create_object(env, &obj));
+  for (i = 0; i < n; i++) {
+    SL_CHECK_INT(env, napi_create_double(env, props[i].value, &v));
+    SL_CHECK_INT(env, napi_set_named_property(env, obj, props[i].name, v));
+  }
+  SL_CHECK_INT(env, napi_object_freeze(env, obj));
+  SL_CHECK_INT(env, napi_set_named_property(env, protocol, key, obj));
+  return 0;
+}
+
+#define SL__TABLE(key, list)                                                                       \
+  do {                                                                                             \
+    static const sl__prop_t props_[] = {list(SL__PROP)};                                           \
+    if (sl__table(env, protocol, key, props_, sizeof(props_) / sizeof(props_[0])) != 0)            \
+      return -1;                                                                                   \
+  } while (0)
+
+static int sl__protocol(napi_env env, napi_value exports) {
+  napi_value protocol;
+  SL_CHECK_INT(env, napi_create_object(env, &protocol));
+  SL__TABLE("gateOps", SL_GATE_OPS);
+  SL__TABLE("poolEvents", SL_POOL_EVENTS);
+  SL__TABLE("poolCtls", SL_POOL_CTLS);
+  SL__TABLE("poolCounts", SL_POOL_COUNTS);
+  SL__TABLE("poolHeader", SL_POOL_HEADER);
+  SL__TABLE("poolConfig", SL_POOL_CONFIG);
+  SL__TABLE("poolSlots", SL_POOL_SLOTS);
+  SL__TABLE("limits", SL_LIMITS);
+  SL_CHECK_INT(env, napi_object_freeze(env, protocol));
+  SL_CHECK_INT(env, napi_set_named_property(env, exports, "protocol", protocol));
+  return 0;
+}
+
+/* debugCounts() -> { waiters, gates, namedGates, waiterChunks, pools,
+ * poolWaiters, poolTimers, uvHandles }: live native objects, for leak
+ * tests. */
+static napi_value sl__debug_counts(napi_env env, napi_callback_info info) {
+  sl_env_t* senv = sl_env_get(env);
+  napi_value obj;
+  (void) info;
+  if (senv == NULL)
+    return NULL;
+  SL_CHECK(env, napi_create_object(env, &obj));
+  if (sl_gate_binding_counts(senv, obj) != 0 || sl_pool_binding_counts(senv, obj) != 0)
+    return NULL;
+  SL_CHECK(env, napi_set_named_property(env, obj, "uvHandles",
+                                        sl_number(env, (double) senv->open_uv_handles)));
+  return obj;
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  sl_env_t* senv;
+  napi_value fn;
+
+  uv_once(&sl__pin_once, sl__pin_library);
+  senv = sl_env_new(env);
+  if (senv == NULL)
+    return NULL;
+  if (sl_gate_binding_init(senv, exports) != 0 || sl_pool_binding_init(senv, exports) != 0 ||
+      sl__protocol(env, exports) != 0)
+    return NULL;
+  SL_CHECK(env, napi_create_function(env, "setup", NAPI_AUTO_LENGTH, sl_env_setup, NULL, &fn));
+  SL_CHECK(env, napi_set_named_property(env, exports, "setup", fn));
+  SL_CHECK(env, napi_create_function(env, "debugCounts", NAPI_AUTO_LENGTH, sl__debug_counts, NULL,
+                                     &fn));
+  SL_CHECK(env, napi_set_named_property(env, exports, "debugCounts", fn));
+  return exports;
+}

@@ -68,9 +68,28 @@ class GateModel {
     this.grants++
   }
 
-  // Takes now, or queues (and grants the head if it fits, as sl_gate_acquire).
+  // A request that can never fit: more than the gate has (0 is paused).
+  doomed (n) {
+    return this.permits !== Infinity && this.permits > 0 && n > this.permits
+  }
+
+  // Lowering the permits refuses the queued waiters that can no longer fit.
+  setPermits (permits) {
+    this.permits = permits
+    for (const w of this.queue.filter(w => this.doomed(w.n))) {
+      this.queue.splice(this.queue.indexOf(w), 1)
+      this.status.set(w.id, 'refused')
+    }
+  }
+
+  // Refused (RangeError) when doomed; takes now, or queues (and grants the
+  // head if it fits, as sl_gate_acquire).
   acquire (w, maxHeadGrants = 1) {
     this.waiter.set(w.id, w)
+    if (this.doomed(w.n)) {
+      this.status.set(w.id, 'refused')
+      return false
+    }
     if (this.queue.length === 0 && this.fits(w.n)) {
       this.inUse += w.n
       this.status.set(w.id, 'granted')
@@ -143,6 +162,7 @@ function follow (real, id, promise) {
     err => {
       if (err instanceof TimeoutError) real.status.set(id, 'timedout')
       else if (err && err.name === 'AbortError') real.status.set(id, 'aborted')
+      else if (err instanceof RangeError && /Cannot acquire/.test(err.message)) real.status.set(id, 'refused')
       else real.status.set(id, 'error:' + (err && err.message))
     }
   )
@@ -161,7 +181,7 @@ function checkSemaphore (m, r) {
   assert.equal(sem.permits, m.permits, 'permits')
   assert.equal(sem.available, m.available, 'available')
   assert.equal(sem.pending, m.pending, 'pending')
-  for (const s of ['granted', 'aborted', 'timedout']) {
+  for (const s of ['granted', 'aborted', 'timedout', 'refused']) {
     assert.deepEqual(realIds(r, s), m.idsWith(s), s + ' waiters differ from the model')
   }
   assert.deepEqual(realIds(r, 'queued'), m.idsWith('queued'), 'queued waiters differ from the model')
@@ -264,7 +284,7 @@ class SemSetPermits {
   check () { return true }
   async run (m, r) {
     r.sem.permits = this.permits
-    m.permits = this.permits
+    m.setPermits(this.permits)
     m.dispatch()
     await flush()
     checkSemaphore(m, r)

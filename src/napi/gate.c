@@ -160,6 +160,15 @@ static napi_status sl__too_many(napi_env env, uint32_t n, int64_t permits, napi_
   return sl__range_error(env, msg, out);
 }
 
+/* Resolves a waiter's promise with its value (undefined if not a number). */
+static napi_status sl__resolve(napi_env env, sl_waiter_t* w) {
+  napi_value v;
+  napi_status s = isnan(w->value) ? napi_get_undefined(env, &v) : napi_create_double(env, w->value, &v);
+  if (s == napi_ok)
+    s = napi_resolve_deferred(env, w->data, v);
+  return s;
+}
+
 /* Settles the waiters of this env that left the queue (granted: resolve
  * with their value; refused: reject with a RangeError) and frees them.
  * Every waiter is freed even when a settlement fails (the error stays
@@ -170,11 +179,7 @@ static void sl__settle(sl_genv_t* genv, sl_wlist_t* list) {
   while ((w = sl_wlist_shift(list)) != NULL) {
     napi_value v;
     if (w->state == SL_WAITER_GRANTED) {
-      if (isnan(w->value))
-        SL_CHECK_GO_ON(env, napi_get_undefined(env, &v));
-      else
-        SL_CHECK_GO_ON(env, napi_create_double(env, w->value, &v));
-      SL_CHECK_GO_ON(env, napi_resolve_deferred(env, w->data, v));
+      SL_CHECK_GO_ON(env, sl__resolve(env, w));
     } else {
       sl_gate_counts_t c;
       sl__handle_of(w)->be->counts(w->stake, &c);
@@ -375,12 +380,7 @@ static napi_value sl__take_slow(napi_env env, sl_handle_t* h, const sl_take_args
       SL_CHECK(env, napi_create_error(env, code, text, &err));
       SL_CHECK(env, napi_reject_deferred(env, deferred, err));
     } else {
-      napi_value v;
-      if (isnan(a->value))
-        SL_CHECK(env, napi_get_undefined(env, &v));
-      else
-        SL_CHECK(env, napi_create_double(env, a->value, &v));
-      SL_CHECK(env, napi_resolve_deferred(env, deferred, v));
+      SL_CHECK(env, sl__resolve(env, &(sl_waiter_t){.value = a->value, .data = deferred}));
     }
     sl__settle(genv, &out);
     return promise;
@@ -489,12 +489,10 @@ static napi_value sl__ctl_clear(napi_env env, sl_handle_t* h, napi_value reject_
     /* Settle every waiter even if building the result fails. */
     if (napi_create_double(env, w->value, &v) == napi_ok)
       SL_CHECK_GO_ON(env, napi_set_element(env, arr, i++, v));
-    if (reject_with != NULL) {
+    if (reject_with != NULL)
       SL_CHECK_GO_ON(env, napi_reject_deferred(env, w->data, reject_with));
-    } else {
-      SL_CHECK_GO_ON(env, napi_get_undefined(env, &v));
-      SL_CHECK_GO_ON(env, napi_resolve_deferred(env, w->data, v));
-    }
+    else
+      SL_CHECK_GO_ON(env, sl__resolve(env, w));
     sl__waiter_done(h->genv, w);
   }
   /* Removing waiters frees no permit, but a head waiter we removed may have
@@ -511,8 +509,8 @@ static napi_value sl__ctl_cancel(napi_env env, sl_handle_t* h, size_t argc, napi
   sl_wlist_t out;
   int ok = 0;
 
-  if (sl_arg_int(env, argv[1], "index", 0, UINT32_MAX, 0, &index) != 0 ||
-      sl_arg_int(env, argv[2], "seq", 1, (int64_t) 1 << 53, 1, &seq) != 0)
+  if (sl_arg_integer(env, argv[1], "index", 0, UINT32_MAX, &index) != 0 ||
+      sl_arg_integer(env, argv[2], "seq", 1, ((int64_t) 1 << 53) - 1, &seq) != 0)
     return NULL;
   if (argc < 4) {
     sl_throw_type(env, "Expected a rejection `reason`");
@@ -563,7 +561,7 @@ static napi_value sl__ctl_op(napi_env env, sl_handle_t* h, int64_t op, size_t ar
     case SL_OP_CLEAR:
       return sl__ctl_clear(env, h, argc >= 2 ? argv[1] : NULL);
     case SL_OP_TRY_TAKE:
-      if (sl_arg_int(env, argv[1], "n", 1, UINT32_MAX, 1, &n) != 0)
+      if (sl_arg_integer(env, argv[1], "n", 1, UINT32_MAX, &n) != 0)
         return NULL;
       return sl_bool(env, h->be->try_take(&h->stake, (uint32_t) n) == 0);
     case SL_OP_CANCEL:

@@ -93,12 +93,9 @@ int sl_arg_double(napi_env env, napi_value v, const char* name, double def, doub
   return sl_arg_number(env, v, name, out);
 }
 
-int sl_arg_int(napi_env env, napi_value v, const char* name, int64_t lo, int64_t hi, int64_t def,
-               int64_t* out) {
-  double d;
+static int sl__int_in(napi_env env, double d, const char* name, int64_t lo, int64_t hi,
+                      int64_t* out) {
   char msg[160];
-  if (sl_arg_double(env, v, name, (double) def, &d) != 0)
-    return -1;
   if (!(d >= (double) lo && d <= (double) hi && d == floor(d))) {
     snprintf(msg, sizeof(msg), "Expected `%s` to be an integer from %lld to %lld", name,
              (long long) lo, (long long) hi);
@@ -106,6 +103,22 @@ int sl_arg_int(napi_env env, napi_value v, const char* name, int64_t lo, int64_t
   }
   *out = (int64_t) d;
   return 0;
+}
+
+int sl_arg_integer(napi_env env, napi_value v, const char* name, int64_t lo, int64_t hi,
+                   int64_t* out) {
+  double d;
+  if (sl_arg_number(env, v, name, &d) != 0)
+    return -1;
+  return sl__int_in(env, d, name, lo, hi, out);
+}
+
+int sl_arg_int(napi_env env, napi_value v, const char* name, int64_t lo, int64_t hi, int64_t def,
+               int64_t* out) {
+  double d;
+  if (sl_arg_double(env, v, name, (double) def, &d) != 0)
+    return -1;
+  return sl__int_in(env, d, name, lo, hi, out);
 }
 
 int sl_arg_permits(napi_env env, napi_value v, const char* name, int64_t* out) {

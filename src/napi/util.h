@@ -63,6 +63,9 @@ int sl_arg_number(napi_env env, napi_value v, const char* name, double* out);
 /* An optional integer in [lo, hi]; `def` when undefined. */
 int sl_arg_int(napi_env env, napi_value v, const char* name, int64_t lo, int64_t hi, int64_t def,
                int64_t* out);
+/* A required integer in [lo, hi]. */
+int sl_arg_integer(napi_env env, napi_value v, const char* name, int64_t lo, int64_t hi,
+                   int64_t* out);
 /* A required capacity: a non-negative integer or Infinity (SL_INFINITE). */
 int sl_arg_permits(napi_env env, napi_value v, const char* name, int64_t* out);
 /* Whether `v` is undefined. */

@@ -13,6 +13,9 @@
 //      loaded to intercept malloc/free, so it cannot arrive later with
 //      dlopen of the addon. Child processes and worker threads of the tests
 //      inherit it.
+//   4. The stress cases (scripts/stress.js: the million-operation leak
+//      checks and a million queued tasks) against the same build, the same
+//      way.
 //
 // Sanitizer options for the node process:
 //   - detect_leaks=0: LeakSanitizer would report what V8 and Node themselves
@@ -87,6 +90,7 @@ async function main () {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sanitize-'))
   let addon = null
   let found = null
+  let stressFound = null
 
   const cOk = await step('C core tests (ASan/UBSan, then valgrind)', () =>
     spawnSync(process.execPath, [path.join(__dirname, 'test.js'), '--c'], {
@@ -116,34 +120,41 @@ async function main () {
     return true
   })
 
+  const asan = sanitizerRuntime('libasan.so')
+  const env = {
+    ...process.env,
+    SLUICE_ADDON_PATH: addon,
+    SLUICE_SANITIZE: '1',
+    LD_PRELOAD: [asan, process.env.LD_PRELOAD].filter(Boolean).join(':'),
+    ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1:abort_on_error=0',
+    UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1'
+  }
   const jsOk = buildOk && await step('JS suite against the sanitized addon', async () => {
-    const asan = sanitizerRuntime('libasan.so')
     if (!asan) {
       console.error('sanitize: libasan.so not found (Debian: apt-get install gcc)')
       return false
-    }
-    const env = {
-      ...process.env,
-      SLUICE_ADDON_PATH: addon,
-      SLUICE_SANITIZE: '1',
-      LD_PRELOAD: [asan, process.env.LD_PRELOAD].filter(Boolean).join(':'),
-      ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1:abort_on_error=0',
-      UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1'
     }
     found = await runCounting(process.execPath, [path.join(__dirname, 'test.js'), '--js'], { cwd: root, env })
     return found.code === 0 && found.reports === 0
   })
 
+  const stressOk = buildOk && asan && await step('stress cases against the sanitized addon', async () => {
+    stressFound = await runCounting(process.execPath, [path.join(__dirname, 'stress.js')], { cwd: root, env })
+    return stressFound.code === 0 && stressFound.reports === 0
+  })
+
   console.log('\n## sanitize: summary')
-  if (found && found.lines.length) {
+  const lines = [...(found ? found.lines : []), ...(stressFound ? stressFound.lines : [])]
+  if (lines.length) {
     console.log('#   sanitizer reports (first lines):')
-    for (const l of found.lines.slice(0, 20)) console.log(`#     ${l.replace(/^#\s*/, '')}`)
+    for (const l of lines.slice(0, 20)) console.log(`#     ${l.replace(/^#\s*/, '')}`)
   }
   for (const t of timings) console.log(`#   ${t.ok ? 'ok  ' : 'FAIL'} ${t.name}: ${t.s.toFixed(1)} s`)
   console.log(`#   sanitizer reports in the JS suite: ${found ? found.reports : 'not run'}`)
+  console.log(`#   sanitizer reports in the stress cases: ${stressFound ? stressFound.reports : 'not run'}`)
   if (!process.env.SLUICE_KEEP_SANITIZE_BUILD) fs.rmSync(work, { recursive: true, force: true })
   else console.log(`#   sanitized build kept in ${work}`)
-  process.exit(cOk && buildOk && jsOk ? 0 : 1)
+  process.exit(cOk && buildOk && jsOk && stressOk ? 0 : 1)
 }
 
 main()

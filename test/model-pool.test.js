@@ -28,14 +28,24 @@
 // Seeds: fixed ones, printed (test/model-seeds.js); SLUICE_MODEL_SEED=<n>
 // adds one (to replay), SLUICE_MODEL_SEED=random explores, and
 // SLUICE_MODEL_SCALE=<x> scales the runs.
+//
+// Each seed runs in its own process, all at once: a sequence spends most of
+// its time asleep in `advance` and `waitBackoff` (the timers under test are
+// libuv's, real time), and sequences of one process cannot overlap (a
+// sleep would let another sequence's timers fire outside its `advance`).
+// The test spawns this file with SLUICE_MODEL_POOL_CHILD=<seed>; a child
+// runs that seed and prints what it ran; a failure prints fast-check's
+// report (seed, path and shrunk sequence), which the test fails with.
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
+const { execFile } = require('node:child_process')
 const fc = require('fast-check')
 const { modelSeeds } = require('./model-seeds.js')
 const { createPool, TimeoutError } = require('../lib/generic-pool.js')
 const { binding } = require('../lib/binding.js')
 
 const SCALE = Number(process.env.SLUICE_MODEL_SCALE || 1)
+const CHILD_SEED = process.env.SLUICE_MODEL_POOL_CHILD
 const { seeds: SEEDS, extra: EXTRA_SEED } = modelSeeds([0x900c1, 0x900c2, 0x900c3,
   // found the eviction-cursor bug (a reused slot resumed a stale cursor)
   -576707124])
@@ -50,6 +60,12 @@ const immediate = () => new Promise(resolve => setImmediate(resolve))
 
 let operations = 0
 let sequences = 0
+// What the sequences exercised: command runs by kind, and how the waiters
+// ended (as the model, which the pool matched, recorded them). The test
+// asserts that every kind of command ran and every outcome was reached.
+const ran = {} // 'acquire()', 'create() -> fail', ... -> runs
+const outcomes = {} // 'granted', 'timedout', ... -> waiters
+const tally = (map, key) => { map[key] = (map[key] || 0) + 1 }
 
 // ----------------------------------------------------------------- model --
 
@@ -374,6 +390,7 @@ function cmd (name, check, run) {
     check,
     async run (m, r) {
       operations++
+      tally(ran, name.replace(/\((?!not borrowed)[^)]*\)/, '()').replace(/ #\d+\)/, ')'))
       await run(m, r)
       await flush()
       m.settleClears()
@@ -603,6 +620,7 @@ async function runPool (cfg, cmds) {
     await flush()
     check(model, real)
     await fc.asyncModelRun(() => ({ model, real }), cmds)
+    for (const w of model.waiters.values()) tally(outcomes, w.status)
   } finally {
     await teardown(pool, real)
   }
@@ -638,26 +656,76 @@ async function teardown (pool, real) {
   assert.deepEqual([s.size, s.pending, s.borrowed, s.destroying], [0, 0, 0, 0], 'the pool did not empty')
 }
 
-test('generic-pool against the pool model', async (t) => {
+const RUNS = Math.max(1, Math.round(200 * SCALE))
+const COMMAND_KINDS = ['acquire()', 'abort()', 'release()', 'destroy()', 'release(not borrowed)', 'destroy(not borrowed)',
+  'create() -> ok', 'create() -> fail', 'create() -> null', 'validate() -> true', 'validate() -> false',
+  'validate() -> reject', 'drain()', 'clear()', 'advance()', 'waitBackoff()']
+const OUTCOMES = ['granted', 'timedout', 'aborted', 'draining', 'full', 'createError']
+
+// A child: one seed, then what it ran as one JSON line.
+async function runSeed (seed) {
   const base = binding.debugCounts()
-  const runs = Math.max(1, Math.round(200 * SCALE))
-  t.diagnostic(`pool: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${runs} sequences per seed`)
   const property = fc.asyncProperty(configArb, fc.commands(commands, { maxCommands: 150, size: 'max' }),
     (cfg, cmds) => runPool(cfg, cmds))
-  for (const seed of SEEDS) {
-    await fc.assert(property, { seed, numRuns: runs, verbose: 1, includeErrorInReport: true })
-  }
+  await fc.assert(property, { seed, numRuns: RUNS, verbose: 1, includeErrorInReport: true })
   await immediate()
   await immediate()
   const after = binding.debugCounts()
-  assert.equal(after.waiters, base.waiters)
-  t.diagnostic(`pool model: ${operations} operations in ${sequences} sequences, seeds ${SEEDS.join(', ')}`)
-})
+  assert.equal(after.waiters, base.waiters, 'native waiters left behind')
+  assert.equal(after.poolWaiters, base.poolWaiters, 'native pool waiters left behind')
+  return { seed, operations, sequences, ran, outcomes }
+}
+
+function spawnSeed (seed) {
+  return new Promise(resolve => {
+    execFile(process.execPath, [__filename], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+      timeout: 300000,
+      env: { ...process.env, SLUICE_MODEL_POOL_CHILD: String(seed) }
+    }, (err, stdout, stderr) => resolve({ seed, err, stdout, stderr }))
+  })
+}
+
+if (CHILD_SEED !== undefined) {
+  runSeed(Number(CHILD_SEED)).then(out => console.log(JSON.stringify(out)), err => {
+    console.error(err && err.stack ? err.stack : err)
+    process.exitCode = 1
+  })
+} else {
+  test('generic-pool against the pool model', async (t) => {
+    t.diagnostic(`pool: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${RUNS} sequences per seed, one process per seed`)
+    const results = await Promise.all(SEEDS.map(spawnSeed))
+    const failed = results.filter(r => r.err)
+    assert.equal(failed.length, 0, failed.map(r =>
+      `seed ${r.seed}: ${r.err.killed ? 'killed (timeout)' : 'exit ' + r.err.code}\n${r.stderr}`).join('\n'))
+    const total = { operations: 0, sequences: 0, ran: {}, outcomes: {} }
+    for (const r of results) {
+      const out = JSON.parse(r.stdout.trim().split('\n').pop())
+      assert.equal(out.seed, r.seed)
+      assert.equal(out.sequences, RUNS, `seed ${r.seed}: sequences run`)
+      total.operations += out.operations
+      total.sequences += out.sequences
+      for (const [k, n] of Object.entries(out.ran)) total.ran[k] = (total.ran[k] || 0) + n
+      for (const [k, n] of Object.entries(out.outcomes)) total.outcomes[k] = (total.outcomes[k] || 0) + n
+    }
+    const seen = (map, keys) => keys.map(k => `${k} ${map[k] || 0}`).join(', ')
+    t.diagnostic(`pool model: ${total.operations} operations in ${total.sequences} sequences, seeds ${SEEDS.join(', ')}`)
+    t.diagnostic(`pool model: commands run: ${seen(total.ran, COMMAND_KINDS)}`)
+    t.diagnostic(`pool model: waiters at the end of a sequence: ${seen(total.outcomes, OUTCOMES)}`)
+    // Every kind of command ran and every outcome was reached (a few
+    // sequences, at SLUICE_MODEL_SCALE < 1, cannot be expected to).
+    if (SCALE >= 1) {
+      for (const k of COMMAND_KINDS) assert.ok(total.ran[k] > 0, `no ${k} command ever ran`)
+      for (const k of OUTCOMES) assert.ok(total.outcomes[k] > 0, `no waiter ever ended ${k}`)
+    }
+  })
+}
 
 // ------------------------------------------------------- regressions --
 // Bugs the model found, each pinned by a direct test.
 
-test('regression: drain() resolves when the last queued waiter is aborted', async () => {
+if (CHILD_SEED === undefined) test('regression: drain() resolves when the last queued waiter is aborted', async () => {
   const creates = []
   const pool = createPool({ create: () => new Promise(resolve => creates.push(resolve)), destroy () {} }, { max: 1 })
   const first = pool.acquire()
@@ -678,7 +746,7 @@ test('regression: drain() resolves when the last queued waiter is aborted', asyn
   await pool.clear()
 })
 
-test('regression: acquire timeouts fire after a GC while the pool was idle', () => {
+if (CHILD_SEED === undefined) test('regression: acquire timeouts fire after a GC while the pool was idle', () => {
   // C holds the pool's pump weakly while the pool is idle; the pool did not
   // hold it at all, so a GC then left timer callbacks nothing to call: the
   // waiter left the queue but its promise never settled.

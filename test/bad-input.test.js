@@ -5,8 +5,9 @@
 // it follows p-limit/generic-pool, with their answer), never a crash or a
 // hang. Re-entrant calls from inside callbacks (factory functions, event
 // listeners, tasks, abort handlers) work. And the pool's raw binding, fed
-// garbage in a child process, never crashes it (the gates' raw binding is
-// covered in test/semaphore.test.js).
+// garbage in a child process, refuses a bad config or pump with a
+// TypeError/RangeError, never crashes it, and leaves a pool that works (the
+// gates' raw binding is covered in test/semaphore.test.js).
 const { test, describe } = require('node:test')
 const assert = require('node:assert/strict')
 const { spawnSync } = require('node:child_process')
@@ -303,31 +304,42 @@ describe('generic-pool', () => {
   })
 })
 
-test("the pool's raw binding fed garbage never crashes the process", () => {
+test("the pool's raw binding refuses a bad config or pump with TypeError/RangeError, survives garbage, and the pool still works after it", () => {
   const BINDING = path.join(__dirname, '..', 'lib', 'binding.js')
+  const GENERIC_POOL = path.join(__dirname, '..', 'lib', 'generic-pool.js')
   const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
     const { binding } = require(${JSON.stringify(BINDING)})
     const JUNK = ['x', '', {}, [], null, undefined, true, NaN, -1, 0, 0.5, 1.5, 2 ** 31, 2 ** 32, -(2 ** 31) - 1,
       2 ** 53, 1e300, Infinity, -Infinity, -0, Symbol('s'), 1n, () => 1, new Float64Array(18), new Int32Array(18)]
     let calls = 0
+    const untyped = [] // a bad config or pump must be refused with TypeError/RangeError
     const attempt = (label, fn) => {
       calls++
       try { return fn() } catch (e) {
         if (!(e instanceof Error)) { console.error(label + ': threw a non-error'); process.exit(2) }
       }
     }
+    const refused = (label, fn) => {
+      calls++
+      try { fn() } catch (e) {
+        if (!(e instanceof TypeError || e instanceof RangeError)) untyped.push(label + ': ' + e)
+        return
+      }
+      untyped.push(label + ': accepted')
+    }
     const good = () => {
       const c = new Float64Array(18)
       c[0] = 2; c[1] = 0; c[2] = NaN; c[3] = 1; c[6] = 1; c[10] = 3; c[12] = 30000; c[16] = 10; c[17] = 1000
       return c
     }
-    // pool(config, pump)
-    attempt('pool()', () => binding.pool())
+    // pool(config, pump): a config is a Float64Array of the right length,
+    // a pump a function; anything else is refused.
+    refused('pool()', () => binding.pool())
     for (const v of JUNK) {
-      attempt('pool(junk config)', () => binding.pool(v, () => {}))
-      attempt('pool(config, junk pump)', () => binding.pool(good(), v))
+      if (!(v instanceof Float64Array)) refused('pool(' + String(v) + ', pump)', () => binding.pool(v, () => {}))
+      if (typeof v !== 'function') refused('pool(config, ' + String(v) + ')', () => binding.pool(good(), v))
     }
-    attempt('short config', () => binding.pool(new Float64Array(3), () => {}))
+    refused('short config', () => binding.pool(new Float64Array(3), () => {}))
     // Garbage values in a well-formed config (min kept small: min is how
     // many resources the pool creates at once, by design).
     for (let field = 0; field < 18; field++) {
@@ -365,14 +377,41 @@ test("the pool's raw binding fed garbage never crashes the process", () => {
     attempt('ctl()', () => ctl())
     // Reports for slots in the wrong state are refused, not obeyed.
     for (let op = 0; op <= 5; op++) for (let s = 0; s < 40; s++) attempt('report', () => ctl(op, s, 1))
-    setTimeout(() => {
+    setTimeout(async () => {
       globalThis.gc()
+      // After all that, in the same process, a pool works: two resources
+      // lent, a third acquire queued and served by the first release, in
+      // order, and everything destroyed at the end.
+      const { createPool } = require(${JSON.stringify(GENERIC_POOL)})
+      let n = 0
+      const destroyed = []
+      const pool = createPool({ create: async () => ({ id: n++ }), destroy: async (r) => { destroyed.push(r.id) } }, { max: 2 })
+      const a = await pool.acquire()
+      const b = await pool.acquire()
+      const third = pool.acquire()
+      const queued = [pool.size, pool.borrowed, pool.pending]
+      await pool.release(a)
+      const c = await third
+      await pool.release(b)
+      await pool.release(c)
+      await pool.drain()
+      await pool.clear()
+      const out = { calls: calls > 1000, untyped, queued, served: [a.id, b.id, c.id], destroyed: destroyed.sort(), after: [pool.size, pool.borrowed, pool.pending] }
+      console.log(JSON.stringify(out))
       // Exit explicitly: pools left with queued waiters and a (garbage,
       // long) acquire timeout keep the loop alive, as they should.
-      setTimeout(() => { console.log('calls ' + (calls > 1000)); console.log('ok'); process.exit(0) }, 20)
+      process.exit(0)
     }, 20)
   `], { encoding: 'utf8', timeout: 60000 })
   assert.equal(r.signal, null, r.stderr)
   assert.equal(r.status, 0, r.stderr)
-  assert.deepEqual(r.stdout.trim().split('\n'), ['calls true', 'ok'], r.stdout + r.stderr)
+  const out = JSON.parse(r.stdout.trim().split('\n').pop())
+  assert.deepEqual(out, {
+    calls: true,
+    untyped: [],
+    queued: [2, 2, 1],
+    served: [0, 1, 0],
+    destroyed: [0, 1],
+    after: [0, 0, 0]
+  })
 })

@@ -2,14 +2,9 @@
  * about threads, callbacks and timers. */
 #include "pool.h"
 
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
+#include "alloc.h"
 
-/* A priority level array costs 12 bytes per level, allocated up front; more
- * levels than this is refused at init rather than risking a huge allocation
- * (generic-pool allocates one queue object per level). */
-#define SL_POOL_MAX_RANGE (1u << 20)
+#include <string.h>
 
 /* ------------------------------------------------------------- lists --- */
 
@@ -82,17 +77,20 @@ static int32_t sl__list_shift(sl_pool_t* p, sl_list_t* l, sl__link_fn f) {
 
 /* ------------------------------------------------------------- plumbing --- */
 
-/* Milliseconds of loop time: the time the loop cached at the start of this
- * iteration, which is also what Node's setTimeout counts from. Reading the
- * clock instead costs ~80 ns per call on some VMs (and the release path
- * stamps every resource it puts back). Timers are armed for
- * `deadline - uv_now()`, so they never fire before their deadline. */
-static double sl__now(const sl_pool_t* p) {
+/* Milliseconds of loop time, brought up to date first. libuv caches the
+ * time at the start of a loop iteration: after synchronous work (a busy
+ * server) the cached value is old, and a deadline or a time stamp counted
+ * from it is early by that much. uv_timer_start counts from the same cached
+ * value, so every timer is armed right after this too. Node's own timers
+ * refresh the clock the same way; it is one vDSO clock read. */
+static double sl__now(sl_pool_t* p) {
+  uv_update_time(p->loop);
   return (double) uv_now(p->loop);
 }
 
+/* Arms `t` to fire at `deadline` (loop time), never before it. */
 static void sl__arm(sl_pool_t* p, uv_timer_t* t, uv_timer_cb cb, double deadline) {
-  double d = deadline - (double) uv_now(p->loop);
+  double d = deadline - sl__now(p);
   uint64_t ms;
   if (!(d > 0))
     d = 0;
@@ -104,14 +102,19 @@ static void sl__arm(sl_pool_t* p, uv_timer_t* t, uv_timer_cb cb, double deadline
   uv_timer_start(t, cb, ms, 0);
 }
 
+/* Resources in the pool: idle, borrowed, being validated or created. */
+static int64_t sl__size(const sl_pool_t* p) {
+  return (int64_t) p->idle.len + p->nborrowed + p->nvalidating + p->ncreating;
+}
+
 static void sl__sync(sl_pool_t* p) {
   double* c = p->counts;
-  double size = (double) p->idle.len + p->nborrowed + p->nvalidating + p->ncreating;
-  c[SL_POOL_SIZE] = size;
+  int64_t size = sl__size(p);
+  c[SL_POOL_SIZE] = (double) size;
   c[SL_POOL_AVAILABLE] = p->idle.len;
   c[SL_POOL_BORROWED] = p->nborrowed;
   c[SL_POOL_PENDING] = p->npending;
-  c[SL_POOL_SPARE] = p->cfg.max - size;
+  c[SL_POOL_SPARE] = (double) (p->cfg.max - size);
   c[SL_POOL_CREATING] = p->ncreating;
   c[SL_POOL_VALIDATING] = p->nvalidating;
   c[SL_POOL_DESTROYING] = p->ndestroying;
@@ -125,12 +128,13 @@ static void sl__sync(sl_pool_t* p) {
   }
 }
 
-static double sl__size(const sl_pool_t* p) {
-  return (double) p->idle.len + p->nborrowed + p->nvalidating + p->ncreating;
-}
-
 static int sl__expired(const sl_pool_t* p, int32_t s, double now) {
   return p->cfg.max_lifetime > 0 && now - p->slots[s].created_at > p->cfg.max_lifetime;
+}
+
+/* The time sl__expired needs: read only if max_lifetime is on. */
+static double sl__lifetime_now(sl_pool_t* p) {
+  return p->cfg.max_lifetime > 0 ? sl__now(p) : 0;
 }
 
 /* Every callback goes through these, so timer callbacks know whether there
@@ -177,26 +181,33 @@ static void* sl__grow(void* items, uint32_t* cap, size_t size, uint32_t first) {
   void* m;
   if (n > INT32_MAX)
     return NULL;
-  m = realloc(items, (size_t) n * size);
+  m = sl_realloc(items, (size_t) n * size);
   if (m != NULL)
     *cap = n;
   return m;
 }
 
+/* Makes sure sl__slot_new cannot fail: 0 or UV_ENOMEM (nothing changed). */
+static int sl__slot_reserve(sl_pool_t* p) {
+  sl_pool_slot_t* n;
+  if (p->free_slot >= 0 || p->nslots < p->cap_slots)
+    return 0;
+  n = sl__grow(p->slots, &p->cap_slots, sizeof(*n), 16);
+  if (n == NULL)
+    return UV_ENOMEM;
+  p->slots = n;
+  return 0;
+}
 
 static int32_t sl__slot_new(sl_pool_t* p) {
-  int32_t s = p->free_slot;
-  if (s >= 0) {
+  int32_t s;
+  if (sl__slot_reserve(p) != 0)
+    return -1;
+  s = p->free_slot;
+  if (s >= 0)
     p->free_slot = p->slots[s].link.next;
-  } else {
-    if (p->nslots == p->cap_slots) {
-      sl_pool_slot_t* n = sl__grow(p->slots, &p->cap_slots, sizeof(*n), 16);
-      if (n == NULL)
-        return -1;
-      p->slots = n;
-    }
+  else
     s = (int32_t) p->nslots++;
-  }
   memset(&p->slots[s], 0, sizeof(p->slots[s]));
   p->slots[s].link.prev = p->slots[s].link.next = -1;
   p->slots[s].aux.prev = p->slots[s].aux.next = -1;
@@ -223,6 +234,18 @@ static void sl__idle_push(sl_pool_t* p, int32_t s) {
     sl__list_push_front(p, &p->idle, sl__slot_link, s);
 }
 
+/* Puts `s` on a deadline list (leaks or destroys), arming `t` if it is the
+ * only entry (entries come in deadline order: one delay per list). */
+static void sl__aux_push(sl_pool_t* p, sl_list_t* l, uv_timer_t* t, uv_timer_cb cb, int32_t s,
+                         double delay) {
+  sl_pool_slot_t* slot = &p->slots[s];
+  slot->deadline = sl__now(p) + delay;
+  sl__list_push_back(p, l, sl__slot_aux, s);
+  slot->on_aux = 1;
+  if (l->len == 1)
+    sl__arm(p, t, cb, slot->deadline);
+}
+
 static void sl__aux_remove(sl_pool_t* p, sl_list_t* l, int32_t s) {
   if (p->slots[s].on_aux) {
     sl__list_remove(p, l, sl__slot_aux, s);
@@ -234,33 +257,51 @@ static void sl__leak_cb(uv_timer_t* t);
 static void sl__destroy_timeout_cb(uv_timer_t* t);
 static void sl__backoff_cb(uv_timer_t* t);
 
-/* A create, unless creates wait for the backoff timer. */
+/* Creates wait for the backoff timer, whose delay doubles up to
+ * backoff_max. A no-op if they wait already. */
+static void sl__backoff_start(sl_pool_t* p) {
+  double max = p->cfg.backoff_max > 0 ? p->cfg.backoff_max : 1000;
+  if (p->backoff_active)
+    return;
+  p->backoff_active = 1;
+  uv_update_time(p->loop); /* uv_timer_start counts from the cached time */
+  uv_timer_start(&p->backoff_timer, sl__backoff_cb, (uint64_t) p->backoff, 0);
+  p->backoff = p->backoff * 2 > max ? max : p->backoff * 2;
+}
+
+/* A create. Out of memory for its slot, it is retried from the backoff
+ * timer, as a failed create is: the caller cannot undo what led to it. */
 static int sl__create(sl_pool_t* p) {
   int32_t s = sl__slot_new(p);
-  if (s < 0)
+  if (s < 0) {
+    sl__backoff_start(p);
     return UV_ENOMEM;
+  }
   p->slots[s].state = SL_SLOT_CREATING;
   p->ncreating++;
   sl__op_create(p, s);
   return 0;
 }
 
-/* generic-pool's _ensureMinimum: min counts every resource, borrowed too. */
-static void sl__ensure_minimum(sl_pool_t* p) {
-  double n, i;
-  if (p->draining || p->backoff_active)
-    return;
-  n = p->cfg.min - sl__size(p);
-  for (i = 0; i < n; i++)
+/* Up to `n` creates, unless creates wait for the backoff timer. */
+static void sl__create_n(sl_pool_t* p, int64_t n) {
+  int64_t i;
+  for (i = 0; i < n && !p->backoff_active; i++)
     if (sl__create(p) != 0)
       break;
+}
+
+/* generic-pool's _ensureMinimum: min counts every resource, borrowed too. */
+static void sl__ensure_minimum(sl_pool_t* p) {
+  if (p->draining)
+    return;
+  sl__create_n(p, p->cfg.min - sl__size(p));
 }
 
 /* generic-pool's _destroy: the slot leaves every count at once, its destroy
  * runs, and min is refilled. */
 static void sl__destroy_slot(sl_pool_t* p, int32_t s) {
-  sl_pool_slot_t* slot = &p->slots[s];
-  switch (slot->state) {
+  switch (p->slots[s].state) {
     case SL_SLOT_IDLE:
       sl__list_remove(p, &p->idle, sl__slot_link, s);
       break;
@@ -274,16 +315,11 @@ static void sl__destroy_slot(sl_pool_t* p, int32_t s) {
     default:
       return;
   }
-  slot = &p->slots[s];
-  slot->state = SL_SLOT_DESTROYING;
+  p->slots[s].state = SL_SLOT_DESTROYING;
   p->ndestroying++;
-  if (p->cfg.destroy_timeout > 0) {
-    slot->deadline = sl__now(p) + p->cfg.destroy_timeout;
-    sl__list_push_back(p, &p->destroys, sl__slot_aux, s);
-    slot->on_aux = 1;
-    if (p->destroys.len == 1)
-      sl__arm(p, &p->destroy_timer, sl__destroy_timeout_cb, slot->deadline);
-  }
+  if (p->cfg.destroy_timeout > 0)
+    sl__aux_push(p, &p->destroys, &p->destroy_timer, sl__destroy_timeout_cb, s,
+                 p->cfg.destroy_timeout);
   sl__op_destroy(p, s);
   sl__ensure_minimum(p);
 }
@@ -293,32 +329,33 @@ static void sl__borrow(sl_pool_t* p, int32_t s) {
   slot->state = SL_SLOT_BORROWED;
   slot->uses++;
   p->nborrowed++;
-  if (p->cfg.leak_ms > 0) {
-    slot->deadline = sl__now(p) + p->cfg.leak_ms;
-    sl__list_push_back(p, &p->leaks, sl__slot_aux, s);
-    slot->on_aux = 1;
-    if (p->leaks.len == 1)
-      sl__arm(p, &p->leak_timer, sl__leak_cb, slot->deadline);
-  }
+  if (p->cfg.leak_ms > 0)
+    sl__aux_push(p, &p->leaks, &p->leak_timer, sl__leak_cb, s, p->cfg.leak_ms);
 }
 
 /* ----------------------------------------------------------- waiters --- */
 
 static void sl__timeout_cb(uv_timer_t* t);
 
+/* Makes sure sl__waiter_new cannot fail: 0 or UV_ENOMEM (nothing changed). */
+static int sl__waiter_reserve(sl_pool_t* p) {
+  sl_pool_waiter_t* n;
+  if (p->free_waiter >= 0 || p->nwaiters < p->cap_waiters)
+    return 0;
+  n = sl__grow(p->waiters, &p->cap_waiters, sizeof(*n), 64);
+  if (n == NULL)
+    return UV_ENOMEM;
+  p->waiters = n;
+  return 0;
+}
+
+/* Call after sl__waiter_reserve. */
 static int32_t sl__waiter_new(sl_pool_t* p) {
   int32_t w = p->free_waiter;
-  if (w >= 0) {
+  if (w >= 0)
     p->free_waiter = p->waiters[w].link.next;
-  } else {
-    if (p->nwaiters == p->cap_waiters) {
-      sl_pool_waiter_t* n = sl__grow(p->waiters, &p->cap_waiters, sizeof(*n), 64);
-      if (n == NULL)
-        return -1;
-      p->waiters = n;
-    }
+  else
     w = (int32_t) p->nwaiters++;
-  }
   memset(&p->waiters[w], 0, sizeof(p->waiters[w]));
   p->waiters[w].link.prev = p->waiters[w].link.next = -1;
   p->waiters[w].tlink.prev = p->waiters[w].tlink.next = -1;
@@ -329,6 +366,29 @@ static void sl__waiter_free(sl_pool_t* p, int32_t w) {
   p->waiters[w].queued = 0;
   p->waiters[w].link.next = p->free_waiter;
   p->free_waiter = w;
+}
+
+/* Queues a new waiter (room reserved) at its level and, with an acquire
+ * timeout, on the timeout list. */
+static int32_t sl__enqueue(sl_pool_t* p, int32_t priority, uint32_t token) {
+  int32_t w = sl__waiter_new(p);
+  sl_pool_waiter_t* wt = &p->waiters[w];
+  uint32_t range = p->cfg.priority_range;
+  wt->token = token;
+  wt->level = priority < 0 || (uint32_t) priority >= range ? range - 1 : (uint32_t) priority;
+  wt->queued = 1;
+  sl__list_push_back(p, &p->levels[wt->level], sl__waiter_link, w);
+  if (wt->level < p->min_level)
+    p->min_level = wt->level;
+  p->npending++;
+  if (p->cfg.acquire_timeout > 0) {
+    wt->deadline = sl__now(p) + p->cfg.acquire_timeout;
+    wt->timed = 1;
+    sl__list_push_back(p, &p->timeouts, sl__waiter_tlink, w);
+    if (p->timeouts.len == 1)
+      sl__arm(p, &p->timeout_timer, sl__timeout_cb, wt->deadline);
+  }
+  return w;
 }
 
 /* Takes a queued waiter out of its level and the timeout list. */
@@ -389,56 +449,46 @@ static void sl__dispatch(sl_pool_t* p, int32_t s) {
   sl__grant(p, w, s);
 }
 
-/* generic-pool's _dispense: create for the shortfall (within max), then hand
- * idle resources to waiters, through validation with testOnBorrow. An idle
- * resource past max_lifetime is destroyed instead, and the counts are
- * computed again. */
-static void sl__dispense(sl_pool_t* p) {
-  for (;;) {
-    double waiting = p->npending, n, i;
-    double now = p->cfg.max_lifetime > 0 ? sl__now(p) : 0;
-    int again = 0;
-    if (waiting < 1)
-      return;
-    if (!p->backoff_active) {
-      double shortfall = waiting - ((double) p->idle.len + p->nvalidating + p->ncreating);
-      double spare = p->cfg.max - sl__size(p);
-      n = spare < shortfall ? spare : shortfall;
-      for (i = 0; i < n; i++)
-        if (sl__create(p) != 0)
-          break;
+static int64_t sl__min(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+
+/* Hands up to `n` idle resources to the next waiters, through validation
+ * with testOnBorrow. An idle resource past max_lifetime is destroyed
+ * instead: returns 1 then, and the caller computes its counts again. */
+static int sl__dispense_idle(sl_pool_t* p, int64_t n, double now) {
+  int64_t i;
+  for (i = 0; i < n; i++) {
+    int32_t s = sl__list_shift(p, &p->idle, sl__slot_link);
+    if (sl__expired(p, s, now)) {
+      sl__list_push_front(p, &p->idle, sl__slot_link, s);
+      sl__destroy_slot(p, s);
+      return 1;
     }
     if (p->cfg.test_on_borrow) {
-      double want = waiting - p->nvalidating;
-      n = p->idle.len < want ? p->idle.len : want;
-      for (i = 0; i < n; i++) {
-        int32_t s = sl__list_shift(p, &p->idle, sl__slot_link);
-        if (sl__expired(p, s, now)) {
-          sl__list_push_front(p, &p->idle, sl__slot_link, s);
-          sl__destroy_slot(p, s);
-          again = 1;
-          break;
-        }
-        p->slots[s].state = SL_SLOT_VALIDATING;
-        p->nvalidating++;
-        sl__op_validate(p, s);
-      }
+      p->slots[s].state = SL_SLOT_VALIDATING;
+      p->nvalidating++;
+      sl__op_validate(p, s);
     } else {
-      n = p->idle.len < waiting ? p->idle.len : waiting;
-      for (i = 0; i < n; i++) {
-        int32_t s = sl__list_shift(p, &p->idle, sl__slot_link);
-        if (sl__expired(p, s, now)) {
-          sl__list_push_front(p, &p->idle, sl__slot_link, s);
-          sl__destroy_slot(p, s);
-          again = 1;
-          break;
-        }
-        sl__dispatch(p, s);
-      }
+      sl__dispatch(p, s);
     }
-    if (!again)
-      return;
   }
+  return 0;
+}
+
+/* generic-pool's _dispense: create for the shortfall (within max), then hand
+ * idle resources to waiters. */
+static void sl__dispense(sl_pool_t* p) {
+  double now = sl__lifetime_now(p);
+  int64_t waiting, busy, n;
+  do {
+    waiting = p->npending;
+    if (waiting < 1)
+      return;
+    busy = (int64_t) p->idle.len + p->nvalidating + p->ncreating;
+    sl__create_n(p, sl__min(p->cfg.max - sl__size(p), waiting - busy));
+    n = p->cfg.test_on_borrow ? waiting - p->nvalidating : waiting;
+  } while (sl__dispense_idle(p, sl__min(p->idle.len, n), now));
 }
 
 static void sl__check_drained(sl_pool_t* p) {
@@ -446,6 +496,12 @@ static void sl__check_drained(sl_pool_t* p) {
     p->drain_waiting = 0;
     uv_timer_stop(&p->evict_timer);
   }
+}
+
+/* The end of every public call and timer callback that changed anything. */
+static void sl__settle(sl_pool_t* p) {
+  sl__check_drained(p);
+  sl__sync(p);
 }
 
 /* ------------------------------------------------------------ timers --- */
@@ -465,48 +521,53 @@ static void sl__timeout_cb(uv_timer_t* t) {
   }
   if (w >= 0)
     sl__arm(p, &p->timeout_timer, sl__timeout_cb, p->waiters[w].deadline);
-  sl__check_drained(p);
-  sl__sync(p);
+  sl__settle(p);
   sl__flush(p);
 }
 
-/* generic-pool's _evict with DefaultEvictor, resuming where the last run
- * stopped. As generic-pool's iterator does, the walk starts over from the
- * head after an eviction, or when the slot examined last left the idle list. */
+/* The next idle slot the evictor examines, resuming where its last run
+ * stopped; -1 at the end of the list. As generic-pool's iterator does, the
+ * walk starts over from the head after an eviction, or when the slot
+ * examined last left the idle list. */
+static int32_t sl__evict_next(sl_pool_t* p) {
+  sl_pool_slot_t* last;
+  if (p->evict_last < 0)
+    return p->idle.head;
+  last = &p->slots[p->evict_last];
+  if (last->state != SL_SLOT_IDLE || last->idle_seq != p->evict_seq)
+    return -1;
+  return last->link.next;
+}
+
+/* generic-pool's DefaultEvictor. */
+static int sl__evictable(sl_pool_t* p, int32_t s, double now) {
+  double idle_time = now - p->slots[s].idle_since;
+  return (p->cfg.soft_idle > 0 && p->cfg.soft_idle < idle_time &&
+          p->cfg.min < (int64_t) p->idle.len) ||
+         p->cfg.idle < idle_time || sl__expired(p, s, now);
+}
+
+/* generic-pool's _evict: examines num_tests idle slots (fewer if fewer are
+ * idle), starting over from the head at the end of the list. */
 static void sl__evict(sl_pool_t* p) {
-  double tests = p->cfg.num_tests < (double) p->idle.len ? p->cfg.num_tests : (double) p->idle.len;
-  double run = 0, now = sl__now(p);
+  int64_t tests = sl__min(p->cfg.num_tests, p->idle.len);
+  int64_t run = 0;
+  double now = sl__now(p);
   while (run < tests) {
-    int32_t s;
-    sl_pool_slot_t* slot;
-    double idle_time;
-    int evict;
-    if (p->evict_last < 0) {
-      s = p->idle.head;
-    } else {
-      sl_pool_slot_t* last = &p->slots[p->evict_last];
-      if (last->state != SL_SLOT_IDLE || last->idle_seq != p->evict_seq)
-        s = -1;
-      else
-        s = last->link.next;
-      if (s < 0) {
-        /* The end of the list, or the cursor was detached: start over. */
-        p->evict_last = -1;
-        if (p->idle.len < 1)
-          return;
-        continue;
-      }
+    int32_t s = sl__evict_next(p);
+    if (s < 0) {
+      if (p->evict_last < 0)
+        return; /* the list is empty */
+      /* The end of the list, or the cursor was detached: start over. */
+      p->evict_last = -1;
+      if (p->idle.len < 1)
+        return;
+      continue;
     }
-    if (s < 0)
-      return;
-    slot = &p->slots[s];
     p->evict_last = s;
-    p->evict_seq = slot->idle_seq;
+    p->evict_seq = p->slots[s].idle_seq;
     run++;
-    idle_time = now - slot->idle_since;
-    evict = (p->cfg.soft_idle > 0 && p->cfg.soft_idle < idle_time && p->cfg.min < (double) p->idle.len) ||
-            p->cfg.idle < idle_time || sl__expired(p, s, now);
-    if (evict)
+    if (sl__evictable(p, s, now))
       sl__destroy_slot(p, s);
   }
 }
@@ -527,57 +588,66 @@ static void sl__backoff_cb(uv_timer_t* t) {
   p->backoff_active = 0;
   sl__ensure_minimum(p);
   sl__dispense(p);
-  sl__check_drained(p);
+  sl__settle(p);
+  sl__flush(p);
+}
+
+/* Reports every slot of `l` whose deadline has passed as `event` (each
+ * once: it leaves the list), and re-arms `t` for the next deadline. */
+static void sl__deadlines(sl_pool_t* p, sl_list_t* l, uv_timer_t* t, uv_timer_cb cb, int event) {
+  double now;
+  int32_t s;
+  if (p->closing)
+    return;
+  now = sl__now(p);
+  while ((s = l->head) >= 0 && p->slots[s].deadline <= now) {
+    sl__aux_remove(p, l, s);
+    sl__op_emit(p, event, s);
+  }
+  if (s >= 0)
+    sl__arm(p, t, cb, p->slots[s].deadline);
   sl__sync(p);
   sl__flush(p);
 }
 
 static void sl__destroy_timeout_cb(uv_timer_t* t) {
   sl_pool_t* p = t->data;
-  double now;
-  int32_t s;
-  if (p->closing)
-    return;
-  now = sl__now(p);
-  while ((s = p->destroys.head) >= 0 && p->slots[s].deadline <= now) {
-    sl__aux_remove(p, &p->destroys, s);
-    sl__op_emit(p, SL_POOL_EV_DESTROY_TIMEOUT, s);
-  }
-  if (s >= 0)
-    sl__arm(p, &p->destroy_timer, sl__destroy_timeout_cb, p->slots[s].deadline);
-  sl__sync(p);
-  sl__flush(p);
+  sl__deadlines(p, &p->destroys, t, sl__destroy_timeout_cb, SL_POOL_EV_DESTROY_TIMEOUT);
 }
 
 static void sl__leak_cb(uv_timer_t* t) {
   sl_pool_t* p = t->data;
-  double now;
-  int32_t s;
-  if (p->closing)
-    return;
-  now = sl__now(p);
-  /* Each borrow is reported once: the slot leaves the list. */
-  while ((s = p->leaks.head) >= 0 && p->slots[s].deadline <= now) {
-    sl__aux_remove(p, &p->leaks, s);
-    sl__op_emit(p, SL_POOL_EV_LEAK, s);
-  }
-  if (s >= 0)
-    sl__arm(p, &p->leak_timer, sl__leak_cb, p->slots[s].deadline);
-  sl__sync(p);
-  sl__flush(p);
+  sl__deadlines(p, &p->leaks, t, sl__leak_cb, SL_POOL_EV_LEAK);
 }
 
 /* ------------------------------------------------------------ public --- */
 
+static void sl__timers_open(sl_pool_t* p) {
+  uv_timer_t* timers[5];
+  int i;
+  timers[0] = &p->timeout_timer;
+  timers[1] = &p->evict_timer;
+  timers[2] = &p->backoff_timer;
+  timers[3] = &p->destroy_timer;
+  timers[4] = &p->leak_timer;
+  for (i = 0; i < 5; i++) {
+    /* uv_timer_init cannot fail: it only fills in the handle. */
+    uv_timer_init(p->loop, timers[i]);
+    timers[i]->data = p;
+    /* Only the acquire timeout keeps the loop alive (see pool.h). */
+    if (i != 0)
+      uv_unref((uv_handle_t*) timers[i]);
+  }
+  p->open_timers = 5;
+}
+
 int sl_pool_open(sl_pool_t* p, uv_loop_t* loop, const sl_pool_config_t* cfg,
                  const sl_pool_ops_t* ops, double* counts, void* data) {
   uint32_t i;
-  uv_timer_t* timers[5];
-
   if (cfg->priority_range < 1 || cfg->priority_range > SL_POOL_MAX_RANGE)
     return UV_EINVAL;
   memset(p, 0, sizeof(*p));
-  p->levels = malloc(cfg->priority_range * sizeof(*p->levels));
+  p->levels = sl_malloc(cfg->priority_range * sizeof(*p->levels));
   if (p->levels == NULL)
     return UV_ENOMEM;
   for (i = 0; i < cfg->priority_range; i++)
@@ -598,20 +668,7 @@ int sl_pool_open(sl_pool_t* p, uv_loop_t* loop, const sl_pool_config_t* cfg,
   p->backoff = cfg->backoff_min > 0 ? cfg->backoff_min : 10;
   p->sync_waiter = -1;
   p->sync_slot = -1;
-
-  timers[0] = &p->timeout_timer;
-  timers[1] = &p->evict_timer;
-  timers[2] = &p->backoff_timer;
-  timers[3] = &p->destroy_timer;
-  timers[4] = &p->leak_timer;
-  for (i = 0; i < 5; i++) {
-    uv_timer_init(loop, timers[i]);
-    timers[i]->data = p;
-    /* Only the acquire timeout keeps the loop alive (see pool.h). */
-    if (i != 0)
-      uv_unref((uv_handle_t*) timers[i]);
-  }
-  p->open_timers = 5;
+  sl__timers_open(p);
   sl__sync(p);
   return 0;
 }
@@ -622,6 +679,7 @@ void sl_pool_start(sl_pool_t* p) {
   p->started = 1;
   if (p->cfg.eviction_interval > 0) {
     uint64_t ms = (uint64_t) p->cfg.eviction_interval;
+    uv_update_time(p->loop); /* uv_timer_start counts from the cached time */
     uv_timer_start(&p->evict_timer, sl__evict_cb, ms, ms);
   }
   sl__ensure_minimum(p);
@@ -632,63 +690,57 @@ int sl_pool_started(const sl_pool_t* p) {
   return p->started;
 }
 
-int sl_pool_acquire(sl_pool_t* p, int32_t priority, uint32_t token, uint32_t* slot,
-                    uint32_t* waiter) {
-  int32_t w, s;
-  uint32_t level;
-  sl_pool_waiter_t* wt;
-
+int sl_pool_check(const sl_pool_t* p) {
   if (p->closing || p->draining)
-    return SL_POOL_EDRAINING;
-  if (p->cfg.max - sl__size(p) < 1 && p->idle.len < 1 && !isnan(p->cfg.max_waiting) &&
-      (double) p->npending >= p->cfg.max_waiting)
-    return SL_POOL_EFULL;
+    return UV_ECANCELED;
+  if (p->cfg.max - sl__size(p) < 1 && p->idle.len < 1 && (int64_t) p->npending >= p->cfg.max_waiting)
+    return UV_EBUSY;
+  return 0;
+}
 
-  /* The common case: nobody waits and a resource is idle. This is exactly
-   * what queueing and dispensing would do, without the waiter. */
-  if (p->npending == 0 && p->idle.len > 0 && !p->cfg.test_on_borrow &&
-      !sl__expired(p, p->idle.head, p->cfg.max_lifetime > 0 ? sl__now(p) : 0)) {
-    s = sl__list_shift(p, &p->idle, sl__slot_link);
-    sl__borrow(p, s);
-    *slot = (uint32_t) s;
+/* The common case of an acquire: nobody waits and a resource is idle. This
+ * is exactly what queueing and dispensing would do, without the waiter.
+ * Returns 1 if it applied. */
+static int sl__acquire_idle(sl_pool_t* p, sl_pool_acquired_t* out) {
+  int32_t s;
+  if (p->npending != 0 || p->idle.len == 0 || p->cfg.test_on_borrow ||
+      sl__expired(p, p->idle.head, sl__lifetime_now(p)))
+    return 0;
+  s = sl__list_shift(p, &p->idle, sl__slot_link);
+  sl__borrow(p, s);
+  out->granted = 1;
+  out->slot = (uint32_t) s;
+  return 1;
+}
+
+int sl_pool_acquire(sl_pool_t* p, int32_t priority, uint32_t token, sl_pool_acquired_t* out) {
+  int32_t w;
+  int r = sl_pool_check(p);
+  if (r != 0)
+    return r;
+  if (sl__acquire_idle(p, out)) {
     sl__sync(p);
-    return SL_POOL_GRANTED;
+    return 0;
   }
-
-  w = sl__waiter_new(p);
-  if (w < 0)
+  /* Room for the waiter, and for the create it may start, before anything
+   * changes: the only allocations an acquire makes on its own behalf. */
+  if (sl__waiter_reserve(p) != 0)
     return UV_ENOMEM;
-  level = priority < 0 || (uint32_t) priority >= p->cfg.priority_range
-              ? p->cfg.priority_range - 1
-              : (uint32_t) priority;
-  wt = &p->waiters[w];
-  wt->token = token;
-  wt->level = level;
-  wt->queued = 1;
-  sl__list_push_back(p, &p->levels[level], sl__waiter_link, w);
-  if (level < p->min_level)
-    p->min_level = level;
-  p->npending++;
-  if (p->cfg.acquire_timeout > 0) {
-    wt->deadline = sl__now(p) + p->cfg.acquire_timeout;
-    wt->timed = 1;
-    sl__list_push_back(p, &p->timeouts, sl__waiter_tlink, w);
-    if (p->timeouts.len == 1)
-      sl__arm(p, &p->timeout_timer, sl__timeout_cb, wt->deadline);
-  }
-
+  if (p->cfg.max - sl__size(p) >= 1 && !p->backoff_active && sl__slot_reserve(p) != 0)
+    return UV_ENOMEM;
+  w = sl__enqueue(p, priority, token);
   p->sync_waiter = w;
   p->sync_slot = -1;
   sl__dispense(p);
   p->sync_waiter = -1;
   sl__sync(p);
-  if (p->sync_slot >= 0) {
-    *slot = (uint32_t) p->sync_slot;
-    p->sync_slot = -1;
-    return SL_POOL_GRANTED;
-  }
-  *waiter = (uint32_t) w;
-  return SL_POOL_QUEUED;
+  out->granted = p->sync_slot >= 0;
+  if (out->granted)
+    out->slot = (uint32_t) p->sync_slot;
+  else
+    out->waiter = (uint32_t) w;
+  p->sync_slot = -1;
+  return 0;
 }
 
 int sl_pool_cancel(sl_pool_t* p, uint32_t index, uint32_t token) {
@@ -697,42 +749,46 @@ int sl_pool_cancel(sl_pool_t* p, uint32_t index, uint32_t token) {
     return UV_ENOENT;
   sl__waiter_unqueue(p, (int32_t) index);
   sl__waiter_free(p, (int32_t) index);
-  sl__check_drained(p);
-  sl__sync(p);
+  sl__settle(p);
   return 0;
 }
 
+static int sl__borrowed(const sl_pool_t* p, uint32_t slot) {
+  return !p->closing && slot < p->nslots && p->slots[slot].state == SL_SLOT_BORROWED;
+}
+
 int sl_pool_release(sl_pool_t* p, uint32_t slot) {
-  sl_pool_slot_t* sl;
-  if (p->closing || slot >= p->nslots || p->slots[slot].state != SL_SLOT_BORROWED)
+  int32_t s = (int32_t) slot;
+  if (!sl__borrowed(p, slot))
     return UV_EINVAL;
-  sl = &p->slots[slot];
-  if ((p->cfg.max_uses > 0 && sl->uses >= p->cfg.max_uses) ||
-      sl__expired(p, (int32_t) slot, p->cfg.max_lifetime > 0 ? sl__now(p) : 0)) {
-    sl__destroy_slot(p, (int32_t) slot);
+  if ((p->cfg.max_uses > 0 && p->slots[s].uses >= (uint64_t) p->cfg.max_uses) ||
+      sl__expired(p, s, sl__lifetime_now(p))) {
+    sl__destroy_slot(p, s);
   } else {
     p->nborrowed--;
-    sl__aux_remove(p, &p->leaks, (int32_t) slot);
-    sl__idle_push(p, (int32_t) slot);
+    sl__aux_remove(p, &p->leaks, s);
+    sl__idle_push(p, s);
   }
   sl__dispense(p);
-  sl__check_drained(p);
-  sl__sync(p);
+  sl__settle(p);
   return 0;
 }
 
 int sl_pool_destroy(sl_pool_t* p, uint32_t slot) {
-  if (p->closing || slot >= p->nslots || p->slots[slot].state != SL_SLOT_BORROWED)
+  if (!sl__borrowed(p, slot))
     return UV_EINVAL;
   sl__destroy_slot(p, (int32_t) slot);
   sl__dispense(p);
-  sl__check_drained(p);
-  sl__sync(p);
+  sl__settle(p);
   return 0;
 }
 
+static int sl__in_state(const sl_pool_t* p, uint32_t slot, int state) {
+  return !p->closing && slot < p->nslots && p->slots[slot].state == state;
+}
+
 int sl_pool_created(sl_pool_t* p, uint32_t slot) {
-  if (p->closing || slot >= p->nslots || p->slots[slot].state != SL_SLOT_CREATING)
+  if (!sl__in_state(p, slot, SL_SLOT_CREATING))
     return UV_EINVAL;
   p->ncreating--;
   p->slots[slot].created_at = sl__now(p);
@@ -753,13 +809,12 @@ void sl_pool_dispense(sl_pool_t* p) {
   if (p->closing)
     return;
   sl__dispense(p);
-  sl__check_drained(p);
-  sl__sync(p);
+  sl__settle(p);
 }
 
 int sl_pool_create_failed(sl_pool_t* p, uint32_t slot) {
   int32_t w;
-  if (p->closing || slot >= p->nslots || p->slots[slot].state != SL_SLOT_CREATING)
+  if (!sl__in_state(p, slot, SL_SLOT_CREATING))
     return UV_EINVAL;
   p->ncreating--;
   sl__slot_free(p, (int32_t) slot);
@@ -771,16 +826,10 @@ int sl_pool_create_failed(sl_pool_t* p, uint32_t slot) {
   }
   /* Never retry at once (generic-pool does, and a create that rejects
    * synchronously then loops in microtasks forever): creates wait for the
-   * backoff timer, whose delay doubles up to backoff_max. */
-  if (!p->backoff_active) {
-    double max = p->cfg.backoff_max > 0 ? p->cfg.backoff_max : 1000;
-    p->backoff_active = 1;
-    uv_timer_start(&p->backoff_timer, sl__backoff_cb, (uint64_t) p->backoff, 0);
-    p->backoff = p->backoff * 2 > max ? max : p->backoff * 2;
-  }
+   * backoff timer. */
+  sl__backoff_start(p);
   sl__dispense(p);
-  sl__check_drained(p);
-  sl__sync(p);
+  sl__settle(p);
   return 0;
 }
 
@@ -797,39 +846,38 @@ int sl_pool_destroyed(sl_pool_t* p, uint32_t slot) {
 }
 
 int sl_pool_validated(sl_pool_t* p, uint32_t slot, int valid) {
-  if (p->closing || slot >= p->nslots || p->slots[slot].state != SL_SLOT_VALIDATING)
+  if (!sl__in_state(p, slot, SL_SLOT_VALIDATING))
     return UV_EINVAL;
-  p->nvalidating--;
   if (valid) {
+    p->nvalidating--;
     sl__dispatch(p, (int32_t) slot);
   } else {
-    /* Back to VALIDATING for the bookkeeping of sl__destroy_slot. */
-    p->nvalidating++;
     sl__destroy_slot(p, (int32_t) slot);
     sl__dispense(p);
   }
-  sl__check_drained(p);
-  sl__sync(p);
+  sl__settle(p);
   return 0;
 }
 
-int sl_pool_drain(sl_pool_t* p) {
+void sl_pool_drain(sl_pool_t* p) {
   p->draining = 1;
   if (p->npending == 0 && p->nborrowed == 0) {
     if (!p->closing)
       uv_timer_stop(&p->evict_timer);
-    return 1;
+    return;
   }
   p->drain_waiting = 1;
-  return 0;
 }
 
-int64_t sl_pool_tail_token(const sl_pool_t* p) {
+int sl_pool_tail_token(const sl_pool_t* p, uint32_t* token) {
   uint32_t i;
-  for (i = p->cfg.priority_range; i-- > 0;)
-    if (p->levels[i].len > 0)
-      return p->waiters[p->levels[i].tail].token;
-  return -1;
+  for (i = p->cfg.priority_range; i-- > 0;) {
+    if (p->levels[i].len > 0) {
+      *token = p->waiters[p->levels[i].tail].token;
+      return 0;
+    }
+  }
+  return UV_ENOENT;
 }
 
 void sl_pool_clear_idle(sl_pool_t* p) {
@@ -877,9 +925,9 @@ void sl_pool_close(sl_pool_t* p) {
 }
 
 void sl_pool_free(sl_pool_t* p) {
-  free(p->slots);
-  free(p->waiters);
-  free(p->levels);
+  sl_free(p->slots);
+  sl_free(p->waiters);
+  sl_free(p->levels);
   p->slots = NULL;
   p->waiters = NULL;
   p->levels = NULL;

@@ -27,7 +27,8 @@
  * Counts (size, available, borrowed, pending, spare...) are kept current in
  * caller-provided storage (`counts`, SL_POOL_NCOUNTS doubles) at the end of
  * every public call and timer callback, so the binding can share it with JS
- * as a typed array and reading a count costs no call at all.
+ * as a typed array and reading a count costs no call at all. Inside, every
+ * count is an integer.
  *
  * Threads. A pool belongs to the thread of its loop: every function must be
  * called on that thread and there is no lock. Callbacks are called
@@ -41,7 +42,21 @@
  * for the earliest deadline of its list only. Only the acquire-timeout timer
  * is ref'd (as generic-pool's setTimeout is), and the backoff timer while
  * waiters (or `hold`s) need it; everything else is unref'd, so an idle pool
- * never keeps the process alive.
+ * never keeps the process alive. Every deadline and every time stamp counts
+ * from the clock read at that moment (uv_update_time first), never from the
+ * time libuv cached at the start of the loop iteration.
+ *
+ * Errors. Like libuv, every function that can fail returns 0 or a negative
+ * UV_E* code:
+ *   UV_ECANCELED  sl_pool_acquire: the pool is draining (or closed)
+ *   UV_EBUSY      sl_pool_acquire: max_waiting clients wait already
+ *   UV_ENOMEM     an allocation failed; nothing changed
+ *   UV_EINVAL     a report or release for a slot not in that state
+ *   UV_ENOENT     sl_pool_cancel: no such queued waiter
+ * Memory comes from sl_malloc/sl_realloc/sl_free (alloc.h), so tests can
+ * make any allocation fail. An allocation that fails where the call cannot
+ * be undone any more (a create for a waiter queued already, a refill of
+ * `min`) is retried from the backoff timer, as a failed create is.
  */
 #ifndef SLUICE_POOL_H
 #define SLUICE_POOL_H
@@ -111,21 +126,25 @@ typedef struct sl_pool_ops_s {
 
 /* Parsed options. Times are milliseconds; 0 turns a feature off unless
  * noted. The embedder does the option parsing (generic-pool's quirks). */
+/* The largest count a config may hold: the embedder clamps larger ones (a
+ * pool never holds 2^53 resources or waiters, so it is no limit at all). */
+#define SL_POOL_COUNT_MAX ((int64_t) 1 << 53)
+
 typedef struct sl_pool_config_s {
-  double max;              /* >= 1 */
-  double min;              /* may be negative (creates nothing) */
-  double max_waiting;      /* NaN: no limit */
+  int64_t max;             /* 1 .. SL_POOL_COUNT_MAX */
+  int64_t min;             /* may be negative (creates nothing); <= max */
+  int64_t max_waiting;     /* >= 0; SL_POOL_COUNT_MAX: no limit */
+  int64_t num_tests;       /* per eviction run, >= 0 */
+  int64_t max_uses;        /* > 0 to enable */
+  uint32_t priority_range; /* 1 .. SL_POOL_MAX_RANGE */
   int fifo;                /* 1: oldest idle first; 0: newest first */
   int test_on_borrow;
   int propagate_create_error;
-  uint32_t priority_range; /* >= 1 */
   double acquire_timeout;  /* > 0 to enable */
   double destroy_timeout;  /* > 0 to enable */
   double eviction_interval;/* > 0 to enable */
-  double num_tests;        /* per eviction run; may be NaN (none) */
   double soft_idle;        /* > 0 to enable */
   double idle;             /* NaN never evicts */
-  double max_uses;         /* > 0 to enable */
   double max_lifetime;     /* > 0 to enable */
   double leak_ms;          /* > 0 to enable */
   double backoff_min;      /* first create retry delay (ms), e.g. 10 */
@@ -150,7 +169,7 @@ typedef struct sl_pool_slot_s {
   double idle_since; /* when it last became idle */
   double created_at; /* when its create succeeded */
   double deadline;   /* leak or destroy-timeout deadline */
-  double uses;       /* times handed out */
+  uint64_t uses;     /* times handed out */
   uint64_t idle_seq; /* pool-wide sequence of its last idle push (eviction cursor) */
   uint8_t state;     /* enum sl_pool_slot_state */
   uint8_t on_aux;    /* linked in a leak or destroy list */
@@ -203,14 +222,13 @@ struct sl_pool_s {
 
   double backoff;            /* next create retry delay */
   int backoff_active;        /* creates wait for the backoff timer */
-  int64_t holds;             /* sl_pool_hold: reasons to keep the loop alive */
+  int32_t holds;             /* sl_pool_hold: reasons to keep the loop alive */
 
   int started;
   int draining;
   int drain_waiting;         /* draining: the evictor stops once empty */
   int closing;
   int open_timers;
-  int in_timer;              /* inside a timer callback: flush at the end */
   int produced;              /* a callback was made since the last flush */
 
   int32_t sync_waiter;       /* the waiter of the acquire in progress */
@@ -223,15 +241,15 @@ struct sl_pool_s {
   uv_timer_t leak_timer;
 };
 
-/* Results of sl_pool_acquire. */
-#define SL_POOL_GRANTED 0    /* *slot is borrowed by the caller now */
-#define SL_POOL_QUEUED 1     /* a waiter with `token` is queued */
-#define SL_POOL_EDRAINING 2  /* the pool is draining */
-#define SL_POOL_EFULL 3      /* max_waiting reached */
+/* The most priority levels a pool may have: the level array costs 12 bytes
+ * per level, allocated up front (generic-pool allocates one queue object
+ * per level). */
+#define SL_POOL_MAX_RANGE (1u << 20)
 
 /* Initializes the pool and its timers on `loop`. Does not start it (no
- * creates, no evictor): call sl_pool_start. Returns 0 or UV_ENOMEM /
- * UV_EINVAL (priority_range too large). On failure nothing is left open. */
+ * creates, no evictor): call sl_pool_start. Returns 0, UV_ENOMEM, or
+ * UV_EINVAL (priority_range out of range). On failure nothing is left open
+ * or allocated. */
 int sl_pool_open(sl_pool_t* pool, uv_loop_t* loop, const sl_pool_config_t* cfg,
                  const sl_pool_ops_t* ops, double* counts, void* data);
 
@@ -240,14 +258,27 @@ int sl_pool_open(sl_pool_t* pool, uv_loop_t* loop, const sl_pool_config_t* cfg,
 void sl_pool_start(sl_pool_t* pool);
 int sl_pool_started(const sl_pool_t* pool);
 
+/* Whether an acquire would be accepted now: 0, UV_ECANCELED (draining or
+ * closed) or UV_EBUSY (max_waiting reached; generic-pool counts a pool
+ * full only when no resource is idle and none can be created). Changes
+ * nothing: the embedder may ask before it runs user code that an acquire
+ * must not run when refused. */
+int sl_pool_check(const sl_pool_t* pool);
+
+/* The outcome of an accepted acquire. */
+typedef struct sl_pool_acquired_s {
+  int granted;     /* 1: `slot` is borrowed by the caller now (no resolve
+                    * callback is made for it); 0: a waiter is queued */
+  uint32_t slot;   /* granted: the slot */
+  uint32_t waiter; /* queued: the waiter's index, for sl_pool_cancel */
+} sl_pool_acquired_t;
+
 /* Queues an acquire at `priority` (generic-pool semantics: 0 is served
- * first; negative or out of range is the lowest level) and dispenses. If the
- * caller's own waiter is served within this call, returns SL_POOL_GRANTED
- * with *slot set and no resolve callback is made for it; otherwise
- * SL_POOL_QUEUED (and *waiter is the waiter's index, for sl_pool_cancel).
- * Also SL_POOL_EDRAINING, SL_POOL_EFULL or UV_ENOMEM (nothing queued). */
-int sl_pool_acquire(sl_pool_t* pool, int32_t priority, uint32_t token, uint32_t* slot,
-                    uint32_t* waiter);
+ * first; negative or out of range is the lowest level) and dispenses; the
+ * caller's own waiter may be served within the call (out->granted). Returns
+ * 0, or UV_ECANCELED, UV_EBUSY (see sl_pool_check) or UV_ENOMEM, with
+ * nothing queued and nothing changed. */
+int sl_pool_acquire(sl_pool_t* pool, int32_t priority, uint32_t token, sl_pool_acquired_t* out);
 
 /* Removes a queued waiter (abort). Returns 0, or UV_ENOENT if waiter `index`
  * is not queued with `token`. No reject callback is made: the caller settles. */
@@ -274,15 +305,15 @@ int sl_pool_validated(sl_pool_t* pool, uint32_t slot, int valid);
 void sl_pool_dispense(sl_pool_t* pool);
 
 /* The token of the waiter that would be served last (the tail of the lowest
- * non-empty priority level, generic-pool's _waitingClientsQueue.tail), or -1
- * if none waits. */
-int64_t sl_pool_tail_token(const sl_pool_t* pool);
+ * non-empty priority level, generic-pool's _waitingClientsQueue.tail) in
+ * *token. Returns 0, or UV_ENOENT if none waits. */
+int sl_pool_tail_token(const sl_pool_t* pool, uint32_t* token);
 
 /* Stops accepting acquires (queued ones are still served). The evictor
  * stops once no waiter is queued and nothing is borrowed; the embedder
  * tracks the drain's completion itself (generic-pool follows the last
- * waiter's and the loans' promises). Returns 1 if that is the case already. */
-int sl_pool_drain(sl_pool_t* pool);
+ * waiter's and the loans' promises). */
+void sl_pool_drain(sl_pool_t* pool);
 
 /* Destroys every idle slot (min is refilled unless draining). */
 void sl_pool_clear_idle(sl_pool_t* pool);
@@ -300,7 +331,7 @@ int sl_pool_slot_state(const sl_pool_t* pool, uint32_t slot);
  * ignored until `closed` has run. */
 void sl_pool_close(sl_pool_t* pool);
 
-/* Frees the arrays. Call after `closed` (or after a failed init: never). */
+/* Frees the arrays. Call after `closed` (never after a failed open). */
 void sl_pool_free(sl_pool_t* pool);
 
 #endif /* SLUICE_POOL_H */

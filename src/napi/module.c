@@ -58,6 +58,7 @@ static int sl__protocol(napi_env env, napi_value exports) {
   SL__TABLE("gateOps", SL_GATE_OPS);
   SL__TABLE("poolEvents", SL_POOL_EVENTS);
   SL__TABLE("poolCtls", SL_POOL_CTLS);
+  SL__TABLE("poolAcquire", SL_POOL_ACQUIRE);
   SL__TABLE("poolCounts", SL_POOL_COUNTS);
   SL__TABLE("poolHeader", SL_POOL_HEADER);
   SL__TABLE("poolConfig", SL_POOL_CONFIG);

@@ -3,9 +3,9 @@
  * JS gets, per pool, three functions created with the pool handle as their
  * `data` (no unwrap per call) and one ArrayBuffer shared with C:
  *
- *   acquire(priority, token) -> slot >= 0 (borrowed now), -1 (queued; the
- *       waiter index is in hdr[SL_HDR_WAITER]), -2 (draining), -3 (max
- *       waiting clients reached)
+ *   acquire(priority, token) -> slot >= 0 (borrowed now), or
+ *       SL_ACQ_QUEUED (the waiter index is in hdr[SL_HDR_WAITER]),
+ *       SL_ACQ_DRAINING or SL_ACQ_FULL (max waiting clients reached)
  *   release(slot) -> true, or false if the slot is not borrowed
  *   ctl(op, a, b) -> everything else (reports of factory outcomes, drain...)
  *
@@ -25,16 +25,22 @@
  *
  * No promise is created here: JS makes its own (cheaper than
  * napi_create_promise, see DESIGN.md) and keeps the resolving functions by
- * token; C only says which token gets which slot.
+ * token; C only says which token gets which slot. No user code runs inside
+ * these functions either: arguments are plain numbers (a number that is not
+ * one is refused, never coerced), so nothing can re-enter mid-operation.
+ *
+ * Lifetime. The JS pool holds its three functions and its pump; C holds the
+ * pump strongly only while a libuv callback of C's own could still need it
+ * (sl__ph_keepalive). Otherwise a dropped pool, even with queued acquires,
+ * is collected, and the functions' finalizers close the C pool.
  */
 #include "pool.h"
 
+#include "core/alloc.h"
 #include "core/pool.h"
 #include "protocol.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define SL_WINDOW SL_POOL_EVENT_WINDOW
@@ -57,7 +63,7 @@ typedef struct sl_pool_handle_s {
   struct sl_pool_handle_s* next; /* penv->pools */
   struct sl_pool_handle_s* prev;
   napi_ref buffer;               /* the shared ArrayBuffer: keeps `counts` alive */
-  napi_ref pump;                 /* JS: consumes events (weak while idle) */
+  napi_ref pump;                 /* JS: consumes events (weak unless needed) */
   uint32_t pump_refs;            /* 0 or 1 */
   int32_t* hdr;
   int32_t* win;
@@ -75,7 +81,19 @@ static sl_pool_handle_t* sl__ph_of(sl_pool_t* pool) {
 
 /* ------------------------------------------------------------- events --- */
 
-static void sl__ev_push(sl_pool_handle_t* h, int32_t op, int32_t a, int32_t b) {
+/* Grows the overflow queue for one more event. Losing an event would lose a
+ * promise or a resource, and there is no way to report a failure from
+ * inside the core's callbacks: give up loudly. */
+static void sl__ph_q_grow(sl_pool_handle_t* h) {
+  uint32_t cap = h->qcap ? h->qcap * 2 : 3 * 1024;
+  int32_t* q = sl_realloc(h->q, cap * sizeof(*q));
+  if (q == NULL)
+    sl_fatal("out of memory queueing a pool event");
+  h->q = q;
+  h->qcap = cap;
+}
+
+static void sl__ph_ev_push(sl_pool_handle_t* h, int32_t op, int32_t a, int32_t b) {
   int32_t* hdr = h->hdr;
   if (h->qhead == h->qtail) {
     /* Nothing older waits in C, so the event may go to the window. */
@@ -91,17 +109,8 @@ static void sl__ev_push(sl_pool_handle_t* h, int32_t op, int32_t a, int32_t b) {
     }
     h->qhead = h->qtail = 0;
   }
-  if (h->qtail + 3 > h->qcap) {
-    uint32_t cap = h->qcap ? h->qcap * 2 : 3 * 1024;
-    int32_t* q = realloc(h->q, cap * sizeof(*q));
-    if (q == NULL) {
-      /* Losing an event would lose a promise or a resource. There is no
-       * way to report it from inside the core: give up loudly. */
-      sl_fatal("out of memory queueing a pool event");
-    }
-    h->q = q;
-    h->qcap = cap;
-  }
+  if (h->qtail + 3 > h->qcap)
+    sl__ph_q_grow(h);
   h->q[h->qtail++] = op;
   h->q[h->qtail++] = a;
   h->q[h->qtail++] = b;
@@ -109,7 +118,7 @@ static void sl__ev_push(sl_pool_handle_t* h, int32_t op, int32_t a, int32_t b) {
 }
 
 /* Moves queued events into the window once JS has consumed it. */
-static void sl__ev_refill(sl_pool_handle_t* h) {
+static void sl__ph_ev_refill(sl_pool_handle_t* h) {
   int32_t* hdr = h->hdr;
   uint32_t n = 0;
   if (hdr[SL_HDR_POS] != hdr[SL_HDR_LEN])
@@ -126,24 +135,24 @@ static void sl__ev_refill(sl_pool_handle_t* h) {
   hdr[SL_HDR_MORE] -= (int32_t) n;
 }
 
-static void sl__op_create(sl_pool_t* p, uint32_t slot) {
-  sl__ev_push(sl__ph_of(p), SL_EV_CREATE, (int32_t) slot, 0);
+static void sl__ph_op_create(sl_pool_t* p, uint32_t slot) {
+  sl__ph_ev_push(sl__ph_of(p), SL_EV_CREATE, (int32_t) slot, 0);
 }
-static void sl__op_destroy(sl_pool_t* p, uint32_t slot) {
-  sl__ev_push(sl__ph_of(p), SL_EV_DESTROY, (int32_t) slot, 0);
+static void sl__ph_op_destroy(sl_pool_t* p, uint32_t slot) {
+  sl__ph_ev_push(sl__ph_of(p), SL_EV_DESTROY, (int32_t) slot, 0);
 }
-static void sl__op_validate(sl_pool_t* p, uint32_t slot) {
-  sl__ev_push(sl__ph_of(p), SL_EV_VALIDATE, (int32_t) slot, 0);
+static void sl__ph_op_validate(sl_pool_t* p, uint32_t slot) {
+  sl__ph_ev_push(sl__ph_of(p), SL_EV_VALIDATE, (int32_t) slot, 0);
 }
-static void sl__op_resolve(sl_pool_t* p, uint32_t token, uint32_t slot) {
-  sl__ev_push(sl__ph_of(p), SL_EV_RESOLVE, (int32_t) token, (int32_t) slot);
+static void sl__ph_op_resolve(sl_pool_t* p, uint32_t token, uint32_t slot) {
+  sl__ph_ev_push(sl__ph_of(p), SL_EV_RESOLVE, (int32_t) token, (int32_t) slot);
 }
-static void sl__op_reject(sl_pool_t* p, uint32_t token, int reason, uint32_t slot) {
-  sl__ev_push(sl__ph_of(p),
-              reason == SL_POOL_REASON_TIMEOUT ? SL_EV_REJECT_TIMEOUT : SL_EV_REJECT_CREATE,
-              (int32_t) token, (int32_t) slot);
+static void sl__ph_op_reject(sl_pool_t* p, uint32_t token, int reason, uint32_t slot) {
+  sl__ph_ev_push(sl__ph_of(p),
+                 reason == SL_POOL_REASON_TIMEOUT ? SL_EV_REJECT_TIMEOUT : SL_EV_REJECT_CREATE,
+                 (int32_t) token, (int32_t) slot);
 }
-static void sl__op_emit(sl_pool_t* p, int event, uint32_t slot) {
+static void sl__ph_op_emit(sl_pool_t* p, int event, uint32_t slot) {
   int32_t op;
   switch (event) {
     case SL_POOL_EV_CREATE_ERROR: op = SL_EV_CREATE_ERROR; break;
@@ -151,49 +160,56 @@ static void sl__op_emit(sl_pool_t* p, int event, uint32_t slot) {
     case SL_POOL_EV_LEAK: op = SL_EV_LEAK; break;
     default: return;
   }
-  sl__ev_push(sl__ph_of(p), op, (int32_t) slot, 0);
+  sl__ph_ev_push(sl__ph_of(p), op, (int32_t) slot, 0);
 }
 
-/* The pump must stay reachable while a libuv callback may still need it
- * (queued waiters, factory calls in flight, the evictor, a create retry,
- * leak or destroy deadlines); otherwise the reference is weak, so a pool
- * that nobody uses any more can be collected. */
+/* C holds the pool's JS (through the pump, which holds the pool) only while
+ * a libuv callback of C's own could still need to call it: an acquire
+ * timeout, a create retry, a leak or destroy deadline, the evictor (as
+ * generic-pool's evictor setTimeout holds its pool). Queued waiters alone
+ * do not count: only a call from JS could serve them, and nobody can make
+ * one once the pool is unreachable. Nor do factory calls in flight: their
+ * promise chains reference the pool themselves, for as long as anything can
+ * settle them. */
+static int sl__ph_needs_js(const sl_pool_t* p) {
+  return p->timeouts.len > 0 || p->backoff_active || p->leaks.len > 0 || p->destroys.len > 0 ||
+         uv_is_active((const uv_handle_t*) &p->evict_timer);
+}
+
 static void sl__ph_keepalive(sl_pool_handle_t* h) {
-  sl_pool_t* p = &h->pool;
   napi_env env = h->senv->env;
-  int need = p->npending > 0 || p->ncreating > 0 || p->nvalidating > 0 || p->ndestroying > 0 ||
-             p->backoff_active || p->leaks.len > 0 || uv_is_active((uv_handle_t*) &p->evict_timer);
-  if (p->closing || h->pump == NULL)
+  int need;
+  if (h->pool.closing || h->pump == NULL)
     return;
+  need = sl__ph_needs_js(&h->pool);
   if (need && h->pump_refs == 0)
     SL_CHECK_VOID(env, napi_reference_ref(env, h->pump, &h->pump_refs));
   else if (!need && h->pump_refs == 1)
     SL_CHECK_VOID(env, napi_reference_unref(env, h->pump, &h->pump_refs));
 }
 
+/* Calls the pump, if it is still alive. A failure leaves an exception
+ * pending, which the caller's sl_scope_close reports. */
+static void sl__ph_call_pump(sl_pool_handle_t* h) {
+  napi_env env = h->senv->env;
+  napi_value fn = NULL, recv, ret;
+  SL_CHECK_VOID(env, napi_get_reference_value(env, h->pump, &fn));
+  if (fn == NULL)
+    return; /* collected: nobody is left to tell */
+  SL_CHECK_VOID(env, napi_get_undefined(env, &recv));
+  SL_CHECK_VOID(env, napi_call_function(env, recv, fn, 0, NULL, &ret));
+}
+
 /* From a timer callback: let JS act on the events, in one callback scope. */
-static void sl__op_flush(sl_pool_t* p) {
+static void sl__ph_op_flush(sl_pool_t* p) {
   sl_pool_handle_t* h = sl__ph_of(p);
   sl_env_t* senv = h->senv;
-  napi_env env = senv->env;
   sl_scope_t scope;
-  napi_value fn = NULL, recv;
-  napi_status st;
-
-  if (senv->closing || p->closing)
+  if (senv->closing || p->closing || h->pump == NULL)
     return;
   if (sl_scope_open(senv, &scope) != 0)
     return;
-  /* A failure leaves an exception pending; sl_scope_close reports it. */
-  st = napi_get_reference_value(env, h->pump, &fn);
-  if (st == napi_ok && fn != NULL)
-    st = napi_get_undefined(env, &recv);
-  if (st == napi_ok && fn != NULL) {
-    napi_value ret;
-    SL_CHECK_GO_ON(env, napi_call_function(env, recv, fn, 0, NULL, &ret));
-  } else if (st != napi_ok) {
-    sl_throw_status(env, st, "napi_get_reference_value");
-  }
+  sl__ph_call_pump(h);
   sl__ph_keepalive(h);
   sl_scope_close(senv, &scope);
 }
@@ -206,12 +222,12 @@ static void sl__ph_free(sl_pool_handle_t* h) {
   if (h->next != NULL)
     h->next->prev = h->prev;
   sl_pool_free(&h->pool);
-  free(h->q);
-  free(h);
+  sl_free(h->q);
+  sl_free(h);
 }
 
 /* Every timer of the pool has closed. */
-static void sl__op_closed(sl_pool_t* p) {
+static void sl__ph_op_closed(sl_pool_t* p) {
   sl_pool_handle_t* h = sl__ph_of(p);
   h->timers_closed = 1;
   sl_env_handle_closed(h->senv);
@@ -219,78 +235,105 @@ static void sl__op_closed(sl_pool_t* p) {
     sl__ph_free(h);
 }
 
-static const sl_pool_ops_t sl__pool_ops = {
-  sl__op_create, sl__op_destroy, sl__op_validate, sl__op_resolve,
-  sl__op_reject, sl__op_emit, sl__op_flush, sl__op_closed
+static const sl_pool_ops_t sl__ph_ops = {
+  sl__ph_op_create, sl__ph_op_destroy, sl__ph_op_validate, sl__ph_op_resolve,
+  sl__ph_op_reject, sl__ph_op_emit, sl__ph_op_flush, sl__ph_op_closed
 };
 
 /* ------------------------------------------------------------ methods --- */
 
-static int sl__arg_slot(napi_env env, napi_value v, uint32_t* out) {
-  SL_CHECK_RET(env, napi_get_value_uint32(env, v, out), -1);
-  return 0;
-}
-
-static napi_value sl__int(napi_env env, int32_t n) {
+static napi_value sl__ph_int(napi_env env, int32_t n) {
   napi_value v;
   SL_CHECK(env, napi_create_int32(env, n, &v));
   return v;
 }
 
-static napi_value sl__pool_acquire(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+/* The pool's answer to a refused acquire, as JS reads it. */
+static int32_t sl__ph_refusal(int err) {
+  return err == UV_ECANCELED ? SL_ACQ_DRAINING : err == UV_EBUSY ? SL_ACQ_FULL : 0;
+}
+
+/* The handle and `n` arguments of a call; -1 with a TypeError pending if
+ * fewer were passed. */
+static int sl__ph_args(napi_env env, napi_callback_info info, size_t n, napi_value* argv,
+                       sl_pool_handle_t** h, const char* usage) {
+  size_t argc = n;
   void* data;
+  SL_CHECK_INT(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
+  *h = data;
+  if (argc < n)
+    return sl_throw_type(env, usage);
+  return 0;
+}
+
+static napi_value sl__pool_acquire(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
   sl_pool_handle_t* h;
+  sl_pool_acquired_t got;
   int32_t priority;
-  uint32_t token, slot = 0, waiter = 0;
+  uint32_t token;
   int r;
 
-  SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
-  h = data;
-  if (argc < 2) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "acquire(priority, token)"));
+  if (sl__ph_args(env, info, 2, argv, &h, "acquire(priority, token)") != 0)
     return NULL;
-  }
   SL_CHECK(env, napi_get_value_int32(env, argv[0], &priority));
   SL_CHECK(env, napi_get_value_uint32(env, argv[1], &token));
-  r = sl_pool_acquire(&h->pool, priority, token, &slot, &waiter);
+  r = sl_pool_acquire(&h->pool, priority, token, &got);
   sl__ph_keepalive(h);
-  switch (r) {
-    case SL_POOL_GRANTED:
-      return sl__int(env, (int32_t) slot);
-    case SL_POOL_QUEUED:
-      h->hdr[SL_HDR_WAITER] = (int32_t) waiter;
-      return sl__int(env, -1);
-    case SL_POOL_EDRAINING:
-      return sl__int(env, -2);
-    case SL_POOL_EFULL:
-      return sl__int(env, -3);
-    default:
-      SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_NOMEM", "sluice: out of memory"));
-      return NULL;
+  if (r == UV_ENOMEM) {
+    sl_throw_uv(env, r);
+    return NULL;
   }
+  if (r != 0)
+    return sl__ph_int(env, sl__ph_refusal(r));
+  if (got.granted)
+    return sl__ph_int(env, (int32_t) got.slot);
+  h->hdr[SL_HDR_WAITER] = (int32_t) got.waiter;
+  return sl__ph_int(env, SL_ACQ_QUEUED);
 }
 
 static napi_value sl__pool_release(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  void* data;
   sl_pool_handle_t* h;
   uint32_t slot;
   int r;
 
-  SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
-  h = data;
-  if (argc < 1) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "release(slot)"));
+  if (sl__ph_args(env, info, 1, argv, &h, "release(slot)") != 0)
     return NULL;
-  }
-  if (sl__arg_slot(env, argv[0], &slot) != 0)
-    return NULL;
+  SL_CHECK(env, napi_get_value_uint32(env, argv[0], &slot));
   r = sl_pool_release(&h->pool, slot);
   sl__ph_keepalive(h);
   return sl_bool(env, r == 0);
+}
+
+/* Runs ctl operation `op`; *result stays NULL (undefined) unless it has
+ * one. Returns -1 with a RangeError pending for an unknown op. */
+static int sl__ph_ctl(napi_env env, sl_pool_handle_t* h, int32_t op, uint32_t a, uint32_t b,
+                      napi_value* result) {
+  sl_pool_t* p = &h->pool;
+  uint32_t token;
+  switch (op) {
+    case SL_PCTL_DESTROY: *result = sl_bool(env, sl_pool_destroy(p, a) == 0); break;
+    case SL_PCTL_CREATED: *result = sl_bool(env, sl_pool_created(p, a) == 0); break;
+    case SL_PCTL_CREATE_FAILED: *result = sl_bool(env, sl_pool_create_failed(p, a) == 0); break;
+    case SL_PCTL_DESTROYED: *result = sl_bool(env, sl_pool_destroyed(p, a) == 0); break;
+    case SL_PCTL_VALIDATED: *result = sl_bool(env, sl_pool_validated(p, a, b != 0) == 0); break;
+    case SL_PCTL_CANCEL: *result = sl_bool(env, sl_pool_cancel(p, a, b) == 0); break;
+    case SL_PCTL_DRAIN: sl_pool_drain(p); break;
+    case SL_PCTL_CLEAR_IDLE: sl_pool_clear_idle(p); break;
+    case SL_PCTL_HOLD: sl_pool_hold(p, a ? 1 : -1); break;
+    case SL_PCTL_STATE: *result = sl__ph_int(env, sl_pool_slot_state(p, a)); break;
+    case SL_PCTL_START: sl_pool_start(p); break;
+    case SL_PCTL_STARTED: *result = sl_bool(env, sl_pool_started(p)); break;
+    case SL_PCTL_REFILL: sl__ph_ev_refill(h); break;
+    case SL_PCTL_DISPENSE: sl_pool_dispense(p); break;
+    case SL_PCTL_TAIL:
+      *result = sl__ph_int(env, sl_pool_tail_token(p, &token) == 0 ? (int32_t) token : -1);
+      break;
+    case SL_PCTL_CHECK: *result = sl__ph_int(env, sl__ph_refusal(sl_pool_check(p))); break;
+    default: return sl_throw_range(env, "Unknown pool operation");
+  }
+  return 0;
 }
 
 static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
@@ -298,16 +341,14 @@ static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   void* data;
   sl_pool_handle_t* h;
-  sl_pool_t* p;
   int32_t op;
   uint32_t a = 0, b = 0;
   napi_value result = NULL;
 
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   h = data;
-  p = &h->pool;
   if (argc < 1) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "ctl(op, a, b)"));
+    sl_throw_type(env, "ctl(op, a, b)");
     return NULL;
   }
   SL_CHECK(env, napi_get_value_int32(env, argv[0], &op));
@@ -315,89 +356,44 @@ static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
     SL_CHECK(env, napi_get_value_uint32(env, argv[1], &a));
   if (argc >= 3)
     SL_CHECK(env, napi_get_value_uint32(env, argv[2], &b));
-  switch (op) {
-    case SL_PCTL_DESTROY:
-      result = sl_bool(env, sl_pool_destroy(p, a) == 0);
-      break;
-    case SL_PCTL_CREATED:
-      result = sl_bool(env, sl_pool_created(p, a) == 0);
-      break;
-    case SL_PCTL_CREATE_FAILED:
-      result = sl_bool(env, sl_pool_create_failed(p, a) == 0);
-      break;
-    case SL_PCTL_DESTROYED:
-      result = sl_bool(env, sl_pool_destroyed(p, a) == 0);
-      break;
-    case SL_PCTL_VALIDATED:
-      result = sl_bool(env, sl_pool_validated(p, a, b != 0) == 0);
-      break;
-    case SL_PCTL_CANCEL:
-      result = sl_bool(env, sl_pool_cancel(p, a, b) == 0);
-      break;
-    case SL_PCTL_DRAIN:
-      result = sl_bool(env, sl_pool_drain(p));
-      break;
-    case SL_PCTL_CLEAR_IDLE:
-      sl_pool_clear_idle(p);
-      break;
-    case SL_PCTL_HOLD:
-      sl_pool_hold(p, a ? 1 : -1);
-      break;
-    case SL_PCTL_STATE:
-      result = sl__int(env, sl_pool_slot_state(p, a));
-      break;
-    case SL_PCTL_START:
-      sl_pool_start(p);
-      break;
-    case SL_PCTL_STARTED:
-      result = sl_bool(env, sl_pool_started(p));
-      break;
-    case SL_PCTL_REFILL:
-      sl__ev_refill(h);
-      break;
-    case SL_PCTL_DISPENSE:
-      sl_pool_dispense(p);
-      break;
-    case SL_PCTL_TAIL:
-      result = sl__int(env, (int32_t) sl_pool_tail_token(p));
-      break;
-    default:
-      SL_CHECK(env, napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "Unknown pool operation"));
-      return NULL;
-  }
+  if (sl__ph_ctl(env, h, op, a, b, &result) != 0)
+    return NULL;
   sl__ph_keepalive(h);
   return result;
 }
 
 /* ----------------------------------------------------------- lifetime --- */
 
+/* Deletes a reference at the end of a handle's life. It fails only at env
+ * teardown, when the env has deleted its references itself: nothing is
+ * left to release then, so the status is deliberately not acted on. */
+static void sl__ph_unref(napi_env env, napi_ref* ref) {
+  napi_status st;
+  if (*ref == NULL)
+    return;
+  st = napi_delete_reference(env, *ref);
+  (void) st;
+  *ref = NULL;
+}
+
 /* Runs once per JS function of the pool. At env teardown finalizers run
  * after the cleanup hook, which closed the timers already. */
 static void sl__pool_finalize(napi_env env, void* data, void* hint) {
   sl_pool_handle_t* h = data;
+  (void) hint;
   if (--h->refs > 0)
     return;
-  if (h->pump != NULL) {
-    /* A failure is possible only at teardown, when the env frees its
-     * references itself: nothing to do about it. */
-    if (napi_delete_reference(env, h->pump) != napi_ok) {
-    }
-    h->pump = NULL;
-  }
-  if (h->buffer != NULL) {
-    if (napi_delete_reference(env, h->buffer) != napi_ok) {
-    }
-    h->buffer = NULL;
-  }
+  sl__ph_unref(env, &h->pump);
+  sl__ph_unref(env, &h->buffer);
   if (h->timers_closed)
     sl__ph_free(h);
   else
-    sl_pool_close(&h->pool); /* frees in sl__op_closed */
+    sl_pool_close(&h->pool); /* frees in sl__ph_op_closed */
 }
 
 /* Env teardown: close every pool's timers. Queued waiters are dropped:
  * their promises cannot be settled any more. */
-static void sl__penv_teardown(sl_env_t* senv, void* data) {
+static void sl__ph_penv_teardown(sl_env_t* senv, void* data) {
   sl_penv_t* penv = data;
   sl_pool_handle_t* h;
   (void) senv;
@@ -406,139 +402,144 @@ static void sl__penv_teardown(sl_env_t* senv, void* data) {
       sl_pool_close(&h->pool);
 }
 
-static void sl__penv_free(sl_env_t* senv, void* data) {
+static void sl__ph_penv_free(sl_env_t* senv, void* data) {
   (void) senv;
-  free(data);
+  sl_free(data);
 }
 
-static double sl__cfg(const double* c, int i) {
-  return c[i];
+/* ------------------------------------------------------------ new pool --- */
+
+/* A count from the config array, clamped to [lo, hi] and rounded up
+ * (generic-pool compares its counts with < and >=, so 2.5 acts as 3); `nan`
+ * for NaN. */
+static int64_t sl__ph_count(double d, int64_t lo, int64_t hi, int64_t nan) {
+  if (d != d)
+    return nan;
+  if (d <= (double) lo)
+    return lo;
+  if (d >= (double) hi)
+    return hi;
+  return (int64_t) ceil(d);
 }
 
-/* pool(config Float64Array, pump) -> [acquire, release, ctl, buffer] */
-static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
-  void* pdata = NULL;
-  sl_penv_t* penv;
-  size_t argc = 2, len = 0;
-  napi_value argv[2], arr, fn, ab;
+/* The core's config from the JS config array (lib/generic-pool.js has
+ * applied generic-pool's parsing rules; this only makes it safe). */
+static void sl__ph_config(const double* c, sl_pool_config_t* cfg) {
+  const int64_t big = SL_POOL_COUNT_MAX;
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->max = sl__ph_count(floor(c[SL_CFG_MAX]), 1, big, 1);
+  cfg->min = sl__ph_count(c[SL_CFG_MIN], -big, cfg->max, 0);
+  /* NaN: no limit. A negative limit acts as 0 (npending >= -1 always). */
+  cfg->max_waiting = sl__ph_count(c[SL_CFG_MAX_WAITING], 0, big, big);
+  /* NaN: no tests (generic-pool: Math.min(NaN, n) runs none). */
+  cfg->num_tests = sl__ph_count(c[SL_CFG_NUM_TESTS], 0, big, 0);
+  cfg->max_uses = sl__ph_count(c[SL_CFG_MAX_USES], 0, big, 0);
+  cfg->priority_range = (uint32_t) c[SL_CFG_PRIORITY_RANGE]; /* checked by the caller */
+  cfg->fifo = c[SL_CFG_FIFO] != 0;
+  cfg->test_on_borrow = c[SL_CFG_TEST_ON_BORROW] != 0;
+  cfg->propagate_create_error = c[SL_CFG_PROPAGATE] != 0;
+  cfg->acquire_timeout = c[SL_CFG_ACQUIRE_TIMEOUT];
+  cfg->destroy_timeout = c[SL_CFG_DESTROY_TIMEOUT];
+  cfg->eviction_interval = c[SL_CFG_EVICTION_INTERVAL];
+  cfg->soft_idle = c[SL_CFG_SOFT_IDLE];
+  cfg->idle = c[SL_CFG_IDLE];
+  cfg->max_lifetime = c[SL_CFG_MAX_LIFETIME];
+  cfg->leak_ms = c[SL_CFG_LEAK];
+  cfg->backoff_min = c[SL_CFG_BACKOFF_MIN];
+  cfg->backoff_max = c[SL_CFG_BACKOFF_MAX];
+}
+
+/* pool(config, pump): the config Float64Array's data, checked. Returns 0,
+ * or -1 with an error pending. */
+static int sl__ph_parse(napi_env env, const napi_value* argv, const double** config) {
   napi_typedarray_type type;
   napi_valuetype t;
-  void* cdata = NULL;
-  void* bdata = NULL;
-  sl_env_t* senv;
-  sl_pool_handle_t* h;
-  sl_pool_config_t cfg;
-  const double* c;
-  double range;
+  size_t len = 0;
+  void* data = NULL;
   bool is_ta = false;
-  napi_status st;
-  int r;
-  uint32_t i;
-  static const struct {
-    const char* name;
-    napi_callback cb;
-  } fns[3] = {{"acquire", sl__pool_acquire}, {"release", sl__pool_release}, {"ctl", sl__pool_ctl}};
+  double range;
 
-  SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &pdata));
-  penv = pdata;
-  if (argc < 2) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "pool(config, pump)"));
-    return NULL;
-  }
-  SL_CHECK(env, napi_is_typedarray(env, argv[0], &is_ta));
+  SL_CHECK_INT(env, napi_is_typedarray(env, argv[0], &is_ta));
   if (is_ta)
-    SL_CHECK(env, napi_get_typedarray_info(env, argv[0], &type, &len, &cdata, NULL, NULL));
-  if (!is_ta || type != napi_float64_array || len < SL_CFG_COUNT) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "Expected `config` to be a Float64Array"));
-    return NULL;
-  }
-  SL_CHECK(env, napi_typeof(env, argv[1], &t));
-  if (t != napi_function) {
-    SL_CHECK(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "Expected `pump` to be a function"));
-    return NULL;
-  }
-  c = cdata;
-  range = sl__cfg(c, SL_CFG_PRIORITY_RANGE);
-  if (!(range >= 1 && range <= 1048576)) {
-    SL_CHECK(env, napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
-                                         "Expected `priorityRange` to be at most 1048576"));
-    return NULL;
-  }
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.max = sl__cfg(c, SL_CFG_MAX);
-  cfg.min = sl__cfg(c, SL_CFG_MIN);
-  cfg.max_waiting = sl__cfg(c, SL_CFG_MAX_WAITING);
-  cfg.fifo = sl__cfg(c, SL_CFG_FIFO) != 0;
-  cfg.test_on_borrow = sl__cfg(c, SL_CFG_TEST_ON_BORROW) != 0;
-  cfg.propagate_create_error = sl__cfg(c, SL_CFG_PROPAGATE) != 0;
-  cfg.priority_range = (uint32_t) range;
-  cfg.acquire_timeout = sl__cfg(c, SL_CFG_ACQUIRE_TIMEOUT);
-  cfg.destroy_timeout = sl__cfg(c, SL_CFG_DESTROY_TIMEOUT);
-  cfg.eviction_interval = sl__cfg(c, SL_CFG_EVICTION_INTERVAL);
-  cfg.num_tests = sl__cfg(c, SL_CFG_NUM_TESTS);
-  cfg.soft_idle = sl__cfg(c, SL_CFG_SOFT_IDLE);
-  cfg.idle = sl__cfg(c, SL_CFG_IDLE);
-  cfg.max_uses = sl__cfg(c, SL_CFG_MAX_USES);
-  cfg.max_lifetime = sl__cfg(c, SL_CFG_MAX_LIFETIME);
-  cfg.leak_ms = sl__cfg(c, SL_CFG_LEAK);
-  cfg.backoff_min = sl__cfg(c, SL_CFG_BACKOFF_MIN);
-  cfg.backoff_max = sl__cfg(c, SL_CFG_BACKOFF_MAX);
+    SL_CHECK_INT(env, napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL));
+  if (!is_ta || type != napi_float64_array || len < SL_CFG_COUNT)
+    return sl_throw_type(env, "Expected `config` to be a Float64Array");
+  SL_CHECK_INT(env, napi_typeof(env, argv[1], &t));
+  if (t != napi_function)
+    return sl_throw_type(env, "Expected `pump` to be a function");
+  range = ((const double*) data)[SL_CFG_PRIORITY_RANGE];
+  if (!(range >= 1 && range <= SL_POOL_MAX_RANGE))
+    return sl_throw_range(env, "Expected `priorityRange` to be at most 1048576");
+  *config = data;
+  return 0;
+}
 
-  senv = penv->senv;
-  if (senv->closing) {
-    SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_CLOSING", "sluice: the environment is shutting down"));
-    return NULL;
-  }
-  SL_CHECK(env, napi_create_arraybuffer(env, SL_BUFFER_BYTES, &bdata, &ab));
-  memset(bdata, 0, SL_BUFFER_BYTES);
+/* A handle with its pool open on the env's loop, linked into the env's
+ * list. NULL with an error pending on failure, nothing left behind. */
+static sl_pool_handle_t* sl__ph_open(napi_env env, sl_penv_t* penv, const double* config,
+                                     void* buffer) {
+  sl_env_t* senv = penv->senv;
+  sl_pool_config_t cfg;
+  sl_pool_handle_t* h;
+  int r;
 
-  h = calloc(1, sizeof(*h));
+  sl__ph_config(config, &cfg);
+  h = sl_calloc(1, sizeof(*h));
   if (h == NULL) {
-    SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_NOMEM", "sluice: out of memory"));
+    sl_throw_uv(env, UV_ENOMEM);
     return NULL;
   }
   h->senv = senv;
-  h->hdr = (int32_t*) ((char*) bdata + SL_COUNTS_BYTES);
+  h->penv = penv;
+  h->hdr = (int32_t*) ((char*) buffer + SL_COUNTS_BYTES);
   h->win = h->hdr + SL_HDR_SIZE;
-  r = sl_pool_open(&h->pool, senv->loop, &cfg, &sl__pool_ops, (double*) bdata, h);
+  r = sl_pool_open(&h->pool, senv->loop, &cfg, &sl__ph_ops, (double*) buffer, h);
   if (r != 0) {
-    free(h);
-    SL_CHECK(env, napi_throw_error(env, "ERR_SLUICE_NOMEM", "sluice: cannot create the pool"));
+    sl_free(h);
+    sl_throw_uv(env, r);
     return NULL;
   }
   sl_env_handle_opened(senv);
-  h->penv = penv;
   h->next = penv->pools;
   if (h->next != NULL)
     h->next->prev = h;
   penv->pools = h;
+  return h;
+}
 
-  /* From here on, a failure leaves the handle to its finalizers (or closes
-   * it at once if no JS function owns it yet). */
+/* [acquire, release, ctl, buffer] for an open handle. Each function owns a
+ * share of the handle (h->refs) through its finalizer. On failure the
+ * functions made so far are garbage whose finalizers close the pool; if
+ * none was made, the pool is closed here, as a last finalizer would. */
+static napi_value sl__ph_functions(napi_env env, sl_pool_handle_t* h, napi_value pump,
+                                   napi_value ab) {
+  static const struct {
+    const char* name;
+    napi_callback cb;
+  } fns[3] = {{"acquire", sl__pool_acquire}, {"release", sl__pool_release}, {"ctl", sl__pool_ctl}};
+  napi_value arr, fn;
+  napi_status st;
+  uint32_t i;
+
   st = napi_create_reference(env, ab, 1, &h->buffer);
   if (st == napi_ok)
-    st = napi_create_reference(env, argv[1], 0, &h->pump);
+    st = napi_create_reference(env, pump, 0, &h->pump);
   if (st == napi_ok)
     st = napi_create_array_with_length(env, 4, &arr);
-  if (st != napi_ok) {
-    sl_throw_status(env, st, "napi_create_reference");
-    goto fail;
-  }
-  for (i = 0; i < 3; i++) {
+  for (i = 0; i < 3 && st == napi_ok; i++) {
     st = napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, h, &fn);
     if (st == napi_ok)
       st = napi_add_finalizer(env, fn, h, sl__pool_finalize, NULL, NULL);
-    if (st != napi_ok) {
-      sl_throw_status(env, st, "napi_create_function");
-      goto fail;
+    if (st == napi_ok) {
+      h->refs++;
+      st = napi_set_element(env, arr, i, fn);
     }
-    h->refs++;
-    SL_CHECK(env, napi_set_element(env, arr, i, fn));
   }
-  SL_CHECK(env, napi_set_element(env, arr, 3, ab));
-  return arr;
-
-fail:
+  if (st == napi_ok)
+    st = napi_set_element(env, arr, 3, ab);
+  if (st == napi_ok)
+    return arr;
+  sl_throw_status(env, st, "making the pool's functions");
   if (h->refs == 0) {
     h->refs = 1;
     sl__pool_finalize(env, h, NULL);
@@ -546,17 +547,47 @@ fail:
   return NULL;
 }
 
-static sl_penv_t* sl__penv_of(sl_env_t* senv) {
+/* pool(config Float64Array, pump) -> [acquire, release, ctl, buffer] */
+static napi_value sl__pool_new(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], ab;
+  void* pdata = NULL;
+  void* buffer = NULL;
+  const double* config = NULL;
+  sl_penv_t* penv;
+  sl_pool_handle_t* h;
+
+  SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &pdata));
+  penv = pdata;
+  if (argc < 2) {
+    sl_throw_type(env, "pool(config, pump)");
+    return NULL;
+  }
+  if (sl__ph_parse(env, argv, &config) != 0)
+    return NULL;
+  if (penv->senv->closing) {
+    sl_throw_error(env, "ERR_SLUICE_CLOSING", "sluice: the environment is shutting down");
+    return NULL;
+  }
+  SL_CHECK(env, napi_create_arraybuffer(env, SL_BUFFER_BYTES, &buffer, &ab));
+  memset(buffer, 0, SL_BUFFER_BYTES);
+  h = sl__ph_open(env, penv, config, buffer);
+  if (h == NULL)
+    return NULL;
+  return sl__ph_functions(env, h, argv[1], ab);
+}
+
+static sl_penv_t* sl__ph_penv_of(sl_env_t* senv) {
   uint32_t i;
   for (i = 0; i < senv->nparts; i++)
-    if (senv->parts[i].teardown == sl__penv_teardown)
+    if (senv->parts[i].teardown == sl__ph_penv_teardown)
       return senv->parts[i].data;
   return NULL;
 }
 
 int sl_pool_binding_counts(sl_env_t* senv, napi_value obj) {
   napi_env env = senv->env;
-  sl_penv_t* penv = sl__penv_of(senv);
+  sl_penv_t* penv = sl__ph_penv_of(senv);
   sl_pool_handle_t* h;
   double pools = 0, waiters = 0, timers = 0;
   for (h = penv != NULL ? penv->pools : NULL; h != NULL; h = h->next) {
@@ -579,17 +610,18 @@ int sl_pool_binding_init(sl_env_t* senv, napi_value exports) {
   napi_value fn;
   int r;
 
-  penv = calloc(1, sizeof(*penv));
+  penv = sl_calloc(1, sizeof(*penv));
   if (penv == NULL)
     return sl_throw_uv(env, UV_ENOMEM);
   penv->senv = senv;
-  part.teardown = sl__penv_teardown;
-  part.free = sl__penv_free;
+  part.teardown = sl__ph_penv_teardown;
+  part.free = sl__ph_penv_free;
   part.data = penv;
   if ((r = sl_env_register(senv, &part)) != 0) {
-    free(penv);
+    sl_free(penv);
     return sl_throw_uv(env, r);
   }
+  /* From here the env owns penv (its part's free runs at teardown). */
   SL_CHECK_INT(env, napi_create_function(env, "pool", NAPI_AUTO_LENGTH, sl__pool_new, penv, &fn));
   SL_CHECK_INT(env, napi_set_named_property(env, exports, "pool", fn));
   return 0;

@@ -51,7 +51,15 @@
   X(STARTED, 11)                                                                                   \
   X(REFILL, 12)                                                                                    \
   X(DISPENSE, 13)                                                                                  \
-  X(TAIL, 14)
+  X(TAIL, 14)                                                                                      \
+  X(CHECK, 15)
+
+/* What a pool's acquire(priority, token) returns when it is not a slot
+ * (>= 0), and what ctl(CHECK) returns (0: an acquire would be accepted). */
+#define SL_POOL_ACQUIRE(X)                                                                         \
+  X(QUEUED, -1)                                                                                    \
+  X(DRAINING, -2)                                                                                  \
+  X(FULL, -3)
 
 /* The pool's counts (Float64Array at the start of its shared buffer), in
  * the core's order (enum sl_pool_count). */
@@ -108,7 +116,7 @@
 /* Limits and defaults both sides need. */
 #define SL_POOL_EVENT_WINDOW 256
 #define SL_TIMEOUT_MAX 4294967295.0 /* a gate waiter's timeout, ms */
-#define SL_PRIORITY_RANGE_MAX 1048576
+#define SL_PRIORITY_RANGE_MAX SL_POOL_MAX_RANGE
 #define SL_BACKOFF_MIN 10   /* first create retry after a failure, ms */
 #define SL_BACKOFF_MAX 1000 /* cap of the doubling retry delay, ms */
 #define SL_LIMITS(X)                                                                               \
@@ -126,11 +134,13 @@
 #define SL__GATE_OP(name, value) SL__ENUM(SL_OP_, name, value)
 #define SL__POOL_EV(name, value) SL__ENUM(SL_EV_, name, value)
 #define SL__POOL_CTL(name, value) SL__ENUM(SL_PCTL_, name, value)
+#define SL__POOL_ACQ(name, value) SL__ENUM(SL_ACQ_, name, value)
 #define SL__POOL_HDR(name, value) SL__ENUM(SL_HDR_, name, value)
 #define SL__POOL_CFG(name, value) SL__ENUM(SL_CFG_, name, value)
 enum { SL_GATE_OPS(SL__GATE_OP) SL_OP_COUNT_ };
 enum { SL_POOL_EVENTS(SL__POOL_EV) SL_EV_COUNT_ };
 enum { SL_POOL_CTLS(SL__POOL_CTL) SL_PCTL_COUNT_ };
+enum { SL_POOL_ACQUIRE(SL__POOL_ACQ) };
 enum { SL_POOL_HEADER(SL__POOL_HDR) };
 enum { SL_POOL_CONFIG(SL__POOL_CFG) };
 

@@ -1,5 +1,5 @@
-// sources: src/pool.c
-/* Unit tests of the pool core (src/pool.c) with fake callbacks and a real
+// sources: src/core/pool.c src/core/alloc.c
+/* Unit tests of the pool core (src/core/pool.c) with fake callbacks and a real
  * libuv loop. Plain C, asserts; exits non-zero on the first failure.
  *
  * Timing. These tests also run under valgrind (SLUICE_VALGRIND=1), many times
@@ -14,16 +14,16 @@
  *     after uv_run returns, so every retry is seen however late it runs;
  *   - checks on time are lower bounds on loop time (timers never fire early).
  *
- *   gcc -std=gnu11 -Wall -Wextra -fsanitize=address,undefined \
- *       -I/usr/include/node -Isrc test/c/pool_test.c src/pool.c -luv
+ *   gcc -std=gnu11 -Wall -Wextra -fsanitize=address,undefined -I/usr/include/node \
+ *       -Isrc test/c/pool_test.c src/core/pool.c src/core/alloc.c -luv
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <math.h>
 #include <uv.h>
 
-#include "pool.h"
+#include "core/alloc.h"
+#include "core/pool.h"
 
 #define CHECK(cond)                                                            \
   do {                                                                         \
@@ -116,7 +116,7 @@ static sl_pool_config_t defaults(void) {
   memset(&c, 0, sizeof(c));
   c.max = 1;
   c.min = 0;
-  c.max_waiting = NAN;
+  c.max_waiting = SL_POOL_COUNT_MAX;
   c.fifo = 1;
   c.priority_range = 1;
   c.num_tests = 3;
@@ -129,6 +129,29 @@ static sl_pool_config_t defaults(void) {
 
 static sl_pool_t pool;
 static double counts[SL_POOL_NCOUNTS];
+
+/* sl_pool_acquire's outcome as one code: GRANTED (*slot set), QUEUED
+ * (*waiter set), or its negative error. */
+#define GRANTED 1
+#define QUEUED 0
+static int acquire(int32_t priority, uint32_t token, uint32_t* slot, uint32_t* waiter) {
+  sl_pool_acquired_t got;
+  int r = sl_pool_acquire(&pool, priority, token, &got);
+  if (r != 0)
+    return r;
+  if (got.granted) {
+    *slot = got.slot;
+    return GRANTED;
+  }
+  *waiter = got.waiter;
+  return QUEUED;
+}
+
+/* The token served last, or -1. */
+static int64_t tail(void) {
+  uint32_t token;
+  return sl_pool_tail_token(&pool, &token) == 0 ? (int64_t) token : -1;
+}
 
 static void open_pool(const sl_pool_config_t* c) {
   nev = 0;
@@ -206,7 +229,7 @@ static void test_basic(void) {
   open_pool(&c);
   sl_pool_start(&pool);
   CHECK(counts[SL_POOL_SIZE] == 0 && counts[SL_POOL_SPARE] == 2);
-  CHECK(sl_pool_acquire(&pool, 0, 7, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 7, &slot, &w) == QUEUED);
   CHECK(count(E_CREATE) == 1);
   CHECK(counts[SL_POOL_SIZE] == 1 && counts[SL_POOL_PENDING] == 1 && counts[SL_POOL_CREATING] == 1);
   s2 = add_resource();
@@ -219,7 +242,7 @@ static void test_basic(void) {
   CHECK(counts[SL_POOL_AVAILABLE] == 1);
   /* Fast path: granted synchronously, no resolve callback. */
   nev = 0;
-  CHECK(sl_pool_acquire(&pool, 0, 8, &slot, &w) == SL_POOL_GRANTED);
+  CHECK(acquire(0, 8, &slot, &w) == GRANTED);
   CHECK(slot == s2 && nev == 0);
   CHECK(sl_pool_slot_state(&pool, slot) == SL_SLOT_BORROWED);
   /* Destroy: the count drops at once; the slot is freed on the report. */
@@ -241,19 +264,19 @@ static void test_priority_and_fifo(void) {
   c.priority_range = 3;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 0, 100, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 100, &slot, &w) == QUEUED);
   holder = add_resource();
   for (i = 0; i < 7; i++)
-    CHECK(sl_pool_acquire(&pool, prios[i], (uint32_t) i, &slot, &w) == SL_POOL_QUEUED);
+    CHECK(acquire(prios[i], (uint32_t) i, &slot, &w) == QUEUED);
   CHECK(counts[SL_POOL_PENDING] == 7);
   for (i = 0; i < 7; i++) {
     /* The tail (served last, what drain() waits for) is token 4 throughout. */
-    CHECK(sl_pool_tail_token(&pool) == 4);
+    CHECK(tail() == 4);
     nev = 0;
     CHECK(sl_pool_release(&pool, holder) == 0);
     CHECK(count(E_RESOLVE) == 1 && last(E_RESOLVE)->a == expect[i]);
   }
-  CHECK(sl_pool_tail_token(&pool) == -1);
+  CHECK(tail() == -1);
   CHECK(sl_pool_release(&pool, holder) == 0);
   close_pool();
 
@@ -265,8 +288,8 @@ static void test_priority_and_fifo(void) {
   sl_pool_start(&pool);
   {
     uint32_t a, b;
-    CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
-    CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_QUEUED);
+    CHECK(acquire(0, 1, &slot, &w) == QUEUED);
+    CHECK(acquire(0, 2, &slot, &w) == QUEUED);
     CHECK(count(E_CREATE) == 2);
     a = evs[0].a;
     b = evs[1].a;
@@ -275,7 +298,7 @@ static void test_priority_and_fifo(void) {
     sl_pool_dispense(&pool);
     CHECK(sl_pool_release(&pool, a) == 0);
     CHECK(sl_pool_release(&pool, b) == 0);
-    CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_GRANTED && slot == b);
+    CHECK(acquire(0, 3, &slot, &w) == GRANTED && slot == b);
     CHECK(sl_pool_release(&pool, b) == 0);
   }
   close_pool();
@@ -287,14 +310,15 @@ static void test_limits(void) {
   c.max_waiting = 1;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED); /* spare: create */
-  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_EFULL);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED); /* spare: create */
+  CHECK(acquire(0, 2, &slot, &w) == UV_EBUSY);
   /* cancel */
   CHECK(sl_pool_cancel(&pool, w, 999) == UV_ENOENT);
   CHECK(sl_pool_cancel(&pool, w, 1) == 0);
   CHECK(counts[SL_POOL_PENDING] == 0);
-  CHECK(sl_pool_drain(&pool) == 1);
-  CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_EDRAINING);
+  sl_pool_drain(&pool);
+  CHECK(!pool.drain_waiting); /* nothing to wait for */
+  CHECK(acquire(0, 3, &slot, &w) == UV_ECANCELED);
   add_resource(); /* the late create goes idle */
   CHECK(counts[SL_POOL_AVAILABLE] == 1);
   sl_pool_clear_idle(&pool);
@@ -315,10 +339,11 @@ static void test_drain(void) {
   uint32_t slot, w, s;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
   s = add_resource();
-  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_QUEUED);
-  CHECK(sl_pool_drain(&pool) == 0);
+  CHECK(acquire(0, 2, &slot, &w) == QUEUED);
+  sl_pool_drain(&pool);
+  CHECK(pool.drain_waiting);
   CHECK(sl_pool_release(&pool, s) == 0); /* served to waiter 2 */
   CHECK(last(E_RESOLVE)->a == 2);
   CHECK(count(E_EMIT) == 0);
@@ -327,7 +352,8 @@ static void test_drain(void) {
   CHECK(sl_pool_release(&pool, s) == 0); /* empty now: drained, no event */
   CHECK(!pool.drain_waiting);
   CHECK(count(E_EMIT) == 0);
-  CHECK(sl_pool_drain(&pool) == 1);
+  sl_pool_drain(&pool);
+  CHECK(!pool.drain_waiting);
   close_pool();
 }
 
@@ -338,14 +364,14 @@ static void test_timeout(void) {
   open_pool(&c);
   sl_pool_start(&pool);
   /* A served waiter leaves no ref'd timer behind. */
-  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
   CHECK(uv_loop_alive(&loop));
   s = add_resource();
   CHECK(!uv_loop_alive(&loop));
   CHECK(sl_pool_release(&pool, s) == 0);
   /* Nor does a cancelled one. */
-  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_GRANTED);
-  CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 2, &slot, &w) == GRANTED);
+  CHECK(acquire(0, 3, &slot, &w) == QUEUED);
   CHECK(uv_loop_alive(&loop));
   CHECK(sl_pool_cancel(&pool, w, 3) == 0);
   CHECK(!uv_loop_alive(&loop));
@@ -354,7 +380,7 @@ static void test_timeout(void) {
   c.acquire_timeout = 10;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 0, 5, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 5, &slot, &w) == QUEUED);
   {
     /* A waiter with a timeout keeps the loop alive, on its own, until it is
      * rejected (no keepalive here). */
@@ -385,7 +411,7 @@ static void test_create_backoff(void) {
   sl_pool_start(&pool);
   fail_creates = 1;
   start = uv_now(&loop);
-  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
   CHECK(count(E_CREATE) == 1 && nto_fail == 1);
   fail_queued_creates(&pool);
   CHECK(last(E_EMIT)->c == SL_POOL_EV_CREATE_ERROR);
@@ -426,8 +452,8 @@ static void test_create_backoff(void) {
   c.priority_range = 2;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 1, 1, &slot, &w) == SL_POOL_QUEUED);
-  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(1, 1, &slot, &w) == QUEUED);
+  CHECK(acquire(0, 2, &slot, &w) == QUEUED);
   CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
   CHECK(last(E_REJECT)->a == 2 && last(E_REJECT)->c == SL_POOL_REASON_CREATE_ERROR);
   CHECK(counts[SL_POOL_PENDING] == 1);
@@ -463,7 +489,7 @@ static void test_eviction(void) {
   open_pool(&c);
   sl_pool_start(&pool);
   for (i = 0; i < 3; i++) {
-    CHECK(sl_pool_acquire(&pool, 0, (uint32_t) i, &slot, &w) == SL_POOL_QUEUED);
+    CHECK(acquire(0, (uint32_t) i, &slot, &w) == QUEUED);
   }
   for (i = 0; i < 3; i++) {
     s[i] = evs[i].a;
@@ -490,12 +516,12 @@ static void test_uses_leak_destroy_timeout(void) {
   c.destroy_timeout = 5;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
   s = add_resource();
   CHECK(sl_pool_release(&pool, s) == 0);
-  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_GRANTED && slot == s);
+  CHECK(acquire(0, 2, &slot, &w) == GRANTED && slot == s);
   /* Borrowed past leak_ms: one LEAK event. */
-  CHECK(sl_pool_acquire(&pool, 0, 3, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 3, &slot, &w) == QUEUED);
   RUN_UNTIL(has_emit(SL_POOL_EV_LEAK, s));
   CHECK(count(E_EMIT) == 1);
   /* Second use ends: destroyed instead of going idle; a new one is created. */
@@ -518,7 +544,7 @@ static void test_validate(void) {
   c.test_on_borrow = 1;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
   s = add_resource();
   CHECK(last(E_VALIDATE)->a == s && count(E_RESOLVE) == 0);
   CHECK(sl_pool_validated(&pool, s, 0) == 0); /* invalid: destroyed, recreated */
@@ -540,12 +566,12 @@ static void test_close_with_waiters(void) {
   c.eviction_interval = 10;
   open_pool(&c);
   sl_pool_start(&pool);
-  CHECK(sl_pool_acquire(&pool, 0, 1, &slot, &w) == SL_POOL_QUEUED);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
   CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
   sl_pool_close(&pool);
   /* Reports after close are refused; nothing is called but `closed`. */
   nev = 0;
-  CHECK(sl_pool_acquire(&pool, 0, 2, &slot, &w) == SL_POOL_EDRAINING);
+  CHECK(acquire(0, 2, &slot, &w) == UV_ECANCELED);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(closed_calls == 1 && nev == 0);
   sl_pool_free(&pool);
@@ -559,7 +585,7 @@ static void test_many_waiters(void) {
   open_pool(&c);
   sl_pool_start(&pool);
   for (i = 0; i < n; i++)
-    CHECK(sl_pool_acquire(&pool, (int32_t) (i % 4), i, &slot, &w) == SL_POOL_QUEUED);
+    CHECK(acquire((int32_t) (i % 4), i, &slot, &w) == QUEUED);
   s = add_resource();
   CHECK(counts[SL_POOL_PENDING] == n - 1);
   for (i = 1; i < n; i++) {

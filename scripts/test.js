@@ -1,6 +1,11 @@
 'use strict'
-// `npm test`: the C core's own tests (built with AddressSanitizer and
-// UBSan), then the JS suite with node:test.
+// `npm test`: the formatting check (Prettier, `npm run format:check`), the C
+// core's own tests (built with AddressSanitizer and UBSan), then the JS
+// suite with node:test. A formatting difference fails the run, at the end:
+// the tests still run and report.
+//
+// The million-operation cases are not here: `npm run test:stress`
+// (scripts/stress.js) runs them, and CI runs it after npm test.
 //
 // A C test declares what it links in its first line:
 //   // sources: src/gate.c
@@ -14,7 +19,8 @@
 // 5 minutes. SLUICE_VALGRIND_SKIP="a_test.c b_test.c" leaves named tests out
 // of the valgrind run only, loudly (for a test known to need fixing first).
 //
-// `node scripts/test.js --c` runs only the C tests, `--js` only the JS suite.
+// `node scripts/test.js --c` runs only the C tests, `--js` only the JS suite,
+// `--format` only the formatting check.
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
@@ -24,27 +30,52 @@ const root = path.join(__dirname, '..')
 const requireC = process.env.SLUICE_REQUIRE_C_TESTS === '1'
 const useValgrind = process.env.SLUICE_VALGRIND === '1'
 const valgrindSkip = (process.env.SLUICE_VALGRIND_SKIP || '').split(/[\s,]+/).filter(Boolean)
-const only = process.argv.includes('--c') ? 'c' : process.argv.includes('--js') ? 'js' : null
+const only = ['c', 'js', 'format'].find((k) => process.argv.includes(`--${k}`)) || null
 
-function run (cmd, args, opts = {}) {
+// TEMPORARY (issue 9): files still being edited in other branches of the
+// work, left out of the formatting check until `npm run format` has been
+// run on them. Empty this list then (and delete it).
+const FORMAT_PENDING = [
+  'lib/',
+  'test/semaphore.test.js',
+  'test/shared.test.js',
+  'test/pool.test.js',
+  'test/pool-regressions.test.js',
+  'test/gate-regressions.test.js',
+  'test/generic-pool-conformance.test.js',
+  'test/diff-pool.test.js',
+  'test/diff-plimit.test.js',
+  'test/p-limit-conformance.test.mjs'
+]
+
+// What each part said, for the summary at the end.
+const summary = []
+
+function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts })
   if (r.error) throw r.error
   return r.status
 }
 
-function nodeHeaders () {
+function nodeHeaders() {
   const dirs = [
     process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
     path.join(path.dirname(process.execPath), '..', 'include', 'node'),
     path.join(os.homedir(), '.cache', 'node-gyp', process.versions.node, 'include', 'node')
   ]
-  return dirs.find(d => d && fs.existsSync(path.join(d, 'uv.h')))
+  return dirs.find((d) => d && fs.existsSync(path.join(d, 'uv.h')))
 }
 
-function libuv () {
+function libuv() {
   const pc = spawnSync('pkg-config', ['--libs', 'libuv'], { encoding: 'utf8' })
   if (pc.status === 0 && pc.stdout.trim()) return pc.stdout.trim().split(/\s+/)
-  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib']
+  const dirs = [
+    '/usr/lib/x86_64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+    '/usr/lib64',
+    '/usr/lib',
+    '/usr/local/lib'
+  ]
   for (const d of dirs) {
     for (const f of ['libuv.so', 'libuv.so.1', 'libuv.a']) {
       if (fs.existsSync(path.join(d, f))) return [path.join(d, f)]
@@ -53,17 +84,72 @@ function libuv () {
   return null
 }
 
-function cTests () {
+// The files Prettier checks: all ('.') but FORMAT_PENDING (a folder ends
+// with '/'), from git's list of tracked and untracked, not ignored, files.
+function formatTargets() {
+  if (FORMAT_PENDING.length === 0) return ['.']
+  const git = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+    cwd: root,
+    encoding: 'utf8'
+  })
+  if (git.status !== 0) return ['.']
+  const pending = (f) => FORMAT_PENDING.some((p) => (p.endsWith('/') ? f.startsWith(p) : f === p))
+  return git.stdout.split('\0').filter((f) => f && !pending(f) && fs.existsSync(path.join(root, f)))
+}
+
+// Prettier over the tree (.prettierrc.json; ignored: .gitignore,
+// .prettierignore and FORMAT_PENDING). --cache keeps a rerun fast.
+function formatCheck() {
+  let prettier
+  try {
+    prettier = require.resolve('prettier/bin/prettier.cjs', { paths: [root] })
+  } catch {
+    console.error('\n*** formatting NOT checked: prettier is not installed (npm install) ***\n')
+    summary.push('formatting: NOT checked (prettier not installed)')
+    return 1
+  }
+  console.log('# format: prettier --check')
+  const status = run(process.execPath, [
+    prettier,
+    '--check',
+    '--cache',
+    '--ignore-unknown',
+    '--log-level=warn',
+    ...formatTargets()
+  ])
+  const later = FORMAT_PENDING.length ? ` (${FORMAT_PENDING.length} paths not checked yet)` : ''
+  if (status !== 0) {
+    console.error(
+      '\n*** formatting: the files above differ from the project style. Run `npm run format` to rewrite them. ***\n'
+    )
+    summary.push(`formatting: FAILED${later}`)
+    return 1
+  }
+  summary.push(`formatting: ok${later}`)
+  return 0
+}
+
+function cTests() {
   const dir = path.join(root, 'test', 'c')
-  const tests = fs.existsSync(dir) ? fs.readdirSync(dir).filter(f => f.endsWith('_test.c')).sort() : []
+  const tests = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('_test.c'))
+        .sort()
+    : []
   if (tests.length === 0) return 0
   const inc = nodeHeaders()
   const uv = libuv()
   const cc = process.env.CC || 'gcc'
   const haveCc = spawnSync(cc, ['--version']).status === 0
   if (!inc || !uv || !haveCc) {
-    const why = !haveCc ? `no C compiler (${cc})` : !inc ? 'no uv.h (Node headers)' : 'no libuv to link (Debian: apt-get install libuv1-dev)'
+    const why = !haveCc
+      ? `no C compiler (${cc})`
+      : !inc
+        ? 'no uv.h (Node headers)'
+        : 'no libuv to link (Debian: apt-get install libuv1-dev)'
     console.error(`\n*** C core tests NOT run: ${why} ***\n`)
+    summary.push(`C core tests: NOT RUN (${why})${requireC ? ', required' : ''}`)
     return requireC ? 1 : 0
   }
   if (useValgrind && spawnSync('valgrind', ['--version']).status !== 0) {
@@ -76,11 +162,28 @@ function cTests () {
     const src = path.join(dir, t)
     const first = fs.readFileSync(src, 'utf8').split('\n', 1)[0]
     const m = /sources:\s*(.*)$/.exec(first)
-    const sources = m ? m[1].trim().split(/\s+/).map(s => path.join(root, s)) : []
+    const sources = m
+      ? m[1]
+          .trim()
+          .split(/\s+/)
+          .map((s) => path.join(root, s))
+      : []
     const exe = path.join(out, t.replace(/\.c$/, ''))
-    const common = ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-g', '-O1',
-      `-I${inc}`, `-I${path.join(root, 'src')}`]
-    const sanitize = ['-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-fno-omit-frame-pointer']
+    const common = [
+      '-std=gnu11',
+      '-Wall',
+      '-Wextra',
+      '-Werror',
+      '-g',
+      '-O1',
+      `-I${inc}`,
+      `-I${path.join(root, 'src')}`
+    ]
+    const sanitize = [
+      '-fsanitize=address,undefined',
+      '-fno-sanitize-recover=all',
+      '-fno-omit-frame-pointer'
+    ]
     const link = [src, ...sources, ...uv, '-lpthread', '-ldl', '-lm']
     console.log(`# C: building ${t}`)
     if (run(cc, [...common, ...sanitize, ...link, '-o', exe]) !== 0) {
@@ -88,7 +191,15 @@ function cTests () {
       continue
     }
     console.log(`# C: running ${t}`)
-    if (run(exe, [], { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' } }) !== 0) {
+    if (
+      run(exe, [], {
+        env: {
+          ...process.env,
+          ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0',
+          UBSAN_OPTIONS: 'print_stacktrace=1'
+        }
+      }) !== 0
+    ) {
       failed++
       continue
     }
@@ -105,32 +216,65 @@ function cTests () {
       continue
     }
     console.log(`# C: running ${t} under valgrind`)
-    if (run('valgrind', ['-q', '--error-exitcode=1', '--leak-check=full', '--show-leak-kinds=all',
-      '--errors-for-leak-kinds=all', '--track-origins=yes', plain], { timeout: 5 * 60 * 1000 }) !== 0) {
+    if (
+      run(
+        'valgrind',
+        [
+          '-q',
+          '--error-exitcode=1',
+          '--leak-check=full',
+          '--show-leak-kinds=all',
+          '--errors-for-leak-kinds=all',
+          '--track-origins=yes',
+          plain
+        ],
+        { timeout: 5 * 60 * 1000 }
+      ) !== 0
+    ) {
       console.error(`# C: ${t} failed under valgrind`)
       failed++
     }
   }
   fs.rmSync(out, { recursive: true, force: true })
   console.log(`# C core tests: ${tests.length - failed} passed, ${failed} failed`)
+  summary.push(`C core tests: ${tests.length - failed} passed, ${failed} failed`)
   return failed ? 1 : 0
 }
 
-function jsTests () {
+// The module under test must load: a failure is a failed run, never a skip.
+function jsTests() {
   try {
     require(path.join(root, 'lib', 'binding.js'))
   } catch (err) {
-    console.error('sluice: the addon is not built. Run `npm install` first.\n', err.message)
+    console.error(
+      '\n*** sluice: the addon does not load. Run `npm install` (or `npm run build`). ***\n',
+      err.message
+    )
+    summary.push('JS suite: NOT RUN, the addon does not load (a failure)')
     return 1
   }
   const dir = path.join(root, 'test')
-  const files = fs.readdirSync(dir)
-    .filter(f => /\.test\.(m?js)$/.test(f))
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => /\.test\.(m?js)$/.test(f))
     .sort()
-    .map(f => path.join('test', f))
-  return run(process.execPath, ['--test', '--test-concurrency=2', ...files])
+    .map((f) => path.join('test', f))
+  const status = run(process.execPath, ['--test', '--test-concurrency=2', ...files])
+  summary.push(`JS suite (${files.length} files): ${status === 0 ? 'ok' : 'FAILED'}`)
+  return status
 }
 
-const cStatus = only === 'js' ? 0 : cTests()
-const jsStatus = only === 'c' ? 0 : jsTests()
-process.exit(cStatus || jsStatus)
+const parts = {
+  format: formatCheck,
+  c: cTests,
+  js: jsTests
+}
+let status = 0
+for (const [name, fn] of Object.entries(parts)) {
+  if (only === null || only === name) status = fn() || status
+}
+if (summary.length > 1) {
+  console.log('\n# summary')
+  for (const line of summary) console.log(`#   ${line}`)
+}
+process.exit(status)

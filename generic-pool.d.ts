@@ -1,99 +1,113 @@
 // Types for `sluice/generic-pool`: the shape of @types/generic-pool 3.x,
 // plus sluice's additions (marked "sluice addition").
-import {EventEmitter} from 'node:events';
+import { EventEmitter } from 'node:events'
 
 /** Rejected when an acquire waits longer than `acquireTimeoutMillis` (message `ResourceRequest timed out`). */
 export class TimeoutError extends Error {
-	name: 'TimeoutError';
+  name: 'TimeoutError'
 }
 
 export interface Factory<T> {
-	create(): Promise<T> | T;
-	destroy(client: T): Promise<unknown> | unknown;
-	/** Only `false` (resolved) counts as invalid; a rejection counts as invalid too (sluice). */
-	validate?(client: T): Promise<boolean> | boolean;
+  create(): Promise<T> | T
+  destroy(client: T): Promise<unknown> | unknown
+  /** Only `false` (resolved) counts as invalid; a rejection counts as invalid too (sluice). */
+  validate?(client: T): Promise<boolean> | boolean
 }
 
 export interface Options {
-	/** Default 1. Parsed with parseInt; NaN (including Infinity) becomes 1. */
-	max?: number;
-	/** Default 0. Parsed with parseInt, clamped to max. */
-	min?: number;
-	maxWaitingClients?: number;
-	testOnBorrow?: boolean;
-	/** Accepted and ignored, as in generic-pool. */
-	testOnReturn?: boolean;
-	acquireTimeoutMillis?: number;
-	destroyTimeoutMillis?: number;
-	fifo?: boolean;
-	priorityRange?: number;
-	autostart?: boolean;
-	evictionRunIntervalMillis?: number;
-	numTestsPerEvictionRun?: number;
-	softIdleTimeoutMillis?: number;
-	idleTimeoutMillis?: number;
-	Promise?: PromiseConstructorLike & {resolve: (...args: any[]) => any; reject: (...args: any[]) => any; all: (...args: any[]) => any};
-	/** sluice addition: reject the first waiter with the error of a failed create (default false: retry with backoff). */
-	propagateCreateError?: boolean;
-	/** sluice addition: destroy a resource when it is released after this many acquires. */
-	maxUses?: number;
-	/** sluice addition: never hand out a resource older than this (ms since its creation). */
-	maxLifetimeMillis?: number;
-	/** sluice addition: emit 'leak' for a resource borrowed longer than this (ms). */
-	leakDetectionMillis?: number;
+  /** Default 1. Parsed with parseInt; NaN (including Infinity) becomes 1. */
+  max?: number
+  /** Default 0. Parsed with parseInt, clamped to max. */
+  min?: number
+  maxWaitingClients?: number
+  testOnBorrow?: boolean
+  /** Accepted and ignored, as in generic-pool. */
+  testOnReturn?: boolean
+  acquireTimeoutMillis?: number
+  destroyTimeoutMillis?: number
+  fifo?: boolean
+  priorityRange?: number
+  autostart?: boolean
+  evictionRunIntervalMillis?: number
+  numTestsPerEvictionRun?: number
+  softIdleTimeoutMillis?: number
+  idleTimeoutMillis?: number
+  Promise?: PromiseConstructorLike & {
+    resolve: (...args: any[]) => any
+    reject: (...args: any[]) => any
+    all: (...args: any[]) => any
+  }
+  /** sluice addition: reject the first waiter with the error of a failed create (default false: retry with backoff). */
+  propagateCreateError?: boolean
+  /** sluice addition: destroy a resource when it is released after this many acquires. */
+  maxUses?: number
+  /** sluice addition: never hand out a resource older than this (ms since its creation). */
+  maxLifetimeMillis?: number
+  /** sluice addition: emit 'leak' for a resource borrowed longer than this (ms). */
+  leakDetectionMillis?: number
 }
 
 /** sluice addition. */
 export interface AcquireOptions {
-	/** Aborting removes the waiter; the acquire rejects with `signal.reason`. */
-	signal?: AbortSignal;
+  /** Aborting removes the waiter; the acquire rejects with `signal.reason`. */
+  signal?: AbortSignal
 }
 
 /** sluice addition: `pool.stats()`. */
 export interface PoolStats {
-	size: number;
-	available: number;
-	borrowed: number;
-	pending: number;
-	spareResourceCapacity: number;
-	creating: number;
-	validating: number;
-	destroying: number;
-	max: number;
-	min: number;
+  size: number
+  available: number
+  borrowed: number
+  pending: number
+  spareResourceCapacity: number
+  creating: number
+  validating: number
+  destroying: number
+  max: number
+  min: number
 }
 
 export class Pool<T> extends EventEmitter {
-	/** generic-pool's signature (the three classes are ignored), or `new Pool(factory, options)`. */
-	constructor(Evictor: unknown, Deque: unknown, PriorityQueue: unknown, factory: Factory<T>, options?: Options);
-	constructor(factory: Factory<T>, options?: Options);
+  /** generic-pool's signature (the three classes are ignored), or `new Pool(factory, options)`. */
+  constructor(
+    Evictor: unknown,
+    Deque: unknown,
+    PriorityQueue: unknown,
+    factory: Factory<T>,
+    options?: Options
+  )
+  constructor(factory: Factory<T>, options?: Options)
 
-	readonly spareResourceCapacity: number;
-	readonly size: number;
-	readonly available: number;
-	readonly borrowed: number;
-	readonly pending: number;
-	readonly max: number;
-	readonly min: number;
+  readonly spareResourceCapacity: number
+  readonly size: number
+  readonly available: number
+  readonly borrowed: number
+  readonly pending: number
+  readonly max: number
+  readonly min: number
 
-	start(): void;
-	acquire(priority?: number, options?: AcquireOptions): Promise<T>;
-	release(resource: T): Promise<void>;
-	destroy(resource: T): Promise<void>;
-	drain(): Promise<void>;
-	clear(): Promise<void>;
-	use<U>(cb: (resource: T) => U | PromiseLike<U>, priority?: number, options?: AcquireOptions): Promise<U>;
-	isBorrowedResource(resource: T): boolean;
-	ready(): Promise<void>;
-	/** sluice addition. */
-	stats(): PoolStats;
+  start(): void
+  acquire(priority?: number, options?: AcquireOptions): Promise<T>
+  release(resource: T): Promise<void>
+  destroy(resource: T): Promise<void>
+  drain(): Promise<void>
+  clear(): Promise<void>
+  use<U>(
+    cb: (resource: T) => U | PromiseLike<U>,
+    priority?: number,
+    options?: AcquireOptions
+  ): Promise<U>
+  isBorrowedResource(resource: T): boolean
+  ready(): Promise<void>
+  /** sluice addition. */
+  stats(): PoolStats
 
-	on(event: 'factoryCreateError' | 'factoryDestroyError', listener: (err: Error) => void): this;
-	/** sluice addition: a validate() that rejected or threw (the resource was destroyed). */
-	on(event: 'factoryValidateError', listener: (err: unknown) => void): this;
-	/** sluice addition: a resource borrowed longer than `leakDetectionMillis`. */
-	on(event: 'leak', listener: (resource: T) => void): this;
-	on(event: string | symbol, listener: (...args: any[]) => void): this;
+  on(event: 'factoryCreateError' | 'factoryDestroyError', listener: (err: Error) => void): this
+  /** sluice addition: a validate() that rejected or threw (the resource was destroyed). */
+  on(event: 'factoryValidateError', listener: (err: unknown) => void): this
+  /** sluice addition: a resource borrowed longer than `leakDetectionMillis`. */
+  on(event: 'leak', listener: (resource: T) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
 }
 
-export function createPool<T>(factory: Factory<T>, opts?: Options): Pool<T>;
+export function createPool<T>(factory: Factory<T>, opts?: Options): Pool<T>

@@ -49,11 +49,15 @@ export class AtomicsSemaphore {
   #s
 
   /** @param {number | SharedArrayBuffer} permitsOrBuffer */
-  constructor (permitsOrBuffer) {
+  constructor(permitsOrBuffer) {
     if (permitsOrBuffer instanceof SharedArrayBuffer) {
       this.#s = new Int32Array(permitsOrBuffer)
     } else {
-      if (!Number.isInteger(permitsOrBuffer) || permitsOrBuffer < 0 || permitsOrBuffer > 0x7fffffff) {
+      if (
+        !Number.isInteger(permitsOrBuffer) ||
+        permitsOrBuffer < 0 ||
+        permitsOrBuffer > 0x7fffffff
+      ) {
         throw new RangeError('Expected `permits` to be an integer from 0 to 2147483647')
       }
       this.#s = new Int32Array(new SharedArrayBuffer(8))
@@ -62,10 +66,12 @@ export class AtomicsSemaphore {
   }
 
   /** Pass this to other threads (workerData, postMessage). */
-  get buffer () { return this.#s.buffer }
+  get buffer() {
+    return this.#s.buffer
+  }
 
   /** Takes a permit now if one is free. */
-  tryAcquire () {
+  tryAcquire() {
     const s = this.#s
     let c = Atomics.load(s, COUNT)
     while (c > 0) {
@@ -77,11 +83,11 @@ export class AtomicsSemaphore {
   }
 
   /** @returns {Promise<void>} resolved when this thread holds a permit */
-  acquire () {
+  acquire() {
     return this.tryAcquire() ? RESOLVED : this.#wait()
   }
 
-  async #wait () {
+  async #wait() {
     const s = this.#s
     if (localWaiters++ === 0) {
       if (keepAlive === null) keepAlive = setInterval(noop, 0x7fffffff)
@@ -107,7 +113,7 @@ export class AtomicsSemaphore {
     }
   }
 
-  release (n = 1) {
+  release(n = 1) {
     if (!Number.isInteger(n) || n < 1) throw new RangeError('Expected `n` to be a positive integer')
     const s = this.#s
     Atomics.add(s, COUNT, n)
@@ -115,8 +121,12 @@ export class AtomicsSemaphore {
   }
 
   /** Free permits now. */
-  get available () { return Atomics.load(this.#s, COUNT) }
+  get available() {
+    return Atomics.load(this.#s, COUNT)
+  }
 
   /** Acquires waiting (in every thread). */
-  get pending () { return Atomics.load(this.#s, WAITERS) }
+  get pending() {
+    return Atomics.load(this.#s, WAITERS)
+  }
 }

@@ -9,7 +9,7 @@ export const NOT_BUILT = 'sluice not built: run npm install'
 
 // Load lib/<name>.js lazily. A missing lib file or native binding becomes one
 // clear error, so only the sluice rows fail and the anchors still run.
-export function loadSluice (name) {
+export function loadSluice(name) {
   try {
     return require(`../lib/${name}.js`)
   } catch (err) {
@@ -30,7 +30,7 @@ export const median = (xs) => {
 // default: it shrinks the heap, so every run would pay for regrowing it.
 // budgetMs: stop early (after at least one timed run) once the timed runs
 // have taken this long, so a pathologically slow library can't stall the suite.
-export async function timeRuns (fn, { warmup = 2, runs = 5, gc = false, budgetMs = Infinity } = {}) {
+export async function timeRuns(fn, { warmup = 2, runs = 5, gc = false, budgetMs = Infinity } = {}) {
   for (let i = 0; i < warmup; i++) await fn()
   const t = []
   let total = 0
@@ -47,10 +47,11 @@ export async function timeRuns (fn, { warmup = 2, runs = 5, gc = false, budgetMs
 
 // Run `script --child ...args` in a fresh node and parse the JSON it prints
 // on its last stdout line. Failures come back as { error }.
-export function runChild (script, args, flags = ['--expose-gc']) {
+export function runChild(script, args, flags = ['--expose-gc']) {
   const file = fileURLToPath(new URL(script, import.meta.url))
   const r = spawnSync(process.execPath, [...flags, file, '--child', ...args.map(String)], {
-    encoding: 'utf8', maxBuffer: 64 << 20
+    encoding: 'utf8',
+    maxBuffer: 64 << 20
   })
   // Debug output a child writes on stderr (SHARED_DEBUG=1 in shared.mjs).
   if (process.env.SHARED_DEBUG && r.stderr) process.stderr.write(r.stderr)
@@ -59,13 +60,16 @@ export function runChild (script, args, flags = ['--expose-gc']) {
     const out = JSON.parse(last)
     if (out && typeof out === 'object') return out
   } catch {}
-  const why = (r.stderr || '').trim().split('\n').find((l) => /Error|error:/.test(l)) ||
-    `exit ${r.status}${r.signal ? ' ' + r.signal : ''}`
+  const why =
+    (r.stderr || '')
+      .trim()
+      .split('\n')
+      .find((l) => /Error|error:/.test(l)) || `exit ${r.status}${r.signal ? ' ' + r.signal : ''}`
   return { error: why.trim() }
 }
 
 // Child side: run body, print its result (or the error) as one JSON line.
-export async function childMain (body) {
+export async function childMain(body) {
   let out
   try {
     out = await body()
@@ -76,24 +80,33 @@ export async function childMain (body) {
   process.exit(0)
 }
 
-export const fmt = (x, digits = 0) => x == null || Number.isNaN(x)
-  ? '-'
-  : x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+export const fmt = (x, digits = 0) =>
+  x == null || Number.isNaN(x)
+    ? '-'
+    : x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 
-export const ratio = (x) => x == null || !Number.isFinite(x) ? '-' : `${x.toFixed(2)}x`
+export const ratio = (x) => (x == null || !Number.isFinite(x) ? '-' : `${x.toFixed(2)}x`)
 
 // Print rows (array of plain objects, same keys) as an aligned text table.
 // First column left-aligned, the rest right-aligned. Rows with `error`
 // span the table after the first column.
-export function printTable (title, rows, notes = []) {
+export function printTable(title, rows, notes = []) {
   const cols = Object.keys(rows.find((r) => !r.error) || rows[0]).filter((c) => c !== 'error')
   const cell = (r, c) => String(r[c] ?? '')
-  const w = cols.map((c) => Math.max(c.length, ...rows.filter((r) => !r.error || c === cols[0]).map((r) => cell(r, c).length)))
-  const line = (vals) => vals.map((v, i) => i ? v.padStart(w[i]) : v.padEnd(w[i])).join('  ')
+  const w = cols.map((c) =>
+    Math.max(
+      c.length,
+      ...rows.filter((r) => !r.error || c === cols[0]).map((r) => cell(r, c).length)
+    )
+  )
+  const line = (vals) => vals.map((v, i) => (i ? v.padStart(w[i]) : v.padEnd(w[i]))).join('  ')
   console.log(`\n${title}`)
   console.log(line(cols))
   console.log(line(w.map((n) => '-'.repeat(n))))
-  for (const r of rows) console.log(r.error ? `${cell(r, cols[0]).padEnd(w[0])}  ${r.error}` : line(cols.map((c) => cell(r, c))))
+  for (const r of rows)
+    console.log(
+      r.error ? `${cell(r, cols[0]).padEnd(w[0])}  ${r.error}` : line(cols.map((c) => cell(r, c)))
+    )
   for (const n of notes) console.log(`  ${n}`)
 }
 
@@ -117,7 +130,7 @@ export const childArgs = isChild ? process.argv.slice(process.argv.indexOf('--ch
 // returns false once the meter is done; `done` resolves with the windows.
 import { PerformanceObserver, performance } from 'node:perf_hooks'
 
-export function steadyMeter ({ warmup, K, windows, budgetMs = Infinity }) {
+export function steadyMeter({ warmup, K, windows, budgetMs = Infinity }) {
   const gcs = []
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) gcs.push([e.startTime, e.duration])
@@ -129,7 +142,9 @@ export function steadyMeter ({ warmup, K, windows, budgetMs = Infinity }) {
   let phaseStart = performance.now()
   let finished = false
   let resolve
-  const done = new Promise((r) => { resolve = r })
+  const done = new Promise((r) => {
+    resolve = r
+  })
 
   const mark = (cut) => {
     const now = performance.now()
@@ -157,13 +172,20 @@ export function steadyMeter ({ warmup, K, windows, budgetMs = Infinity }) {
   }
   const budget = budgetMs
   return {
-    tick () {
+    tick() {
       if (finished) return false
       if (++count === next) mark(false)
-      else if ((count & 1023) === 0 && budget !== Infinity && performance.now() - phaseStart > budget) mark(true)
+      else if (
+        (count & 1023) === 0 &&
+        budget !== Infinity &&
+        performance.now() - phaseStart > budget
+      )
+        mark(true)
       return !finished
     },
-    get count () { return count },
+    get count() {
+      return count
+    },
     done
   }
 }
@@ -171,18 +193,25 @@ export function steadyMeter ({ warmup, K, windows, budgetMs = Infinity }) {
 // Summarise one child's windows: amortised ns/op over all its windows (total
 // time / total ops, so a rare major GC is charged in full, not hidden by a
 // median), GC ns/op, and the window-to-window spread.
-export function summarizeWindows (ws) {
+export function summarizeWindows(ws) {
   const ops = ws.reduce((a, w) => a + w.ops, 0)
   const ms = ws.reduce((a, w) => a + w.ms, 0)
   const gcMs = ws.reduce((a, w) => a + w.gcMs, 0)
   const cpuMs = ws.reduce((a, w) => a + w.cpuMs, 0)
-  const per = ws.map((w) => w.ms * 1e6 / w.ops)
-  return { ns: ms * 1e6 / ops, gcNs: gcMs * 1e6 / ops, cpuNs: cpuMs * 1e6 / ops, ops, minWindowOps: Math.min(...ws.map((w) => w.ops)), windowSpread: (Math.max(...per) - Math.min(...per)) / median(per) }
+  const per = ws.map((w) => (w.ms * 1e6) / w.ops)
+  return {
+    ns: (ms * 1e6) / ops,
+    gcNs: (gcMs * 1e6) / ops,
+    cpuNs: (cpuMs * 1e6) / ops,
+    ops,
+    minWindowOps: Math.min(...ws.map((w) => w.ops)),
+    windowSpread: (Math.max(...per) - Math.min(...per)) / median(per)
+  }
 }
 
 // Combine one (library, size) cell over rounds (one fresh child per round):
 // median of the rounds' amortised ns/op, and the spread (max-min)/median.
-export function combineRounds (rs) {
+export function combineRounds(rs) {
   const ok = rs.filter((r) => !r.error)
   if (!ok.length) return { error: (rs[0] && rs[0].error) || 'no result' }
   const ns = ok.map((r) => r.ns)
@@ -204,15 +233,28 @@ export function combineRounds (rs) {
 // with a head index, compacted when the dead prefix is more than half of it
 // (amortised O(1) shift, unlike Array#shift on a large array).
 export class RefQueue {
-  constructor () { this.a = []; this.h = 0 }
-  get size () { return this.a.length - this.h }
-  push (x) { this.a.push(x) }
-  shift () {
+  constructor() {
+    this.a = []
+    this.h = 0
+  }
+  get size() {
+    return this.a.length - this.h
+  }
+  push(x) {
+    this.a.push(x)
+  }
+  shift() {
     const x = this.a[this.h]
     this.a[this.h++] = undefined
-    if (this.h > 1024 && this.h * 2 > this.a.length) { this.a = this.a.slice(this.h); this.h = 0 }
+    if (this.h > 1024 && this.h * 2 > this.a.length) {
+      this.a = this.a.slice(this.h)
+      this.h = 0
+    }
     return x
   }
 
-  clear () { this.a = []; this.h = 0 }
+  clear() {
+    this.a = []
+    this.h = 0
+  }
 }

@@ -17,7 +17,21 @@
 // 3. Flatness, burst: N tasks submitted at once and drained by Promise.all.
 //    This mostly measures V8's GC of N promises that are all alive at once
 //    (they leave the young generation above ~10k), not the queue operations.
-import { loadSluice, timeRuns, runChild, childMain, printTable, fmt, ratio, isChild, childArgs, steadyMeter, summarizeWindows, combineRounds, RefQueue } from './harness.mjs'
+import {
+  loadSluice,
+  timeRuns,
+  runChild,
+  childMain,
+  printTable,
+  fmt,
+  ratio,
+  isChild,
+  childArgs,
+  steadyMeter,
+  summarizeWindows,
+  combineRounds,
+  RefQueue
+} from './harness.mjs'
 
 const N = 100_000
 const CONCURRENCY = 8
@@ -29,9 +43,14 @@ const BIG_RUNS = { warmup: 0, runs: 1 } // burst, 1M tasks (JIT already warm): ~
 const STEADY = { K: 200_000, warmup: 100_000, windows: 2, rounds: 3, budgetMs: 5_000 }
 
 const task = async () => {}
-const guarded = async (sema) => { // the documented async-sema pattern
+const guarded = async (sema) => {
+  // the documented async-sema pattern
   await sema.acquire()
-  try { await task() } finally { sema.release() }
+  try {
+    await task()
+  } finally {
+    sema.release()
+  }
 }
 const all = (n, start) => {
   const ps = []
@@ -43,29 +62,50 @@ const all = (n, start) => {
 const LIBS = {
   'sluice pLimit': async () => {
     const { pLimit } = loadSluice('p-limit')
-    return (n) => { const limit = pLimit(CONCURRENCY); return all(n, () => limit(task)) }
+    return (n) => {
+      const limit = pLimit(CONCURRENCY)
+      return all(n, () => limit(task))
+    }
   },
   'p-limit': async () => {
     const { default: pLimit } = await import('p-limit')
-    return (n) => { const limit = pLimit(CONCURRENCY); return all(n, () => limit(task)) }
+    return (n) => {
+      const limit = pLimit(CONCURRENCY)
+      return all(n, () => limit(task))
+    }
   },
   'p-queue': async () => {
     const { default: PQueue } = await import('p-queue')
-    return (n) => { const q = new PQueue({ concurrency: CONCURRENCY }); return all(n, () => q.add(task)) }
+    return (n) => {
+      const q = new PQueue({ concurrency: CONCURRENCY })
+      return all(n, () => q.add(task))
+    }
   },
   'async-sema': async () => {
     const { Sema } = await import('async-sema')
-    return (n) => { const s = new Sema(CONCURRENCY); return all(n, () => guarded(s)) }
+    return (n) => {
+      const s = new Sema(CONCURRENCY)
+      return all(n, () => guarded(s))
+    }
   },
   '@henrygd/queue': async () => {
     const { newQueue } = await import('@henrygd/queue')
-    return (n) => { const q = newQueue(CONCURRENCY); return all(n, () => q.add(task)) }
+    return (n) => {
+      const q = newQueue(CONCURRENCY)
+      return all(n, () => q.add(task))
+    }
   },
   'sluice Semaphore': async () => {
     const { Semaphore } = loadSluice('index')
-    return (n) => { const s = new Semaphore(CONCURRENCY); return all(n, () => guarded(s)) }
+    return (n) => {
+      const s = new Semaphore(CONCURRENCY)
+      return all(n, () => guarded(s))
+    }
   },
-  'JS, p-limit timing (reference)': async () => (n) => { const limit = exactRefLimit(CONCURRENCY); return all(n, () => limit(task)) },
+  'JS, p-limit timing (reference)': async () => (n) => {
+    const limit = exactRefLimit(CONCURRENCY)
+    return all(n, () => limit(task))
+  },
   'Promise.all (no limit)': async () => (n) => all(n, task)
 }
 
@@ -74,40 +114,59 @@ const LIBS = {
 // caller's context, runs fn through an async wrapper; the slot freed one tick
 // after the result settles). Not a library: it shows what that timing costs
 // in promises alone, the floor a native gate cannot go below.
-function exactRefLimit (concurrency) {
+function exactRefLimit(concurrency) {
   const queue = []
   let head = 0
   let active = 0
   const call = async (fn) => fn()
   const done = () => {
     active--
-    if (head < queue.length) { active++; const go = queue[head]; queue[head++] = undefined; go() }
+    if (head < queue.length) {
+      active++
+      const go = queue[head]
+      queue[head++] = undefined
+      go()
+    }
   }
-  const run = (fn) => { const result = call(fn); result.then(done, done); return result }
+  const run = (fn) => {
+    const result = call(fn)
+    result.then(done, done)
+    return result
+  }
   return (fn) => {
     let go
-    if (active < concurrency && head === queue.length) { active++; go = Promise.resolve() } else go = new Promise(resolve => queue.push(resolve))
+    if (active < concurrency && head === queue.length) {
+      active++
+      go = Promise.resolve()
+    } else go = new Promise((resolve) => queue.push(resolve))
     return go.then(() => run(fn))
   }
 }
 
 // The reference limiter: FIFO, at most `concurrency` running, the slot freed
 // before the caller's await resumes (as p-limit); nothing else.
-function refLimit (concurrency) {
+function refLimit(concurrency) {
   const queue = new RefQueue()
   let active = 0
   const next = () => {
     active--
-    if (queue.size) { active++; queue.shift()() }
+    if (queue.size) {
+      active++
+      queue.shift()()
+    }
   }
   const run = (fn, resolve) => {
     const p = (async () => fn())()
     p.then(next, next)
     resolve(p)
   }
-  const limit = (fn) => new Promise((resolve) => {
-    if (active < concurrency) { active++; run(fn, resolve) } else queue.push(() => run(fn, resolve))
-  })
+  const limit = (fn) =>
+    new Promise((resolve) => {
+      if (active < concurrency) {
+        active++
+        run(fn, resolve)
+      } else queue.push(() => run(fn, resolve))
+    })
   Object.defineProperty(limit, 'pendingCount', { get: () => queue.size })
   limit.clearQueue = () => queue.clear()
   return limit
@@ -120,7 +179,7 @@ const STEADY_LIBS = {
   'JS reference (not a library)': async () => refLimit
 }
 
-async function steadyChild (name, n) {
+async function steadyChild(name, n) {
   const pLimit = await STEADY_LIBS[name]()
   const limit = pLimit(CONCURRENCY)
   const { K, warmup, windows, budgetMs } = STEADY
@@ -128,14 +187,17 @@ async function steadyChild (name, n) {
   let pendingAtEnd = 0
   const onDone = () => {
     if (meter.tick()) limit(task).then(onDone)
-    else if (limit.pendingCount) { pendingAtEnd = limit.pendingCount; limit.clearQueue() }
+    else if (limit.pendingCount) {
+      pendingAtEnd = limit.pendingCount
+      limit.clearQueue()
+    }
   }
   for (let i = 0; i < n + CONCURRENCY; i++) limit(task).then(onDone)
   const ws = await meter.done
   return { ...summarizeWindows(ws), pendingAtEnd }
 }
 
-async function mainChild (name) {
+async function mainChild(name) {
   const batch = await LIBS[name]()
   const main = await timeRuns(() => batch(N), MAIN_RUNS)
   const out = { nsPerTask: main.median / N, spread: main.spread }
@@ -151,65 +213,125 @@ async function mainChild (name) {
 
 const pct = (x) => `${(x * 100).toFixed(0)}%`
 
-function main () {
-  const res = Object.fromEntries(Object.keys(LIBS).map((name) => [name, runChild('./limiter.mjs', ['main', name])]))
+function main() {
+  const res = Object.fromEntries(
+    Object.keys(LIBS).map((name) => [name, runChild('./limiter.mjs', ['main', name])])
+  )
 
   // Steady state: rounds x sizes x libraries, one fresh child each; the
   // library order alternates between rounds.
   const names = Object.keys(STEADY_LIBS)
-  const raw = Object.fromEntries(names.map((name) => [name, Object.fromEntries(FLAT_SIZES.map((n) => [n, []]))]))
+  const raw = Object.fromEntries(
+    names.map((name) => [name, Object.fromEntries(FLAT_SIZES.map((n) => [n, []]))])
+  )
   for (let round = 0; round < STEADY.rounds; round++) {
     for (const n of FLAT_SIZES) {
       for (const name of round % 2 ? [...names].reverse() : names) {
         const r = runChild('./limiter.mjs', ['steady', name, n])
-        if (!r.error && Math.abs(r.pendingAtEnd - n) > CONCURRENCY) r.error = `queue was ${r.pendingAtEnd}, not ${n}`
+        if (!r.error && Math.abs(r.pendingAtEnd - n) > CONCURRENCY)
+          r.error = `queue was ${r.pendingAtEnd}, not ${n}`
         raw[name][n].push(r)
       }
     }
   }
-  const steady = Object.fromEntries(names.map((name) => [name, Object.fromEntries(FLAT_SIZES.map((n) => [n, combineRounds(raw[name][n])]))]))
+  const steady = Object.fromEntries(
+    names.map((name) => [
+      name,
+      Object.fromEntries(FLAT_SIZES.map((n) => [n, combineRounds(raw[name][n])]))
+    ])
+  )
 
   const base = res['p-limit'].nsPerTask
-  printTable(`Limiter: ${fmt(N)} no-op async tasks, concurrency ${CONCURRENCY}, Promise.all (median of ${MAIN_RUNS.runs} runs after ${MAIN_RUNS.warmup} warm-up, fresh process per library)`,
-    Object.entries(res).map(([name, r]) => r.error
-      ? { library: name, error: r.error }
-      : { library: name, 'ns/task': fmt(r.nsPerTask, 1), 'tasks/s': fmt(1e9 / r.nsPerTask), 'speed vs p-limit': ratio(base / r.nsPerTask), 'run spread': pct(r.spread) }),
-    ['speed vs p-limit = p-limit ns/task / this ns/task (>1 is faster); run spread = (max-min)/median of the timed runs'])
+  printTable(
+    `Limiter: ${fmt(N)} no-op async tasks, concurrency ${CONCURRENCY}, Promise.all (median of ${MAIN_RUNS.runs} runs after ${MAIN_RUNS.warmup} warm-up, fresh process per library)`,
+    Object.entries(res).map(([name, r]) =>
+      r.error
+        ? { library: name, error: r.error }
+        : {
+            library: name,
+            'ns/task': fmt(r.nsPerTask, 1),
+            'tasks/s': fmt(1e9 / r.nsPerTask),
+            'speed vs p-limit': ratio(base / r.nsPerTask),
+            'run spread': pct(r.spread)
+          }
+    ),
+    [
+      'speed vs p-limit = p-limit ns/task / this ns/task (>1 is faster); run spread = (max-min)/median of the timed runs'
+    ]
+  )
 
-  const cellRows = (pick) => names.map((name) => {
-    const cells = FLAT_SIZES.map((n) => steady[name][n])
-    const bad = cells.find((c) => c.error)
-    if (bad) return { library: name, error: bad.error }
-    const v = cells.map((c) => c.ns)
-    return { library: name, ...pick(cells, v) }
-  })
-  printTable(`Limiter flatness, steady state: ns/task with N tasks kept pending (concurrency ${CONCURRENCY}; ${STEADY.windows} x ${fmt(STEADY.K)} tasks timed after ${fmt(STEADY.warmup)} warm-up; median of ${STEADY.rounds} rounds, fresh process each)`,
+  const cellRows = (pick) =>
+    names.map((name) => {
+      const cells = FLAT_SIZES.map((n) => steady[name][n])
+      const bad = cells.find((c) => c.error)
+      if (bad) return { library: name, error: bad.error }
+      const v = cells.map((c) => c.ns)
+      return { library: name, ...pick(cells, v) }
+    })
+  printTable(
+    `Limiter flatness, steady state: ns/task with N tasks kept pending (concurrency ${CONCURRENCY}; ${STEADY.windows} x ${fmt(STEADY.K)} tasks timed after ${fmt(STEADY.warmup)} warm-up; median of ${STEADY.rounds} rounds, fresh process each)`,
     cellRows((cells, v) => ({
-      ...Object.fromEntries(FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, `${fmt(v[i], 1)} (${pct(cells[i].spread)})${cells[i].minWindowOps < STEADY.K ? ` [${fmt(cells[i].minWindowOps)}]` : ''}`])),
+      ...Object.fromEntries(
+        FLAT_SIZES.map((n, i) => [
+          `N=${fmt(n)}`,
+          `${fmt(v[i], 1)} (${pct(cells[i].spread)})${cells[i].minWindowOps < STEADY.K ? ` [${fmt(cells[i].minWindowOps)}]` : ''}`
+        ])
+      ),
       'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
     })),
-    ['ns/task = amortised over the timed windows (total time / tasks), GC included; (x%) = spread (max-min)/median over the rounds',
+    [
+      'ns/task = amortised over the timed windows (total time / tasks), GC included; (x%) = spread (max-min)/median over the rounds',
       'largest/smallest near 1.00x means per-task cost does not grow with the queue (target: sluice within 1.50x)',
       `[n] = a window stopped by the ${STEADY.budgetMs / 1000} s budget after n tasks (and no further window)`,
-      'JS reference = a minimal JS limiter with an O(1) queue: its growth is what V8 charges for N pending promises, not a queue'])
-  printTable('  the same, CPU time per task (process user+sys, all threads; less sensitive to other processes on the cores)',
+      'JS reference = a minimal JS limiter with an O(1) queue: its growth is what V8 charges for N pending promises, not a queue'
+    ]
+  )
+  printTable(
+    '  the same, CPU time per task (process user+sys, all threads; less sensitive to other processes on the cores)',
     cellRows((cells) => {
       const v = cells.map((c) => c.cpuNs)
-      return { ...Object.fromEntries(FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, `${fmt(v[i], 1)} (${pct(cells[i].cpuSpread)})`])), 'largest/smallest': ratio(Math.max(...v) / Math.min(...v)) }
-    }))
-  printTable('  of which main-thread GC pauses, ns/task (PerformanceObserver "gc", median over rounds)',
-    cellRows((cells) => Object.fromEntries(FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, fmt(cells[i].gcNs, 1)]))),
-    ['tasks pending for N completions outlive the young generation above ~10k, so every library pays promotion and old-generation GC there'])
+      return {
+        ...Object.fromEntries(
+          FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, `${fmt(v[i], 1)} (${pct(cells[i].cpuSpread)})`])
+        ),
+        'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
+      }
+    })
+  )
+  printTable(
+    '  of which main-thread GC pauses, ns/task (PerformanceObserver "gc", median over rounds)',
+    cellRows((cells) =>
+      Object.fromEntries(FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, fmt(cells[i].gcNs, 1)]))
+    ),
+    [
+      'tasks pending for N completions outlive the young generation above ~10k, so every library pays promotion and old-generation GC there'
+    ]
+  )
 
-  printTable(`Limiter flatness, burst (includes GC of N live promises): ns/task for N tasks submitted at once and drained by Promise.all (median of ${SMALL_RUNS.runs} / ${MAIN_RUNS.runs} / ${BIG_RUNS.runs} runs)`,
+  printTable(
+    `Limiter flatness, burst (includes GC of N live promises): ns/task for N tasks submitted at once and drained by Promise.all (median of ${SMALL_RUNS.runs} / ${MAIN_RUNS.runs} / ${BIG_RUNS.runs} runs)`,
     FLAT_LIBS.map((name) => {
       const r = res[name]
       if (r.error) return { library: name, error: r.error }
       const v = FLAT_SIZES.map((n) => r.flat[n].ns)
-      const cell = (n, i) => `${fmt(v[i], 1)} (${r.flat[n].runs > 1 ? pct(r.flat[n].spread) : '1 run'})`
-      return { library: name, ...Object.fromEntries(FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, cell(n, i)])), 'largest/smallest': ratio(Math.max(...v) / Math.min(...v)) }
-    }), ['all N promises stay alive until the queue drains, so this grows with N for any library, pure JS included; (x%) = run spread'])
+      const cell = (n, i) =>
+        `${fmt(v[i], 1)} (${r.flat[n].runs > 1 ? pct(r.flat[n].spread) : '1 run'})`
+      return {
+        library: name,
+        ...Object.fromEntries(FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, cell(n, i)])),
+        'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
+      }
+    }),
+    [
+      'all N promises stay alive until the queue drains, so this grows with N for any library, pure JS included; (x%) = run spread'
+    ]
+  )
 }
 
-if (isChild) childMain(() => childArgs[0] === 'steady' ? steadyChild(childArgs[1], Number(childArgs[2])) : mainChild(childArgs[1]))
+if (isChild)
+  childMain(() =>
+    childArgs[0] === 'steady'
+      ? steadyChild(childArgs[1], Number(childArgs[2]))
+      : mainChild(childArgs[1])
+  )
 else main()

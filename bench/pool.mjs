@@ -18,7 +18,21 @@
 // (d) is the old burst figure: W clients call acquire() once, at the same
 // time, and the queue drains; it mostly measures V8's GC of W live promises.
 import { Bench } from 'tinybench'
-import { loadSluice, timeRuns, runChild, childMain, printTable, fmt, ratio, isChild, childArgs, steadyMeter, summarizeWindows, combineRounds, RefQueue } from './harness.mjs'
+import {
+  loadSluice,
+  timeRuns,
+  runChild,
+  childMain,
+  printTable,
+  fmt,
+  ratio,
+  isChild,
+  childArgs,
+  steadyMeter,
+  summarizeWindows,
+  combineRounds,
+  RefQueue
+} from './harness.mjs'
 
 const MAX = 10
 const SERIAL_BATCH = 100 // acquire/release cycles per tinybench iteration
@@ -49,9 +63,16 @@ const LIBS = {
   tarn: async () => {
     const { Pool } = await import('tarn')
     const pool = new Pool({ ...factory, min: 0, max: MAX })
-    return { acquire: () => pool.acquire().promise, release: (r) => pool.release(r), get pending () { return pool.numPendingAcquires() } }
+    return {
+      acquire: () => pool.acquire().promise,
+      release: (r) => pool.release(r),
+      get pending() {
+        return pool.numPendingAcquires()
+      }
+    }
   },
-  'sluice/generic-pool': async () => loadSluice('generic-pool').createPool(factory, { max: MAX, min: 0 })
+  'sluice/generic-pool': async () =>
+    loadSluice('generic-pool').createPool(factory, { max: MAX, min: 0 })
 }
 
 const clients = (pool, n, cycles) => {
@@ -65,14 +86,26 @@ const clients = (pool, n, cycles) => {
 
 // The reference pool: resources on a stack, waiters' resolve functions in a FIFO.
 class RefPool {
-  constructor (n) { this.free = Array.from({ length: n }, () => ({})); this.queue = new RefQueue() }
-  get pending () { return this.queue.size }
-  acquire () { return this.free.length ? Promise.resolve(this.free.pop()) : new Promise((resolve) => this.queue.push(resolve)) }
-  release (r) { if (this.queue.size) this.queue.shift()(r); else this.free.push(r) }
+  constructor(n) {
+    this.free = Array.from({ length: n }, () => ({}))
+    this.queue = new RefQueue()
+  }
+  get pending() {
+    return this.queue.size
+  }
+  acquire() {
+    return this.free.length
+      ? Promise.resolve(this.free.pop())
+      : new Promise((resolve) => this.queue.push(resolve))
+  }
+  release(r) {
+    if (this.queue.size) this.queue.shift()(r)
+    else this.free.push(r)
+  }
 }
 const STEADY_LIBS = { ...LIBS, 'JS reference (not a library)': async () => new RefPool(MAX) }
 
-async function newPool (name) {
+async function newPool(name) {
   const pool = await STEADY_LIBS[name]()
   const warm = await Promise.all(Array.from({ length: MAX }, () => pool.acquire()))
   warm.forEach((r) => pool.release(r))
@@ -82,7 +115,7 @@ async function newPool (name) {
 // (c): W clients loop acquire -> release until the meter is done. A client
 // that sees the meter done keeps its resource, so once all MAX are kept the
 // remaining W - MAX acquires just stay queued and the child can report.
-async function steadyChild (name, w) {
+async function steadyChild(name, w) {
   const pool = await newPool(name)
   const { K, warmup, windows, budgetMs } = STEADY
   const meter = steadyMeter({ warmup, K, windows, budgetMs })
@@ -102,7 +135,7 @@ async function steadyChild (name, w) {
   return { ...summarizeWindows(ws), pendingAtEnd }
 }
 
-async function child (name) {
+async function child(name) {
   const pool = await newPool(name)
 
   // (a) serial loop, tinybench statistics over batches of SERIAL_BATCH cycles
@@ -110,11 +143,11 @@ async function child (name) {
   bench.add('serial', () => clients(pool, 1, SERIAL_BATCH))
   await bench.run()
   const { latency } = bench.tasks[0].result
-  const serial = { opsPerSec: SERIAL_BATCH * 1000 / latency.p50, rme: latency.rme }
+  const serial = { opsPerSec: (SERIAL_BATCH * 1000) / latency.p50, rme: latency.rme }
 
   // (b) CLIENTS concurrent clients x CYCLES cycles each
   const conc = await timeRuns(() => clients(pool, CLIENTS, CYCLES), { warmup: 3, runs: 9 })
-  const concurrent = { opsPerSec: CLIENTS * CYCLES * 1e9 / conc.median, spread: conc.spread }
+  const concurrent = { opsPerSec: (CLIENTS * CYCLES * 1e9) / conc.median, spread: conc.spread }
 
   // (d) burst: ns per acquire/release cycle while W clients drain through MAX resources
   const waiting = {}
@@ -128,57 +161,115 @@ async function child (name) {
 
 const pct = (x) => `${(x * 100).toFixed(0)}%`
 
-function main () {
-  const res = Object.fromEntries(Object.keys(LIBS).map((name) => [name, runChild('./pool.mjs', ['main', name])]))
+function main() {
+  const res = Object.fromEntries(
+    Object.keys(LIBS).map((name) => [name, runChild('./pool.mjs', ['main', name])])
+  )
 
   // (c): rounds x W x libraries, one fresh child each; the library order
   // alternates between rounds.
   const names = Object.keys(STEADY_LIBS)
-  const raw = Object.fromEntries(names.map((name) => [name, Object.fromEntries(WAITERS.map((w) => [w, []]))]))
+  const raw = Object.fromEntries(
+    names.map((name) => [name, Object.fromEntries(WAITERS.map((w) => [w, []]))])
+  )
   for (let round = 0; round < STEADY.rounds; round++) {
     for (const w of WAITERS) {
       for (const name of round % 2 ? [...names].reverse() : names) {
         const r = runChild('./pool.mjs', ['steady', name, w])
-        if (!r.error && Math.abs(r.pendingAtEnd - (w - MAX)) > MAX) r.error = `${r.pendingAtEnd} acquires were queued, not ${w - MAX}`
+        if (!r.error && Math.abs(r.pendingAtEnd - (w - MAX)) > MAX)
+          r.error = `${r.pendingAtEnd} acquires were queued, not ${w - MAX}`
         raw[name][w].push(r)
       }
     }
   }
-  const steady = Object.fromEntries(names.map((name) => [name, Object.fromEntries(WAITERS.map((w) => [w, combineRounds(raw[name][w])]))]))
+  const steady = Object.fromEntries(
+    names.map((name) => [
+      name,
+      Object.fromEntries(WAITERS.map((w) => [w, combineRounds(raw[name][w])]))
+    ])
+  )
 
   const base = res['generic-pool']
-  const rows = (pick, extra) => Object.entries(res).map(([name, r]) => r.error
-    ? { library: name, error: r.error }
-    : { library: name, 'ops/s': fmt(pick(r).opsPerSec), 'speed vs generic-pool': base.error ? '-' : ratio(pick(r).opsPerSec / pick(base).opsPerSec), ...extra(pick(r)) })
-  printTable(`Pool (a): serial \`r = await acquire(); release(r)\`, max ${MAX} (tinybench p50 of ${SERIAL_BATCH}-cycle batches)`,
-    rows((r) => r.serial, (s) => ({ rme: `±${s.rme.toFixed(1)}%` })))
-  printTable(`Pool (b): ${fmt(CLIENTS)} concurrent clients x ${CYCLES} acquire/release cycles on ${MAX} resources (median of 9 runs)`,
-    rows((r) => r.concurrent, (s) => ({ 'run spread': pct(s.spread) })))
+  const rows = (pick, extra) =>
+    Object.entries(res).map(([name, r]) =>
+      r.error
+        ? { library: name, error: r.error }
+        : {
+            library: name,
+            'ops/s': fmt(pick(r).opsPerSec),
+            'speed vs generic-pool': base.error
+              ? '-'
+              : ratio(pick(r).opsPerSec / pick(base).opsPerSec),
+            ...extra(pick(r))
+          }
+    )
+  printTable(
+    `Pool (a): serial \`r = await acquire(); release(r)\`, max ${MAX} (tinybench p50 of ${SERIAL_BATCH}-cycle batches)`,
+    rows(
+      (r) => r.serial,
+      (s) => ({ rme: `±${s.rme.toFixed(1)}%` })
+    )
+  )
+  printTable(
+    `Pool (b): ${fmt(CLIENTS)} concurrent clients x ${CYCLES} acquire/release cycles on ${MAX} resources (median of 9 runs)`,
+    rows(
+      (r) => r.concurrent,
+      (s) => ({ 'run spread': pct(s.spread) })
+    )
+  )
 
-  const cellRows = (pick) => names.map((name) => {
-    const cells = WAITERS.map((w) => steady[name][w])
-    const bad = cells.find((c) => c.error)
-    if (bad) return { library: name, error: bad.error }
-    return { library: name, ...pick(cells, cells.map((c) => c.ns)) }
-  })
-  const short = (c) => c.minWindowOps < STEADY.K ? ` [${fmt(c.minWindowOps)}]` : ''
-  printTable(`Pool (c) flatness, steady state: ns per acquire/release cycle with W clients looping on ${MAX} resources (W - ${MAX} queued; ${STEADY.windows} x ${fmt(STEADY.K)} cycles timed after ${fmt(STEADY.warmup)} warm-up; median of ${STEADY.rounds} rounds, fresh process each)`,
+  const cellRows = (pick) =>
+    names.map((name) => {
+      const cells = WAITERS.map((w) => steady[name][w])
+      const bad = cells.find((c) => c.error)
+      if (bad) return { library: name, error: bad.error }
+      return {
+        library: name,
+        ...pick(
+          cells,
+          cells.map((c) => c.ns)
+        )
+      }
+    })
+  const short = (c) => (c.minWindowOps < STEADY.K ? ` [${fmt(c.minWindowOps)}]` : '')
+  printTable(
+    `Pool (c) flatness, steady state: ns per acquire/release cycle with W clients looping on ${MAX} resources (W - ${MAX} queued; ${STEADY.windows} x ${fmt(STEADY.K)} cycles timed after ${fmt(STEADY.warmup)} warm-up; median of ${STEADY.rounds} rounds, fresh process each)`,
     cellRows((cells, v) => ({
-      ...Object.fromEntries(WAITERS.map((w, i) => [`W=${fmt(w)}`, `${fmt(v[i])} (${pct(cells[i].spread)})${short(cells[i])}`])),
+      ...Object.fromEntries(
+        WAITERS.map((w, i) => [
+          `W=${fmt(w)}`,
+          `${fmt(v[i])} (${pct(cells[i].spread)})${short(cells[i])}`
+        ])
+      ),
       'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
     })),
-    ['ns = amortised over the timed windows (total time / cycles), GC included; (x%) = spread (max-min)/median over the rounds;',
+    [
+      'ns = amortised over the timed windows (total time / cycles), GC included; (x%) = spread (max-min)/median over the rounds;',
       `[n] = a window stopped by the ${STEADY.budgetMs / 1000} s budget after n cycles (and no further window); largest/smallest near 1.00x = flat (target: sluice within 1.50x)`,
-      'JS reference = a minimal JS pool with an O(1) queue: its growth is what V8 charges for W waiting async clients, not a queue'])
-  printTable('  the same, CPU time per cycle (process user+sys, all threads; less sensitive to other processes on the cores)',
+      'JS reference = a minimal JS pool with an O(1) queue: its growth is what V8 charges for W waiting async clients, not a queue'
+    ]
+  )
+  printTable(
+    '  the same, CPU time per cycle (process user+sys, all threads; less sensitive to other processes on the cores)',
     cellRows((cells) => {
       const v = cells.map((c) => c.cpuNs)
-      return { ...Object.fromEntries(WAITERS.map((w, i) => [`W=${fmt(w)}`, `${fmt(v[i])} (${pct(cells[i].cpuSpread)})`])), 'largest/smallest': ratio(Math.max(...v) / Math.min(...v)) }
-    }))
-  printTable('  of which main-thread GC pauses, ns per cycle (PerformanceObserver "gc", median over rounds)',
-    cellRows((cells) => Object.fromEntries(WAITERS.map((w, i) => [`W=${fmt(w)}`, fmt(cells[i].gcNs)]))))
+      return {
+        ...Object.fromEntries(
+          WAITERS.map((w, i) => [`W=${fmt(w)}`, `${fmt(v[i])} (${pct(cells[i].cpuSpread)})`])
+        ),
+        'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
+      }
+    })
+  )
+  printTable(
+    '  of which main-thread GC pauses, ns per cycle (PerformanceObserver "gc", median over rounds)',
+    cellRows((cells) =>
+      Object.fromEntries(WAITERS.map((w, i) => [`W=${fmt(w)}`, fmt(cells[i].gcNs)]))
+    )
+  )
 
-  printTable(`Pool (d) flatness, burst (includes GC of W live promises): ns per cycle while W clients that called acquire() at once drain through ${MAX} resources (median of ${WAITER_RUNS[1000].runs} / ${WAITER_RUNS[10000].runs} / ${WAITER_RUNS[100000].runs} runs)`,
+  printTable(
+    `Pool (d) flatness, burst (includes GC of W live promises): ns per cycle while W clients that called acquire() at once drain through ${MAX} resources (median of ${WAITER_RUNS[1000].runs} / ${WAITER_RUNS[10000].runs} / ${WAITER_RUNS[100000].runs} runs)`,
     Object.entries(res).map(([name, r]) => {
       if (r.error) return { library: name, error: r.error }
       const cells = WAITERS.map((w) => {
@@ -187,10 +278,24 @@ function main () {
         return fmt(ns) + (runs < WAITER_RUNS[w].runs ? ` (${runs} run${runs > 1 ? 's' : ''})` : '')
       })
       const v = WAITERS.filter((w) => r.waiting[w]).map((w) => r.waiting[w].ns)
-      return { library: name, ...Object.fromEntries(WAITERS.map((w, i) => [`W=${fmt(w)}`, cells[i]])), 'largest/smallest': ratio(Math.max(...v) / Math.min(...v)) + (v.length < WAITERS.length ? ' (of run)' : '') }
-    }), ['all W promises are alive at once, so this grows with W for any library, pure JS included;',
-    `"(n runs)" = stopped early by the ${WAITER_RUNS[100000].budgetMs / 1000} s budget; "not run" = tarn at 100k: its array queue makes a drain O(W^2), see (c)`])
+      return {
+        library: name,
+        ...Object.fromEntries(WAITERS.map((w, i) => [`W=${fmt(w)}`, cells[i]])),
+        'largest/smallest':
+          ratio(Math.max(...v) / Math.min(...v)) + (v.length < WAITERS.length ? ' (of run)' : '')
+      }
+    }),
+    [
+      'all W promises are alive at once, so this grows with W for any library, pure JS included;',
+      `"(n runs)" = stopped early by the ${WAITER_RUNS[100000].budgetMs / 1000} s budget; "not run" = tarn at 100k: its array queue makes a drain O(W^2), see (c)`
+    ]
+  )
 }
 
-if (isChild) childMain(() => childArgs[0] === 'steady' ? steadyChild(childArgs[1], Number(childArgs[2])) : child(childArgs[1]))
+if (isChild)
+  childMain(() =>
+    childArgs[0] === 'steady'
+      ? steadyChild(childArgs[1], Number(childArgs[2]))
+      : child(childArgs[1])
+  )
 else main()

@@ -18,16 +18,20 @@ const BENCHES = [
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((w) => !BENCHES.some((b) => b.name === w))
 if (unknown.length) {
-  console.error(`unknown benchmark(s): ${unknown.join(', ')}; choose from ${BENCHES.map((b) => b.name).join(', ')}`)
+  console.error(
+    `unknown benchmark(s): ${unknown.join(', ')}; choose from ${BENCHES.map((b) => b.name).join(', ')}`
+  )
   process.exit(2)
 }
 
-console.log(`sluice benchmarks — node ${process.version}, ${process.platform}/${process.arch}, ${require('node:os').cpus().length} CPUs`)
+console.log(
+  `sluice benchmarks — node ${process.version}, ${process.platform}/${process.arch}, ${require('node:os').cpus().length} CPUs`
+)
 let failed = 0
 const start = Date.now()
 for (const b of BENCHES) {
   const file = path.join(__dirname, b.file)
-  if (wanted.length ? !wanted.includes(b.name) : (b.optional && !existsSync(file))) continue
+  if (wanted.length ? !wanted.includes(b.name) : b.optional && !existsSync(file)) continue
   console.log(`\n=== ${b.name} (node ${[...b.flags, `bench/${b.file}`].join(' ')}) ===`)
   const t0 = Date.now()
   const r = spawnSync(process.execPath, [...b.flags, file], { stdio: 'inherit' })

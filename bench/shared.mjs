@@ -16,7 +16,17 @@
 // workers load this file too. Usage: node bench/shared.mjs
 // (SHARED_DEBUG=1 prints every round of (a) on stderr.)
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads'
-import { loadSluice, runChild, childMain, printTable, fmt, ratio, median, isChild, childArgs } from './harness.mjs'
+import {
+  loadSluice,
+  runChild,
+  childMain,
+  printTable,
+  fmt,
+  ratio,
+  median,
+  isChild,
+  childArgs
+} from './harness.mjs'
 import { AtomicsSemaphore } from './atomics-semaphore.mjs'
 
 const WORKERS = 4
@@ -44,7 +54,7 @@ const now = () => process.hrtime.bigint() // CLOCK_MONOTONIC: one clock for ever
 
 // -------------------------------------------------------------- workers ---
 
-function openSemaphore ({ impl, name, buffer }) {
+function openSemaphore({ impl, name, buffer }) {
   if (impl === 'sluice') {
     const { Semaphore } = loadSluice('index')
     return new Semaphore(undefined, { name }) // attach: the child's main thread set the permits
@@ -52,7 +62,7 @@ function openSemaphore ({ impl, name, buffer }) {
   return new AtomicsSemaphore(buffer)
 }
 
-async function throughputWorker (sem, ctl, { me, permits, iters, rounds, ends, progress }) {
+async function throughputWorker(sem, ctl, { me, permits, iters, rounds, ends, progress }) {
   const end = new BigInt64Array(ends)
   const done = new Int32Array(progress)
   const track = permits === 1
@@ -98,7 +108,7 @@ const raise = (ctl, flag) => {
 // permit before it queues again, so it cannot barge in on the Atomics
 // semaphore). The timed step is release() in one thread -> the other
 // thread's `await acquire()` resuming, its event loop idle meanwhile.
-async function latencyWorker (sem, ctl, { me, total, skip, stamp }) {
+async function latencyWorker(sem, ctl, { me, total, skip, stamp }) {
   const ts = new BigInt64Array(stamp)
   const samples = []
   const waitAndTake = async () => {
@@ -117,7 +127,8 @@ async function latencyWorker (sem, ctl, { me, total, skip, stamp }) {
   } else {
     await waitAndTake()
   }
-  for (;;) { // holding the permit
+  for (;;) {
+    // holding the permit
     if (Atomics.load(ctl, COUNT) >= total) break
     waitFor(ctl, QUEUED)
     ts[0] = now()
@@ -128,7 +139,7 @@ async function latencyWorker (sem, ctl, { me, total, skip, stamp }) {
   return samples
 }
 
-async function workerMain () {
+async function workerMain() {
   const sem = openSemaphore(workerData)
   const ctl = new Int32Array(workerData.ctl)
   if (workerData.mode === 'throughput') await throughputWorker(sem, ctl, workerData)
@@ -137,7 +148,7 @@ async function workerMain () {
 
 // -------------------------------------------------- child (one per impl) ---
 
-function createSemaphore (impl, permits) {
+function createSemaphore(impl, permits) {
   if (impl === 'sluice') {
     const { Semaphore } = loadSluice('index')
     const name = `sluice-bench-${process.pid}-${permits}-${Math.random().toString(36).slice(2)}`
@@ -148,28 +159,43 @@ function createSemaphore (impl, permits) {
   return { sem, data: { buffer: sem.buffer } }
 }
 
-function spawn (data) {
+function spawn(data) {
   const w = new Worker(new URL(import.meta.url), { workerData: data })
   const exited = new Promise((resolve, reject) => {
     w.once('error', reject)
-    w.once('exit', (code) => code === 0 ? resolve() : reject(new Error(`worker exited with code ${code}`)))
+    w.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`worker exited with code ${code}`))
+    )
   })
   const messages = []
   let wake = null
   let gone = false
-  exited.then(() => { gone = true }, () => {})
-  w.on('message', (m) => { messages.push(m); if (wake) wake() })
+  exited.then(
+    () => {
+      gone = true
+    },
+    () => {}
+  )
+  w.on('message', (m) => {
+    messages.push(m)
+    if (wake) wake()
+  })
   const next = async () => {
     while (messages.length === 0) {
       if (gone) throw new Error('worker exited before it reported')
-      await Promise.race([new Promise((resolve) => { wake = resolve }), exited])
+      await Promise.race([
+        new Promise((resolve) => {
+          wake = resolve
+        }),
+        exited
+      ])
     }
     return messages.shift()
   }
   return { next, exited }
 }
 
-async function throughput (impl, permits) {
+async function throughput(impl, permits) {
   const { sem, data } = createSemaphore(impl, permits)
   const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_SLOTS))
   const ends = new SharedArrayBuffer(8 * (WORKERS + 1)) // each worker's end time, then the pairs done when the first ended
@@ -177,9 +203,20 @@ async function throughput (impl, permits) {
   const end = new BigInt64Array(ends)
   const rounds = ROUNDS.warmup + ROUNDS.runs
   const iters = ITERS[permits]
-  const workers = Array.from({ length: WORKERS }, (_, me) => spawn({
-    ...data, impl, mode: 'throughput', ctl: ctl.buffer, ends, progress, me, permits, iters, rounds
-  }))
+  const workers = Array.from({ length: WORKERS }, (_, me) =>
+    spawn({
+      ...data,
+      impl,
+      mode: 'throughput',
+      ctl: ctl.buffer,
+      ends,
+      progress,
+      me,
+      permits,
+      iters,
+      rounds
+    })
+  )
   const perSec = []
   const handoffs = []
   const firstDone = []
@@ -201,20 +238,37 @@ async function throughput (impl, permits) {
     for (const w of workers) await w.next()
     let first = end[0]
     let last = end[0]
-    for (let w = 1; w < WORKERS; w++) { if (end[w] < first) first = end[w]; if (end[w] > last) last = end[w] }
+    for (let w = 1; w < WORKERS; w++) {
+      if (end[w] < first) first = end[w]
+      if (end[w] > last) last = end[w]
+    }
     const allOps = Number(end[WORKERS])
     const ns = Number(last - t0)
     if (r >= ROUNDS.warmup) {
-      perSec.push(WORKERS * iters / ns * 1e9)
-      handoffs.push(Atomics.load(ctl, SWITCHES) / ns * 1e9)
+      perSec.push(((WORKERS * iters) / ns) * 1e9)
+      handoffs.push((Atomics.load(ctl, SWITCHES) / ns) * 1e9)
       firstDone.push(Number(first - t0) / ns)
-      allPerSec.push(allOps / Number(first - t0) * 1e9)
+      allPerSec.push((allOps / Number(first - t0)) * 1e9)
     }
-    if (process.env.SHARED_DEBUG) console.error(impl, permits, r, (ns / 1e6).toFixed(1) + ' ms', Atomics.load(ctl, SWITCHES), (Number(first - t0) / ns).toFixed(2), Math.round(WORKERS * iters / ns * 1e9), Math.round(allOps / Number(first - t0) * 1e9))
+    if (process.env.SHARED_DEBUG)
+      console.error(
+        impl,
+        permits,
+        r,
+        (ns / 1e6).toFixed(1) + ' ms',
+        Atomics.load(ctl, SWITCHES),
+        (Number(first - t0) / ns).toFixed(2),
+        Math.round(((WORKERS * iters) / ns) * 1e9),
+        Math.round((allOps / Number(first - t0)) * 1e9)
+      )
   }
   await Promise.all(workers.map((w) => w.exited))
-  if (ctl[OVER] !== 0) throw new Error(`${impl}, ${permits} permit(s): more than ${permits} holder(s) at once ${ctl[OVER]} times`)
-  if (sem.available !== permits) throw new Error(`${impl}, ${permits} permit(s): ${sem.available} available after the run`)
+  if (ctl[OVER] !== 0)
+    throw new Error(
+      `${impl}, ${permits} permit(s): more than ${permits} holder(s) at once ${ctl[OVER]} times`
+    )
+  if (sem.available !== permits)
+    throw new Error(`${impl}, ${permits} permit(s): ${sem.available} available after the run`)
   return {
     perSec: median(perSec),
     handoffs: permits === 1 ? median(handoffs) : null,
@@ -226,22 +280,32 @@ async function throughput (impl, permits) {
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 
-async function latency (impl) {
+async function latency(impl) {
   const { sem, data } = createSemaphore(impl, 1)
   const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_SLOTS))
   const stamp = new SharedArrayBuffer(8)
-  const workers = [0, 1].map((me) => spawn({
-    ...data, impl, mode: 'latency', ctl: ctl.buffer, stamp, me, total: PING_WARMUP + PINGS, skip: PING_WARMUP
-  }))
+  const workers = [0, 1].map((me) =>
+    spawn({
+      ...data,
+      impl,
+      mode: 'latency',
+      ctl: ctl.buffer,
+      stamp,
+      me,
+      total: PING_WARMUP + PINGS,
+      skip: PING_WARMUP
+    })
+  )
   const samples = []
   for (const w of workers) samples.push(...(await w.next()).samples)
   await Promise.all(workers.map((w) => w.exited))
-  if (sem.available !== 1) throw new Error(`${impl} latency: ${sem.available} available after the run`)
+  if (sem.available !== 1)
+    throw new Error(`${impl} latency: ${sem.available} available after the run`)
   samples.sort((a, b) => a - b)
   return { n: samples.length, p50: pct(samples, 0.5) / 1e3, p99: pct(samples, 0.99) / 1e3 }
 }
 
-async function child (impl) {
+async function child(impl) {
   const out = {}
   for (const p of PERMITS) out[p] = await throughput(impl, p)
   out.latency = await latency(impl)
@@ -250,15 +314,20 @@ async function child (impl) {
 
 // ------------------------------------------------------------------ main ---
 
-function main () {
-  const res = Object.fromEntries(Object.keys(IMPLS).map((impl) => [impl, runChild('./shared.mjs', [impl], [])]))
+function main() {
+  const res = Object.fromEntries(
+    Object.keys(IMPLS).map((impl) => [impl, runChild('./shared.mjs', [impl], [])])
+  )
   const base = res.atomics
   const rows = []
   for (const p of PERMITS) {
     for (const impl of Object.keys(IMPLS)) {
       const r = res[impl]
       const label = `${IMPLS[impl]}, ${p} permit${p > 1 ? 's' : ''}`
-      if (r.error) { rows.push({ semaphore: label, error: r.error }); continue }
+      if (r.error) {
+        rows.push({ semaphore: label, error: r.error })
+        continue
+      }
       const t = r[p]
       const vs = base.error ? null : t.allPerSec / base[p].allPerSec
       rows.push({
@@ -267,23 +336,30 @@ function main () {
         'vs baseline': impl === 'atomics' ? '' : ratio(vs),
         'pairs/s, whole round': fmt(t.perSec),
         'cross-thread hand-offs/s': t.handoffs == null ? '' : fmt(t.handoffs),
-        'hand-offs vs baseline': impl === 'atomics' || t.handoffs == null || base.error ? '' : ratio(t.handoffs / base[p].handoffs),
+        'hand-offs vs baseline':
+          impl === 'atomics' || t.handoffs == null || base.error
+            ? ''
+            : ratio(t.handoffs / base[p].handoffs),
         'first worker done': `${(t.firstDone * 100).toFixed(0)}%`,
         'run spread': `${(t.allSpread * 100).toFixed(0)}%`
       })
     }
   }
-  printTable(`Shared semaphore hand-offs: ${WORKERS} worker threads each loop \`await acquire(); release()\` (${fmt(ITERS[1])} times at 1 permit, ${fmt(ITERS[4])} at 4), median of ${ROUNDS.runs} rounds after ${ROUNDS.warmup} warm-up`, rows, [
-    'pairs/s, all 4 running: acquire+release pairs completed by all workers per second, until the first worker finished its loop;',
-    '  vs baseline = this / the Atomics.waitAsync semaphore\'s (>1 is faster). pairs/s, whole round: all pairs / time until the last finished',
-    '  (after one worker stalls, the others run nearly alone and much faster, so the whole-round figure swings between rounds)',
-    'cross-thread hand-offs/s (1 permit): acquires by another thread than the last holder; sluice is FIFO across threads, so nearly every acquire',
-    '  is one; the Atomics semaphore lets a releasing thread take the permit straight back (barging), so most of its pairs stay on one thread',
-    '  and how many of them cross threads swings from round to round (SHARED_DEBUG=1 prints each round)',
-    'run spread = (max-min)/median of pairs/s, all 4 running, over the rounds',
-    'first worker done: when the first of the 4 workers finished its loop, as a share of the round (100%: all progressed together)',
-    'every round checks that no more than `permits` threads held a permit at once, and that all permits are free at the end'
-  ])
+  printTable(
+    `Shared semaphore hand-offs: ${WORKERS} worker threads each loop \`await acquire(); release()\` (${fmt(ITERS[1])} times at 1 permit, ${fmt(ITERS[4])} at 4), median of ${ROUNDS.runs} rounds after ${ROUNDS.warmup} warm-up`,
+    rows,
+    [
+      'pairs/s, all 4 running: acquire+release pairs completed by all workers per second, until the first worker finished its loop;',
+      "  vs baseline = this / the Atomics.waitAsync semaphore's (>1 is faster). pairs/s, whole round: all pairs / time until the last finished",
+      '  (after one worker stalls, the others run nearly alone and much faster, so the whole-round figure swings between rounds)',
+      'cross-thread hand-offs/s (1 permit): acquires by another thread than the last holder; sluice is FIFO across threads, so nearly every acquire',
+      '  is one; the Atomics semaphore lets a releasing thread take the permit straight back (barging), so most of its pairs stay on one thread',
+      '  and how many of them cross threads swings from round to round (SHARED_DEBUG=1 prints each round)',
+      'run spread = (max-min)/median of pairs/s, all 4 running, over the rounds',
+      'first worker done: when the first of the 4 workers finished its loop, as a share of the round (100%: all progressed together)',
+      'every round checks that no more than `permits` threads held a permit at once, and that all permits are free at the end'
+    ]
+  )
   const lrows = Object.keys(IMPLS).map((impl) => {
     const r = res[impl]
     if (r.error) return { semaphore: IMPLS[impl], error: r.error }
@@ -297,9 +373,11 @@ function main () {
       samples: fmt(l.n)
     }
   })
-  printTable(`Wake-up latency: release() in one worker thread -> the other thread's \`await acquire()\` resuming (1 permit ping-ponged ${fmt(PINGS)} times after ${fmt(PING_WARMUP)} warm-up)`, lrows, [
-    'vs baseline = Atomics semaphore latency / sluice latency (>1 means sluice wakes faster)'
-  ])
+  printTable(
+    `Wake-up latency: release() in one worker thread -> the other thread's \`await acquire()\` resuming (1 permit ping-ponged ${fmt(PINGS)} times after ${fmt(PING_WARMUP)} warm-up)`,
+    lrows,
+    ['vs baseline = Atomics semaphore latency / sluice latency (>1 means sluice wakes faster)']
+  )
   if (!res.sluice.error && !base.error) {
     const s = res.sluice
     const pairs1 = s[1].allPerSec / base[1].allPerSec
@@ -307,10 +385,16 @@ function main () {
     const cross = s[1].handoffs / base[1].handoffs
     const lat = s.latency.p50 <= base.latency.p50
     const verdict = (x) => (x >= 2 ? 'met' : 'NOT met')
-    console.log('\nTarget (issue 4): >= 2x the baseline\'s hand-offs/s, and p50 latency no worse.')
-    console.log(`  acquire+release pairs/s (all 4 running): 1 permit ${ratio(pairs1)} (${verdict(pairs1)}), 4 permits ${ratio(pairs4)} (${verdict(pairs4)})`)
-    console.log(`  cross-thread hand-offs/s, 1 permit: ${ratio(cross)} (${verdict(cross)}; the baseline barges, so its count of these swings between rounds and runs)`)
-    console.log(`  p50 wake-up latency: ${fmt(s.latency.p50, 1)} µs vs ${fmt(base.latency.p50, 1)} µs (${lat ? 'met' : 'NOT met'})`)
+    console.log("\nTarget (issue 4): >= 2x the baseline's hand-offs/s, and p50 latency no worse.")
+    console.log(
+      `  acquire+release pairs/s (all 4 running): 1 permit ${ratio(pairs1)} (${verdict(pairs1)}), 4 permits ${ratio(pairs4)} (${verdict(pairs4)})`
+    )
+    console.log(
+      `  cross-thread hand-offs/s, 1 permit: ${ratio(cross)} (${verdict(cross)}; the baseline barges, so its count of these swings between rounds and runs)`
+    )
+    console.log(
+      `  p50 wake-up latency: ${fmt(s.latency.p50, 1)} µs vs ${fmt(base.latency.p50, 1)} µs (${lat ? 'met' : 'NOT met'})`
+    )
   }
   if (Object.values(res).some((r) => r.error)) process.exitCode = 1
 }

@@ -25,7 +25,7 @@ const WORKER_SOURCE = `
 let nextJob = 0
 
 const factory = {
-  create () {
+  create() {
     return new Promise((resolve, reject) => {
       const worker = new Worker(WORKER_SOURCE, { eval: true })
       worker.alive = true
@@ -34,13 +34,15 @@ const factory = {
         worker.alive = false
         reject(err)
       })
-      worker.once('exit', () => { worker.alive = false })
+      worker.once('exit', () => {
+        worker.alive = false
+      })
     })
   },
-  async destroy (worker) {
+  async destroy(worker) {
     await worker.terminate()
   },
-  validate (worker) {
+  validate(worker) {
     return worker.alive
   }
 }
@@ -59,26 +61,29 @@ pool.on('factoryDestroyError', (err) => console.error('could not stop a worker:'
 
 // Runs one job on a pooled Worker. `use` releases the Worker when the job
 // settles, and destroys it if the job fails.
-function hash (text) {
-  return pool.use((worker) => new Promise((resolve, reject) => {
-    const id = nextJob++
-    const onMessage = (msg) => {
-      if (msg.id !== id) return
-      worker.off('message', onMessage)
-      worker.off('exit', onExit)
-      resolve(msg.hash)
-    }
-    const onExit = () => {
-      worker.off('message', onMessage)
-      reject(new Error('worker exited during a job'))
-    }
-    worker.on('message', onMessage)
-    worker.once('exit', onExit)
-    worker.postMessage({ id, text })
-  }))
+function hash(text) {
+  return pool.use(
+    (worker) =>
+      new Promise((resolve, reject) => {
+        const id = nextJob++
+        const onMessage = (msg) => {
+          if (msg.id !== id) return
+          worker.off('message', onMessage)
+          worker.off('exit', onExit)
+          resolve(msg.hash)
+        }
+        const onExit = () => {
+          worker.off('message', onMessage)
+          reject(new Error('worker exited during a job'))
+        }
+        worker.on('message', onMessage)
+        worker.once('exit', onExit)
+        worker.postMessage({ id, text })
+      })
+  )
 }
 
-async function main () {
+async function main() {
   await pool.ready()
   console.log(`ready: ${pool.size} workers`)
 
@@ -93,7 +98,7 @@ async function main () {
 // Clean shutdown, also after an error: no new acquires, wait for every loan
 // to come back, then terminate the idle Workers. Nothing is left then: the
 // process exits by itself.
-async function shutdown () {
+async function shutdown() {
   await pool.drain()
   await pool.clear()
   console.log('after drain + clear:', { size: pool.size, available: pool.available })

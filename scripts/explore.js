@@ -20,15 +20,25 @@ const failed = []
 for (let round = 1; round <= rounds; round++) {
   for (const file of ['test/model-gate.test.js', 'test/model-pool.test.js']) {
     const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], {
-      cwd: root, encoding: 'utf8', maxBuffer: 256 << 20, env: { ...process.env, SLUICE_MODEL_SEED: 'random' }
+      cwd: root,
+      encoding: 'utf8',
+      maxBuffer: 256 << 20,
+      env: { ...process.env, SLUICE_MODEL_SEED: 'random' }
     })
     const out = r.stdout + r.stderr
     const seed = (out.match(/added: (-?\d+)/) || [])[1]
     const ok = r.status === 0
-    console.log(`round ${round}/${rounds} ${path.basename(file)} seed ${seed}: ${ok ? 'ok' : 'FAILED'}`)
+    console.log(
+      `round ${round}/${rounds} ${path.basename(file)} seed ${seed}: ${ok ? 'ok' : 'FAILED'}`
+    )
     if (!ok) {
       failed.push(`${file} seed ${seed}`)
-      console.log(out.split('\n').filter((l) => /Counterexample|Property failed|Got |seed:/.test(l)).join('\n'))
+      console.log(
+        out
+          .split('\n')
+          .filter((l) => /Counterexample|Property failed|Got |seed:/.test(l))
+          .join('\n')
+      )
     }
   }
 }

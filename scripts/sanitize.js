@@ -41,7 +41,7 @@ const path = require('node:path')
 const root = path.join(__dirname, '..')
 const timings = []
 
-async function step (name, fn) {
+async function step(name, fn) {
   console.log(`\n## sanitize: ${name}`)
   const t0 = process.hrtime.bigint()
   const ok = await fn()
@@ -51,7 +51,7 @@ async function step (name, fn) {
   return ok
 }
 
-function sanitizerRuntime (name) {
+function sanitizerRuntime(name) {
   const cc = process.env.CC || 'gcc'
   const r = spawnSync(cc, [`-print-file-name=${name}`], { encoding: 'utf8' })
   const p = r.status === 0 ? r.stdout.trim() : ''
@@ -62,40 +62,50 @@ function sanitizerRuntime (name) {
 const REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/g
 
 /** Runs a command, echoing its output, and counts sanitizer reports in it. */
-function runCounting (cmd, args, opts) {
-  return new Promise(resolve => {
+function runCounting(cmd, args, opts) {
+  return new Promise((resolve) => {
     const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] })
     const lines = []
     let reports = 0
     const scan = (stream, out) => {
       let rest = ''
-      stream.on('data', d => {
+      stream.on('data', (d) => {
         out.write(d)
         const parts = (rest + d).split('\n')
         rest = parts.pop()
         for (const l of parts) {
           const n = (l.match(REPORT) || []).length
-          if (n) { reports += n; lines.push(l) }
+          if (n) {
+            reports += n
+            lines.push(l)
+          }
         }
       })
-      stream.on('end', () => { reports += (rest.match(REPORT) || []).length })
+      stream.on('end', () => {
+        reports += (rest.match(REPORT) || []).length
+      })
     }
     scan(child.stdout, process.stdout)
     scan(child.stderr, process.stderr)
-    child.on('close', code => resolve({ code, reports, lines }))
+    child.on('close', (code) => resolve({ code, reports, lines }))
   })
 }
 
-async function main () {
+async function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sanitize-'))
   let addon = null
   let found = null
   let stressFound = null
 
-  const cOk = await step('C core tests (ASan/UBSan, then valgrind)', () =>
-    spawnSync(process.execPath, [path.join(__dirname, 'test.js'), '--c'], {
-      cwd: root, stdio: 'inherit', env: { ...process.env, SLUICE_VALGRIND: '1', SLUICE_REQUIRE_C_TESTS: '1' }
-    }).status === 0)
+  const cOk = await step(
+    'C core tests (ASan/UBSan, then valgrind)',
+    () =>
+      spawnSync(process.execPath, [path.join(__dirname, 'test.js'), '--c'], {
+        cwd: root,
+        stdio: 'inherit',
+        env: { ...process.env, SLUICE_VALGRIND: '1', SLUICE_REQUIRE_C_TESTS: '1' }
+      }).status === 0
+  )
 
   const buildOk = await step('build the addon with -fsanitize=address,undefined', () => {
     const tree = path.join(work, 'tree')
@@ -106,7 +116,9 @@ async function main () {
     // The build users get (scripts/install.js finds node-gyp and the headers);
     // node-gyp takes npm_config_* variables as gyp variables.
     const r = spawnSync(process.execPath, [path.join(tree, 'scripts', 'install.js'), '--force'], {
-      cwd: tree, stdio: 'inherit', env: { ...process.env, npm_config_sluice_sanitize: 'true' }
+      cwd: tree,
+      stdio: 'inherit',
+      env: { ...process.env, npm_config_sluice_sanitize: 'true' }
     })
     const file = path.join(tree, 'build', 'Release', 'sluice.node')
     if (r.status !== 0 || !fs.existsSync(file)) return false
@@ -129,19 +141,30 @@ async function main () {
     ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1:abort_on_error=0',
     UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1'
   }
-  const jsOk = buildOk && await step('JS suite against the sanitized addon', async () => {
-    if (!asan) {
-      console.error('sanitize: libasan.so not found (Debian: apt-get install gcc)')
-      return false
-    }
-    found = await runCounting(process.execPath, [path.join(__dirname, 'test.js'), '--js'], { cwd: root, env })
-    return found.code === 0 && found.reports === 0
-  })
+  const jsOk =
+    buildOk &&
+    (await step('JS suite against the sanitized addon', async () => {
+      if (!asan) {
+        console.error('sanitize: libasan.so not found (Debian: apt-get install gcc)')
+        return false
+      }
+      found = await runCounting(process.execPath, [path.join(__dirname, 'test.js'), '--js'], {
+        cwd: root,
+        env
+      })
+      return found.code === 0 && found.reports === 0
+    }))
 
-  const stressOk = buildOk && asan && await step('stress cases against the sanitized addon', async () => {
-    stressFound = await runCounting(process.execPath, [path.join(__dirname, 'stress.js')], { cwd: root, env })
-    return stressFound.code === 0 && stressFound.reports === 0
-  })
+  const stressOk =
+    buildOk &&
+    asan &&
+    (await step('stress cases against the sanitized addon', async () => {
+      stressFound = await runCounting(process.execPath, [path.join(__dirname, 'stress.js')], {
+        cwd: root,
+        env
+      })
+      return stressFound.code === 0 && stressFound.reports === 0
+    }))
 
   console.log('\n## sanitize: summary')
   const lines = [...(found ? found.lines : []), ...(stressFound ? stressFound.lines : [])]
@@ -149,9 +172,12 @@ async function main () {
     console.log('#   sanitizer reports (first lines):')
     for (const l of lines.slice(0, 20)) console.log(`#     ${l.replace(/^#\s*/, '')}`)
   }
-  for (const t of timings) console.log(`#   ${t.ok ? 'ok  ' : 'FAIL'} ${t.name}: ${t.s.toFixed(1)} s`)
+  for (const t of timings)
+    console.log(`#   ${t.ok ? 'ok  ' : 'FAIL'} ${t.name}: ${t.s.toFixed(1)} s`)
   console.log(`#   sanitizer reports in the JS suite: ${found ? found.reports : 'not run'}`)
-  console.log(`#   sanitizer reports in the stress cases: ${stressFound ? stressFound.reports : 'not run'}`)
+  console.log(
+    `#   sanitizer reports in the stress cases: ${stressFound ? stressFound.reports : 'not run'}`
+  )
   if (!process.env.SLUICE_KEEP_SANITIZE_BUILD) fs.rmSync(work, { recursive: true, force: true })
   else console.log(`#   sanitized build kept in ${work}`)
   process.exit(cOk && buildOk && jsOk && stressOk ? 0 : 1)

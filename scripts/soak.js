@@ -47,12 +47,12 @@ const NINT = G_VIOLATIONS + 8
 if (isMainThread) main()
 else worker()
 
-function arg (name, def) {
+function arg(name, def) {
   const i = process.argv.indexOf(name)
   return i >= 0 ? Number(process.argv[i + 1]) : def
 }
 
-function main () {
+function main() {
   const pLimit = require('../lib/p-limit.js')
   const { Semaphore } = require('../lib/index.js')
   const seconds = arg('--seconds', 60)
@@ -69,8 +69,10 @@ function main () {
   let stopping = false
   const t0 = Date.now()
 
-  function start (slot) {
-    const w = new Worker(__filename, { workerData: { slot, ints: ints.buffer, ops: ops.buffer, seed: Math.random() } })
+  function start(slot) {
+    const w = new Worker(__filename, {
+      workerData: { slot, ints: ints.buffer, ops: ops.buffer, seed: Math.random() }
+    })
     workers[slot] = w
     w.on('error', (err) => {
       crashes++
@@ -110,19 +112,26 @@ function main () {
   }
   killer = setTimeout(killOne, 200)
 
-  const violationCount = () => Atomics.load(ints, G_VIOLATIONS) + Atomics.load(ints, G_SEM_VIOLATIONS) + Atomics.load(ints, G_POOL_VIOLATIONS)
+  const violationCount = () =>
+    Atomics.load(ints, G_VIOLATIONS) +
+    Atomics.load(ints, G_SEM_VIOLATIONS) +
+    Atomics.load(ints, G_POOL_VIOLATIONS)
   const rss = []
-  const fmtMB = b => (b / 1048576).toFixed(1)
+  const fmtMB = (b) => (b / 1048576).toFixed(1)
   const report = () => {
     const s = ((Date.now() - t0) / 1000).toFixed(0)
     const r = process.memoryUsage.rss()
     rss.push(r)
     const total = ops[0] + ops[1] + ops[2]
-    console.log(`${s.padStart(4)} s  ops ${String(total).padStart(10)} (limit ${ops[0]}, sem ${ops[1]}, pool ${ops[2]})  ` +
-      `violations ${violationCount()}  ` +
-      `ambiguous ${Atomics.load(ints, G_AMBIGUOUS)}  restarts ${restarts}  rss ${fmtMB(r)} MB`)
+    console.log(
+      `${s.padStart(4)} s  ops ${String(total).padStart(10)} (limit ${ops[0]}, sem ${ops[1]}, pool ${ops[2]})  ` +
+        `violations ${violationCount()}  ` +
+        `ambiguous ${Atomics.load(ints, G_AMBIGUOUS)}  restarts ${restarts}  rss ${fmtMB(r)} MB`
+    )
   }
-  console.log(`soak: ${nworkers} workers, ${seconds} s; shared limit ${LIMIT}, shared semaphore ${SEM_PERMITS} permits, a pool per worker`)
+  console.log(
+    `soak: ${nworkers} workers, ${seconds} s; shared limit ${LIMIT}, shared semaphore ${SEM_PERMITS} permits, a pool per worker`
+  )
   const reporter = setInterval(report, 5000)
 
   setTimeout(async () => {
@@ -132,32 +141,46 @@ function main () {
     // Every worker is dying from here on (their teardowns return permits
     // while the others still run).
     for (let i = 0; i < nworkers; i++) Atomics.store(ints, DYING + i, 1)
-    await Promise.all(workers.filter(Boolean).map(w => w.terminate()))
+    await Promise.all(workers.filter(Boolean).map((w) => w.terminate()))
     // Teardown hands permits back through the gate; give the main thread's
     // doorbell a moment.
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await new Promise((resolve) => setTimeout(resolve, 100))
     report()
     const endLimit = { active: limit.activeCount, pending: limit.pendingCount }
     const endSem = { available: sem.available, pending: sem.pending }
     let violations = violationCount()
-    const endOk = endLimit.active === 0 && endLimit.pending === 0 && endSem.available === SEM_PERMITS && endSem.pending === 0
+    const endOk =
+      endLimit.active === 0 &&
+      endLimit.pending === 0 &&
+      endSem.available === SEM_PERMITS &&
+      endSem.pending === 0
     if (!endOk) violations++
     const total = ops[0] + ops[1] + ops[2]
     console.log('')
-    console.log(`operations      ${total} in ${seconds} s (limit tasks ${ops[0]}, semaphore acquires ${ops[1]}, pool cycles ${ops[2]}; ` +
-      `expected rejections ${ops[3]})`)
+    console.log(
+      `operations      ${total} in ${seconds} s (limit tasks ${ops[0]}, semaphore acquires ${ops[1]}, pool cycles ${ops[2]}; ` +
+        `expected rejections ${ops[3]})`
+    )
     console.log(`restarts        ${restarts} workers terminated and restarted, ${crashes} crashed`)
-    console.log(`at the end      limit active ${endLimit.active} pending ${endLimit.pending}; semaphore available ${endSem.available}/${SEM_PERMITS} pending ${endSem.pending}`)
-    console.log(`rss             min ${fmtMB(Math.min(...rss))} MB, max ${fmtMB(Math.max(...rss))} MB, last ${fmtMB(rss[rss.length - 1])} MB`)
-    console.log(`ambiguous       ${Atomics.load(ints, G_AMBIGUOUS)} (an excess only counting a terminated worker's stale slot); ` +
-      `${Atomics.load(ints, G_NO_SNAPSHOT)} checks without a consistent snapshot`)
-    console.log(`violations      ${violations} (shared limit ${Atomics.load(ints, G_VIOLATIONS)}, shared semaphore ${Atomics.load(ints, G_SEM_VIOLATIONS)}, ` +
-      `pools: lent twice ${Atomics.load(ints, G_POOL_TWICE)}, counts ${Atomics.load(ints, G_POOL_SIZE)}; end state ${endOk ? 'ok' : 'WRONG'})`)
+    console.log(
+      `at the end      limit active ${endLimit.active} pending ${endLimit.pending}; semaphore available ${endSem.available}/${SEM_PERMITS} pending ${endSem.pending}`
+    )
+    console.log(
+      `rss             min ${fmtMB(Math.min(...rss))} MB, max ${fmtMB(Math.max(...rss))} MB, last ${fmtMB(rss[rss.length - 1])} MB`
+    )
+    console.log(
+      `ambiguous       ${Atomics.load(ints, G_AMBIGUOUS)} (an excess only counting a terminated worker's stale slot); ` +
+        `${Atomics.load(ints, G_NO_SNAPSHOT)} checks without a consistent snapshot`
+    )
+    console.log(
+      `violations      ${violations} (shared limit ${Atomics.load(ints, G_VIOLATIONS)}, shared semaphore ${Atomics.load(ints, G_SEM_VIOLATIONS)}, ` +
+        `pools: lent twice ${Atomics.load(ints, G_POOL_TWICE)}, counts ${Atomics.load(ints, G_POOL_SIZE)}; end state ${endOk ? 'ok' : 'WRONG'})`
+    )
     process.exit(violations === 0 && crashes === 0 ? 0 : 1)
   }, seconds * 1000)
 }
 
-function worker () {
+function worker() {
   const pLimit = require('../lib/p-limit.js')
   const { Semaphore } = require('../lib/index.js')
   const { createPool } = require('../lib/generic-pool.js')
@@ -168,12 +191,15 @@ function worker () {
   const sem = new Semaphore(undefined, { name: SEM_NAME })
   let rnd = Math.floor(workerData.seed * 2 ** 31) || 1
   const random = () => {
-    rnd ^= rnd << 13; rnd ^= rnd >>> 17; rnd ^= rnd << 5
+    rnd ^= rnd << 13
+    rnd ^= rnd >>> 17
+    rnd ^= rnd << 5
     return (rnd >>> 0) / 4294967296
   }
-  const pause = () => random() < 0.5
-    ? new Promise(resolve => setImmediate(resolve))
-    : new Promise(resolve => setTimeout(resolve, random() < 0.9 ? 0 : 1))
+  const pause = () =>
+    random() < 0.5
+      ? new Promise((resolve) => setImmediate(resolve))
+      : new Promise((resolve) => setTimeout(resolve, random() < 0.9 ? 0 : 1))
 
   // Sums a counter over the slots, from a consistent snapshot (two equal
   // collects of the versioned slots: nothing moved in between). What live
@@ -183,18 +209,22 @@ function worker () {
   // needs it is only "ambiguous".
   const snap1 = new Int32Array(2 * MAX_WORKERS)
   const snap2 = new Int32Array(2 * MAX_WORKERS)
-  function collect (base, out) {
+  function collect(base, out) {
     for (let i = 0; i < MAX_WORKERS; i++) {
       out[i] = Atomics.load(ints, base + i)
       out[MAX_WORKERS + i] = Atomics.load(ints, DYING + i)
     }
   }
-  function checkHeld (base, max, counter) {
+  function checkHeld(base, max, counter) {
     for (let attempt = 0; attempt < 8; attempt++) {
       collect(base, snap1)
       collect(base, snap2)
       let same = true
-      for (let i = 0; i < snap1.length; i++) if (snap1[i] !== snap2[i]) { same = false; break }
+      for (let i = 0; i < snap1.length; i++)
+        if (snap1[i] !== snap2[i]) {
+          same = false
+          break
+        }
       if (!same) continue
       let live = 0
       let dying = 0
@@ -214,7 +244,7 @@ function worker () {
   const hold = (base, n) => Atomics.add(ints, base + slot, VERSION + n)
   const unhold = (base, n) => Atomics.add(ints, base + slot, VERSION - n)
 
-  async function limitLoop () {
+  async function limitLoop() {
     for (;;) {
       await limit(async () => {
         hold(SLOT_LIMIT, 1)
@@ -226,7 +256,7 @@ function worker () {
     }
   }
 
-  async function semLoop () {
+  async function semLoop() {
     for (;;) {
       const n = random() < 0.7 ? 1 : 2
       const options = { priority: Math.floor(random() * 3) }
@@ -254,14 +284,25 @@ function worker () {
   }
 
   let id = 0
-  const pool = createPool({
-    create: async () => {
-      if (random() < 0.02) throw new Error('create failed')
-      return { id: id++ }
+  const pool = createPool(
+    {
+      create: async () => {
+        if (random() < 0.02) throw new Error('create failed')
+        return { id: id++ }
+      },
+      destroy: async () => {},
+      validate: async () => random() > 0.02
     },
-    destroy: async () => {},
-    validate: async () => random() > 0.02
-  }, { max: 4, min: 1, priorityRange: 3, testOnBorrow: random() < 0.5, acquireTimeoutMillis: 50, evictionRunIntervalMillis: 5, idleTimeoutMillis: 20 })
+    {
+      max: 4,
+      min: 1,
+      priorityRange: 3,
+      testOnBorrow: random() < 0.5,
+      acquireTimeoutMillis: 50,
+      evictionRunIntervalMillis: 5,
+      idleTimeoutMillis: 20
+    }
+  )
   pool.on('factoryCreateError', () => {})
   const lent = new Set()
   const poolViolation = (kind) => {
@@ -269,7 +310,7 @@ function worker () {
     Atomics.add(ints, kind, 1)
   }
 
-  async function poolLoop () {
+  async function poolLoop() {
     for (;;) {
       let r
       try {
@@ -290,7 +331,10 @@ function worker () {
     }
   }
 
-  const fail = (err) => { console.error(`worker ${slot}:`, err); process.exit(1) }
+  const fail = (err) => {
+    console.error(`worker ${slot}:`, err)
+    process.exit(1)
+  }
   for (let i = 0; i < 6; i++) limitLoop().catch(fail)
   for (let i = 0; i < 6; i++) semLoop().catch(fail)
   for (let i = 0; i < 6; i++) poolLoop().catch(fail)

@@ -17,44 +17,84 @@ const { limitFunction } = pLimit
 const { Semaphore } = require('../lib/index.js')
 const { createPool, Pool } = require('../lib/generic-pool.js')
 
-const JUNK = ['x', '', {}, [], null, true, NaN, -1, 0, 0.5, 1.5, 2 ** 32, 2 ** 53, 1e300, Infinity,
-  -Infinity, -0, Symbol('s'), 1n, () => 1, new Date(0)]
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-const show = v => typeof v === 'symbol' ? v.toString() : typeof v === 'bigint' ? v + 'n' : typeof v === 'function' ? 'fn' : JSON.stringify(v) ?? String(v)
+const JUNK = [
+  'x',
+  '',
+  {},
+  [],
+  null,
+  true,
+  NaN,
+  -1,
+  0,
+  0.5,
+  1.5,
+  2 ** 32,
+  2 ** 53,
+  1e300,
+  Infinity,
+  -Infinity,
+  -0,
+  Symbol('s'),
+  1n,
+  () => 1,
+  new Date(0)
+]
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const show = (v) =>
+  typeof v === 'symbol'
+    ? v.toString()
+    : typeof v === 'bigint'
+      ? v + 'n'
+      : typeof v === 'function'
+        ? 'fn'
+        : (JSON.stringify(v) ?? String(v))
 
 // Calls fn; it must return, or throw a TypeError/RangeError whose message
 // names `name`. Returns 'threw' or 'returned'.
-function typed (label, name, fn) {
+function typed(label, name, fn) {
   try {
     const r = fn()
     if (r instanceof Promise) r.catch(() => {}) // accepted input: not the point here
   } catch (e) {
-    assert.ok(e instanceof TypeError || e instanceof RangeError, `${label}: threw ${e && e.constructor && e.constructor.name}: ${e && e.message}`)
-    assert.ok(e.message.includes(name), `${label}: the message does not name \`${name}\`: ${e.message}`)
+    assert.ok(
+      e instanceof TypeError || e instanceof RangeError,
+      `${label}: threw ${e && e.constructor && e.constructor.name}: ${e && e.message}`
+    )
+    assert.ok(
+      e.message.includes(name),
+      `${label}: the message does not name \`${name}\`: ${e.message}`
+    )
     return 'threw'
   }
   return 'returned'
 }
-function mustThrow (label, name, fn) {
+function mustThrow(label, name, fn) {
   assert.equal(typed(label, name, fn), 'threw', `${label}: did not throw`)
 }
-const validConcurrency = v => (Number.isInteger(v) || v === Infinity) && v > 0
-const validCount = v => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 0xffffffff
+const validConcurrency = (v) => (Number.isInteger(v) || v === Infinity) && v > 0
+const validCount = (v) => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 0xffffffff
 
 describe('p-limit', () => {
   test('pLimit, limitFunction, concurrency: every junk value', () => {
     for (const v of [...JUNK, undefined]) {
       if (validConcurrency(v)) continue
       mustThrow(`pLimit(${show(v)})`, 'concurrency', () => pLimit(v))
-      mustThrow(`pLimit({concurrency: ${show(v)}})`, 'concurrency', () => pLimit({ concurrency: v }))
+      mustThrow(`pLimit({concurrency: ${show(v)}})`, 'concurrency', () =>
+        pLimit({ concurrency: v })
+      )
       mustThrow(`limitFunction(f, ${show(v)})`, 'concurrency', () => limitFunction(() => {}, v))
       const limit = pLimit(2)
-      mustThrow(`concurrency = ${show(v)}`, 'concurrency', () => { limit.concurrency = v })
+      mustThrow(`concurrency = ${show(v)}`, 'concurrency', () => {
+        limit.concurrency = v
+      })
       assert.equal(limit.concurrency, 2)
     }
     for (const v of JUNK) {
       if (typeof v === 'boolean') continue
-      mustThrow(`rejectOnClear ${show(v)}`, 'rejectOnClear', () => pLimit({ concurrency: 1, rejectOnClear: v }))
+      mustThrow(`rejectOnClear ${show(v)}`, 'rejectOnClear', () =>
+        pLimit({ concurrency: 1, rejectOnClear: v })
+      )
     }
     for (const v of JUNK) {
       if (typeof v === 'string' && v !== '') continue
@@ -70,12 +110,15 @@ describe('p-limit', () => {
       await assert.rejects(limit(v), TypeError)
     }
     for (const v of [null, undefined]) {
-      await assert.rejects(limit.map(v, x => x), TypeError)
+      await assert.rejects(
+        limit.map(v, (x) => x),
+        TypeError
+      )
     }
     await assert.rejects(limit.map([1, 2], 'not a function'), TypeError)
     assert.equal(limit.activeCount, 0)
     assert.equal(limit.pendingCount, 0)
-    assert.equal(await limit(x => x * 2, 21), 42)
+    assert.equal(await limit((x) => x * 2, 21), 42)
   })
 
   test('re-entrant: clearQueue, limit(), concurrency changes from inside tasks', async () => {
@@ -88,7 +131,7 @@ describe('p-limit', () => {
       log.push(limit.pendingCount)
       return inner
     })
-    const cleared = [limit(() => 'a'), limit(() => 'b')].map(p => p.catch(e => e.name))
+    const cleared = [limit(() => 'a'), limit(() => 'b')].map((p) => p.catch((e) => e.name))
     assert.equal(await first, 'inner')
     assert.deepEqual(await Promise.all(cleared), ['AbortError', 'AbortError'])
     const nested = await limit(() => limit(() => limit(() => 'deep')))
@@ -100,7 +143,8 @@ describe('p-limit', () => {
 describe('Semaphore', () => {
   test('constructor, methods and setters: every junk value', async () => {
     for (const v of [...JUNK, undefined]) {
-      const validPermits = typeof v === 'number' && (v === Infinity || (Number.isInteger(v) && v >= 0))
+      const validPermits =
+        typeof v === 'number' && (v === Infinity || (Number.isInteger(v) && v >= 0))
       if (!validPermits) mustThrow(`new Semaphore(${show(v)})`, 'permits', () => new Semaphore(v))
       if (v !== undefined && !(v !== null && typeof v === 'object')) {
         mustThrow(`new Semaphore(1, ${show(v)})`, 'options', () => new Semaphore(1, v))
@@ -115,7 +159,9 @@ describe('Semaphore', () => {
         mustThrow(`release(${show(v)})`, '`n`', () => sem.release(v))
       }
       if (!(typeof v === 'number' && (v === Infinity || (Number.isInteger(v) && v >= 0)))) {
-        mustThrow(`permits = ${show(v)}`, 'permits', () => { sem.permits = v })
+        mustThrow(`permits = ${show(v)}`, 'permits', () => {
+          sem.permits = v
+        })
       }
       if (!(typeof v === 'number' && Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31)) {
         mustThrow(`priority ${show(v)}`, 'priority', () => open.acquire(1, { priority: v }))
@@ -150,7 +196,13 @@ describe('Semaphore', () => {
       return 'other'
     })
     ac.abort() // the listener runs first (added first), the waiter is granted by it
-    assert.equal(await aborted.then(() => 'granted', e => e.name), 'granted')
+    assert.equal(
+      await aborted.then(
+        () => 'granted',
+        (e) => e.name
+      ),
+      'granted'
+    )
     assert.equal(await other, 'other')
     sem.release(2)
     assert.equal(sem.available, 2)
@@ -165,28 +217,62 @@ describe('generic-pool', () => {
       if (typeof v === 'function') continue
       assert.throws(() => createPool(v), TypeError, `factory ${show(v)}`)
       assert.throws(() => new Pool(v, {}), TypeError)
-      assert.throws(() => createPool({ create: v, destroy () {} }), { name: 'TypeError', message: /create/ })
-      assert.throws(() => createPool({ create () {}, destroy: v }), { name: 'TypeError', message: /destroy/ })
-      if (v !== undefined) assert.throws(() => createPool({ create () {}, destroy () {}, validate: v }), { name: 'TypeError', message: /validate/ })
+      assert.throws(() => createPool({ create: v, destroy() {} }), {
+        name: 'TypeError',
+        message: /create/
+      })
+      assert.throws(() => createPool({ create() {}, destroy: v }), {
+        name: 'TypeError',
+        message: /destroy/
+      })
+      if (v !== undefined)
+        assert.throws(() => createPool({ create() {}, destroy() {}, validate: v }), {
+          name: 'TypeError',
+          message: /validate/
+        })
     }
     for (const name of ['maxUses', 'maxLifetimeMillis', 'leakDetectionMillis']) {
       for (const v of JUNK) {
-        if (typeof v === 'number' && v > 0 && (name !== 'maxUses' || Number.isInteger(v) || v === Infinity)) continue
+        if (
+          typeof v === 'number' &&
+          v > 0 &&
+          (name !== 'maxUses' || Number.isInteger(v) || v === Infinity)
+        )
+          continue
         mustThrow(`${name} ${show(v)}`, name, () => createPool(factory(), { [name]: v }))
       }
     }
     for (const v of JUNK) {
       if (typeof v === 'boolean') continue
-      mustThrow(`propagateCreateError ${show(v)}`, 'propagateCreateError', () => createPool(factory(), { propagateCreateError: v }))
+      mustThrow(`propagateCreateError ${show(v)}`, 'propagateCreateError', () =>
+        createPool(factory(), { propagateCreateError: v })
+      )
     }
-    mustThrow('priorityRange 2^21', 'priorityRange', () => createPool(factory(), { priorityRange: 2 ** 21 }))
+    mustThrow('priorityRange 2^21', 'priorityRange', () =>
+      createPool(factory(), { priorityRange: 2 ** 21 })
+    )
     mustThrow('Promise {}', 'Promise', () => createPool(factory(), { Promise: {} }))
-    assert.throws(() => createPool(factory(), { testOnBorrow: true }), { name: 'TypeError', message: /validate/ })
+    assert.throws(() => createPool(factory(), { testOnBorrow: true }), {
+      name: 'TypeError',
+      message: /validate/
+    })
   })
 
   test("generic-pool's own options take junk without crashing (its parsing quirks)", async () => {
-    const names = ['max', 'min', 'maxWaitingClients', 'fifo', 'priorityRange', 'autostart', 'evictionRunIntervalMillis',
-      'numTestsPerEvictionRun', 'softIdleTimeoutMillis', 'idleTimeoutMillis', 'destroyTimeoutMillis', 'testOnBorrow']
+    const names = [
+      'max',
+      'min',
+      'maxWaitingClients',
+      'fifo',
+      'priorityRange',
+      'autostart',
+      'evictionRunIntervalMillis',
+      'numTestsPerEvictionRun',
+      'softIdleTimeoutMillis',
+      'idleTimeoutMillis',
+      'destroyTimeoutMillis',
+      'testOnBorrow'
+    ]
     for (const name of names) {
       for (const v of JUNK) {
         if (typeof v === 'symbol' || typeof v === 'bigint') continue // parseInt/Number of these throw, as in generic-pool
@@ -199,7 +285,10 @@ describe('generic-pool', () => {
           assert.ok(e instanceof TypeError || e instanceof RangeError, `${name} ${show(v)}: ${e}`)
           continue
         }
-        const r = await Promise.race([pool.acquire().then(x => x), sleep(2000).then(() => 'hang')])
+        const r = await Promise.race([
+          pool.acquire().then((x) => x),
+          sleep(2000).then(() => 'hang')
+        ])
         assert.notEqual(r, 'hang', `${name} ${show(v)}: acquire hangs`)
         await pool.release(r)
         await pool.drain()
@@ -224,12 +313,16 @@ describe('generic-pool', () => {
         await pool.release(await pool.acquire(0, v))
       }
       if (!(v instanceof AbortSignal)) {
-        assert.throws(() => pool.acquire(0, { signal: v }), { name: 'TypeError', message: /signal/ })
+        assert.throws(() => pool.acquire(0, { signal: v }), {
+          name: 'TypeError',
+          message: /signal/
+        })
       }
       await assert.rejects(pool.release(v), /Resource not currently part of this pool/)
       await assert.rejects(pool.destroy(v), /Resource not currently part of this pool/)
       assert.equal(pool.isBorrowedResource(v), false)
-      if (typeof v !== 'function') await assert.rejects(pool.use(v), { name: 'TypeError', message: /fn/ })
+      if (typeof v !== 'function')
+        await assert.rejects(pool.use(v), { name: 'TypeError', message: /fn/ })
     }
     await assert.rejects(pool.release(), /Resource not currently part of this pool/)
     const stats = pool.stats()
@@ -245,37 +338,46 @@ describe('generic-pool', () => {
     let held
     let failNext = 1
     const log = []
-    pool = createPool({
-      create: async () => {
-        if (held !== undefined) {
-          // release a borrowed resource from inside a create
-          const h = held
-          held = undefined
-          await pool.release(h)
-          log.push('released in create')
+    pool = createPool(
+      {
+        create: async () => {
+          if (held !== undefined) {
+            // release a borrowed resource from inside a create
+            const h = held
+            held = undefined
+            await pool.release(h)
+            log.push('released in create')
+          }
+          if (failNext > 0) {
+            failNext--
+            throw new Error('create failed')
+          }
+          return { id: n++ }
+        },
+        destroy: async (r) => {
+          if (r.id === 0 && !pool.draining) log.push('destroy ' + r.id)
+        },
+        validate: async (r) => {
+          pool.clear().then(() => log.push('cleared in validate'))
+          return true
         }
-        if (failNext > 0) {
-          failNext--
-          throw new Error('create failed')
-        }
-        return { id: n++ }
       },
-      destroy: async (r) => {
-        if (r.id === 0 && !pool.draining) log.push('destroy ' + r.id)
-      },
-      validate: async (r) => {
-        pool.clear().then(() => log.push('cleared in validate'))
-        return true
-      }
-    }, { max: 3, testOnBorrow: true, leakDetectionMillis: 20 })
+      { max: 3, testOnBorrow: true, leakDetectionMillis: 20 }
+    )
     pool.once('factoryCreateError', () => {
       log.push('createError')
       // acquire from inside the listener
-      pool.acquire().then(r => { log.push('acquired in createError ' + r.id); pool.release(r) })
+      pool.acquire().then((r) => {
+        log.push('acquired in createError ' + r.id)
+        pool.release(r)
+      })
     })
     pool.once('leak', (r) => {
       log.push('leak ' + r.id)
-      pool.acquire().then(x => { log.push('acquired in leak'); pool.release(x) })
+      pool.acquire().then((x) => {
+        log.push('acquired in leak')
+        pool.release(x)
+      })
       pool.release(r)
     })
     const a = await pool.acquire()
@@ -284,20 +386,41 @@ describe('generic-pool', () => {
     await sleep(60) // b leaks; the leak listener acquires and releases it
     await pool.release(b).catch(() => {}) // may have been released by the listener
     await sleep(20)
-    const drainer = createPool({
-      create: async () => ({}),
-      destroy: async () => { drainer.drain() } // drain from inside destroy
-    }, { max: 1 })
+    const drainer = createPool(
+      {
+        create: async () => ({}),
+        destroy: async () => {
+          drainer.drain()
+        } // drain from inside destroy
+      },
+      { max: 1 }
+    )
     const d = await drainer.acquire()
     await drainer.destroy(d)
-    await Promise.race([drainer.drain(), sleep(2000).then(() => { throw new Error('drain hangs') })])
+    await Promise.race([
+      drainer.drain(),
+      sleep(2000).then(() => {
+        throw new Error('drain hangs')
+      })
+    ])
     await drainer.clear()
-    await Promise.race([pool.drain(), sleep(2000).then(() => { throw new Error('drain hangs') })])
+    await Promise.race([
+      pool.drain(),
+      sleep(2000).then(() => {
+        throw new Error('drain hangs')
+      })
+    ])
     await pool.clear()
     assert.ok(log.includes('createError'), log.join(', '))
-    assert.ok(log.some(l => l.startsWith('acquired in createError')), log.join(', '))
+    assert.ok(
+      log.some((l) => l.startsWith('acquired in createError')),
+      log.join(', ')
+    )
     assert.ok(log.includes('released in create'), log.join(', '))
-    assert.ok(log.some(l => l.startsWith('leak')), log.join(', '))
+    assert.ok(
+      log.some((l) => l.startsWith('leak')),
+      log.join(', ')
+    )
     assert.ok(log.includes('acquired in leak'), log.join(', '))
     assert.ok(log.includes('cleared in validate'), log.join(', '))
     assert.equal(pool.size, 0)
@@ -307,7 +430,12 @@ describe('generic-pool', () => {
 test("the pool's raw binding refuses a bad config or pump with TypeError/RangeError, survives garbage, and the pool still works after it", () => {
   const BINDING = path.join(__dirname, '..', 'lib', 'binding.js')
   const GENERIC_POOL = path.join(__dirname, '..', 'lib', 'generic-pool.js')
-  const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '-e',
+      `
     const { binding } = require(${JSON.stringify(BINDING)})
     const JUNK = ['x', '', {}, [], null, undefined, true, NaN, -1, 0, 0.5, 1.5, 2 ** 31, 2 ** 32, -(2 ** 31) - 1,
       2 ** 53, 1e300, Infinity, -Infinity, -0, Symbol('s'), 1n, () => 1, new Float64Array(18), new Int32Array(18)]
@@ -402,7 +530,10 @@ test("the pool's raw binding refuses a bad config or pump with TypeError/RangeEr
       // long) acquire timeout keep the loop alive, as they should.
       process.exit(0)
     }, 20)
-  `], { encoding: 'utf8', timeout: 60000 })
+  `
+    ],
+    { encoding: 'utf8', timeout: 60000 }
+  )
   assert.equal(r.signal, null, r.stderr)
   assert.equal(r.status, 0, r.stderr)
   const out = JSON.parse(r.stdout.trim().split('\n').pop())

@@ -10,13 +10,19 @@ const EXAMPLES = path.join(__dirname, '..', 'examples')
 
 // Resolves with { code, signal, stdout, stderr }. A hung example is killed
 // after `timeout` ms (a process kept alive by a leftover handle would hang).
-function runExample (file, timeout = 60_000) {
+function runExample(file, timeout = 60_000) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(EXAMPLES, file)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [path.join(EXAMPLES, file)], {
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (s) => { stdout += s })
-    child.stderr.setEncoding('utf8').on('data', (s) => { stderr += s })
+    child.stdout.setEncoding('utf8').on('data', (s) => {
+      stdout += s
+    })
+    child.stderr.setEncoding('utf8').on('data', (s) => {
+      stderr += s
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeout)
     child.once('error', reject)
     child.once('close', (code, signal) => {

@@ -36,7 +36,7 @@ const SCENARIOS = ['limiter', 'pool', 'timeouts']
 // The addon at rest: no waiter, gate, pool or timer alive; at most the
 // env's doorbell open (a named gate opens it and it stays for the env's
 // life).
-function atRest (c) {
+function atRest(c) {
   return (
     c.waiters === 0 &&
     c.gates === 0 &&
@@ -48,12 +48,12 @@ function atRest (c) {
   )
 }
 
-function fmt (bytes) {
+function fmt(bytes) {
   return (bytes / MB).toFixed(2) + ' MB'
 }
 
 /** Runs one scenario in a fresh process; returns its JSON report. */
-function runScenario (scenario, ops, { timeout = 120000 } = {}) {
+function runScenario(scenario, ops, { timeout = 120000 } = {}) {
   assert.ok(SCENARIOS.includes(scenario), `unknown scenario ${scenario}`)
   const r = spawnSync(process.execPath, ['--expose-gc', __filename, scenario, String(ops)], {
     encoding: 'utf8',
@@ -65,7 +65,7 @@ function runScenario (scenario, ops, { timeout = 120000 } = {}) {
 }
 
 /** One line that says what a run measured. */
-function describe (scenario, out) {
+function describe(scenario, out) {
   return (
     `${scenario}: ${out.ops} operations in ${out.ms} ms; heap ${fmt(out.heapDelta)}, ` +
     `rss ${fmt(out.rssDelta)}, outside the heap ${fmt(out.nativeDelta)} ` +
@@ -75,12 +75,15 @@ function describe (scenario, out) {
 }
 
 /** Throws (an AssertionError) unless the run left nothing behind. */
-function check (out) {
+function check(out) {
   assert.ok(
     atRest(out.before.counts),
     `the warm-up left native objects behind: ${JSON.stringify(out.before.counts)}`
   )
-  assert.ok(atRest(out.after.counts), `native objects left behind: ${JSON.stringify(out.after.counts)}`)
+  assert.ok(
+    atRest(out.after.counts),
+    `native objects left behind: ${JSON.stringify(out.after.counts)}`
+  )
   assert.equal(out.after.counts.uvHandles, out.before.counts.uvHandles, 'uv handles left open')
   assert.ok(out.heapDelta < HEAP_TOLERANCE, `heap grew by ${fmt(out.heapDelta)}`)
   // Under AddressSanitizer (npm run test:sanitize) freed memory sits in a
@@ -111,7 +114,7 @@ if (require.main === module) {
   )
 }
 
-async function child (scenario, ops) {
+async function child(scenario, ops) {
   assert.ok(SCENARIOS.includes(scenario), `unknown scenario ${scenario}`)
   assert.ok(Number.isInteger(ops) && ops > 0, `operations: a positive integer, got ${ops}`)
   assert.equal(typeof globalThis.gc, 'function', 'run with --expose-gc')
@@ -122,7 +125,7 @@ async function child (scenario, ops) {
   const immediate = () => new Promise((resolve) => setImmediate(resolve))
   let rssPeak = 0
 
-  async function settle () {
+  async function settle() {
     for (let i = 0; i < 4; i++) {
       await immediate()
       globalThis.gc()
@@ -131,7 +134,7 @@ async function child (scenario, ops) {
   }
   // Collects and waits (at most QUIESCE_MS) until binding.debugCounts() is
   // at rest; returns the counts then and the time it took.
-  async function quiesce () {
+  async function quiesce() {
     const t0 = Date.now()
     let counts = binding.debugCounts()
     while (!atRest(counts) && Date.now() - t0 < QUIESCE_MS) {
@@ -141,7 +144,7 @@ async function child (scenario, ops) {
     }
     return { counts, ms: Date.now() - t0 }
   }
-  function measure () {
+  function measure() {
     const m = process.memoryUsage()
     return { heap: m.heapUsed, heapTotal: m.heapTotal, rss: m.rss }
   }
@@ -149,7 +152,7 @@ async function child (scenario, ops) {
     rssPeak = Math.max(rssPeak, process.memoryUsage.rss())
   }
 
-  async function limiterTasks (n) {
+  async function limiterTasks(n) {
     // Half through a plain limiter (tasks queue: 16 at a time), half
     // through a named one, in batches.
     const limit = pLimit(16)
@@ -165,7 +168,10 @@ async function child (scenario, ops) {
       assert.equal(results[BATCH - 1], BATCH - 1)
       if (done % 100000 === 0) sample()
     }
-    assert.equal(limit.activeCount + limit.pendingCount + shared.activeCount + shared.pendingCount, 0)
+    assert.equal(
+      limit.activeCount + limit.pendingCount + shared.activeCount + shared.pendingCount,
+      0
+    )
     // clearQueue with tasks queued, and a semaphore's acquire/release
     const l = pLimit(1)
     for (let i = 0; i < 1000; i++) l(task, i)
@@ -180,7 +186,7 @@ async function child (scenario, ops) {
     assert.equal(sem.available, 4)
   }
 
-  async function poolCycles (n) {
+  async function poolCycles(n) {
     let id = 0
     const pool = createPool(
       { create: async () => ({ id: id++ }), destroy: async () => {} },
@@ -211,7 +217,7 @@ async function child (scenario, ops) {
     assert.deepEqual([pool.size, pool.borrowed, pool.pending], [0, 0, 0])
   }
 
-  async function timeoutsAndAborts (n) {
+  async function timeoutsAndAborts(n) {
     // Semaphore: n/4 timeouts, n/4 aborts (half with a long timer too).
     const half = n / 2
     const sem = new Semaphore(1)
@@ -221,12 +227,10 @@ async function child (scenario, ops) {
     for (let i = 0; i < half; i++) {
       if (i % 2 === 0) {
         all.push(
-          sem
-            .acquire(1, { timeout: 1 + (i % 5) })
-            .then(
-              () => 'granted',
-              (e) => (e instanceof TimeoutError ? 'timeout' : e)
-            )
+          sem.acquire(1, { timeout: 1 + (i % 5) }).then(
+            () => 'granted',
+            (e) => (e instanceof TimeoutError ? 'timeout' : e)
+          )
         )
       } else {
         const ac = new AbortController()

@@ -35,16 +35,16 @@ const LONG = 3600 * 1000
 
 // Drains microtasks without entering the event loop: promise chains settle,
 // timers cannot fire.
-async function flush () {
+async function flush() {
   for (let i = 0; i < 24; i++) await null
 }
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-const immediate = () => new Promise(resolve => setImmediate(resolve))
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const immediate = () => new Promise((resolve) => setImmediate(resolve))
 
 // ----------------------------------------------------------------- model --
 
 class GateModel {
-  constructor (permits) {
+  constructor(permits) {
     this.permits = permits
     this.inUse = 0
     this.queue = [] // sorted: highest priority first, FIFO within one
@@ -53,15 +53,19 @@ class GateModel {
     this.grants = 0
   }
 
-  fits (n) {
+  fits(n) {
     if (this.permits === Infinity) return true
     return this.inUse <= this.permits && n <= this.permits - this.inUse
   }
 
-  get available () { return this.permits === Infinity ? Infinity : this.permits - this.inUse }
-  get pending () { return this.queue.length }
+  get available() {
+    return this.permits === Infinity ? Infinity : this.permits - this.inUse
+  }
+  get pending() {
+    return this.queue.length
+  }
 
-  grant (w) {
+  grant(w) {
     assert.ok(this.fits(w.n), 'model: a grant over the limit')
     this.inUse += w.n
     this.status.set(w.id, 'granted')
@@ -69,14 +73,14 @@ class GateModel {
   }
 
   // A request that can never fit: more than the gate has (0 is paused).
-  doomed (n) {
+  doomed(n) {
     return this.permits !== Infinity && this.permits > 0 && n > this.permits
   }
 
   // Lowering the permits refuses the queued waiters that can no longer fit.
-  setPermits (permits) {
+  setPermits(permits) {
     this.permits = permits
-    for (const w of this.queue.filter(w => this.doomed(w.n))) {
+    for (const w of this.queue.filter((w) => this.doomed(w.n))) {
       this.queue.splice(this.queue.indexOf(w), 1)
       this.status.set(w.id, 'refused')
     }
@@ -84,7 +88,7 @@ class GateModel {
 
   // Refused (RangeError) when doomed; takes now, or queues (and grants the
   // head if it fits, as sl_gate_acquire).
-  acquire (w, maxHeadGrants = 1) {
+  acquire(w, maxHeadGrants = 1) {
     this.waiter.set(w.id, w)
     if (this.doomed(w.n)) {
       this.status.set(w.id, 'refused')
@@ -104,7 +108,7 @@ class GateModel {
     return false
   }
 
-  tryTake (n) {
+  tryTake(n) {
     if (this.queue.length === 0 && this.fits(n)) {
       this.inUse += n
       return true
@@ -112,7 +116,7 @@ class GateModel {
     return false
   }
 
-  dispatch (max = Infinity) {
+  dispatch(max = Infinity) {
     let i = 0
     while (this.queue.length > 0 && this.fits(this.queue[0].n) && i < max) {
       this.grant(this.queue.shift())
@@ -120,13 +124,13 @@ class GateModel {
     }
   }
 
-  release (n, max) {
+  release(n, max) {
     this.inUse -= n
     this.dispatch(max)
   }
 
-  remove (id, status) {
-    const i = this.queue.findIndex(w => w.id === id)
+  remove(id, status) {
+    const i = this.queue.findIndex((w) => w.id === id)
     if (i < 0) return false
     this.queue.splice(i, 1)
     this.status.set(id, status)
@@ -136,15 +140,16 @@ class GateModel {
 
   // The order short timers fire in: deadline (all were armed at the same
   // loop time, since the loop is only entered in `advance`), then arming order.
-  fireShortTimeouts () {
-    const due = this.queue.filter(w => w.timeout > 0 && w.timeout < 100)
+  fireShortTimeouts() {
+    const due = this.queue
+      .filter((w) => w.timeout > 0 && w.timeout < 100)
       .sort((a, b) => a.timeout - b.timeout || a.id - b.id)
     for (const w of due) {
       if (this.status.get(w.id) === 'queued') this.remove(w.id, 'timedout')
     }
   }
 
-  idsWith (status) {
+  idsWith(status) {
     const out = []
     for (const [id, s] of this.status) if (s === status) out.push(id)
     return out.sort((a, b) => a - b)
@@ -164,20 +169,23 @@ const outcomes = new Map() // 'semaphore:granted', 'p-limit:cleared', ... -> wai
 const tally = (map, key) => map.set(key, (map.get(key) || 0) + 1)
 
 // Follows a waiter's promise in the real system.
-function follow (real, id, promise) {
+function follow(real, id, promise) {
   real.status.set(id, 'queued')
   promise.then(
-    () => { real.status.set(id, 'granted') },
-    err => {
+    () => {
+      real.status.set(id, 'granted')
+    },
+    (err) => {
       if (err instanceof TimeoutError) real.status.set(id, 'timedout')
       else if (err && err.name === 'AbortError') real.status.set(id, 'aborted')
-      else if (err instanceof RangeError && /Cannot acquire/.test(err.message)) real.status.set(id, 'refused')
+      else if (err instanceof RangeError && /Cannot acquire/.test(err.message))
+        real.status.set(id, 'refused')
       else real.status.set(id, 'error:' + (err && err.message))
     }
   )
 }
 
-function realIds (real, status) {
+function realIds(real, status) {
   const out = []
   for (const [id, s] of real.status) if (s === status) out.push(id)
   return out.sort((a, b) => a - b)
@@ -185,7 +193,7 @@ function realIds (real, status) {
 
 // ------------------------------------------------------------ semaphore --
 
-function checkSemaphore (m, r) {
+function checkSemaphore(m, r) {
   const sem = r.sem
   assert.equal(sem.permits, m.permits, 'permits')
   assert.equal(sem.available, m.available, 'available')
@@ -193,20 +201,26 @@ function checkSemaphore (m, r) {
   for (const s of ['granted', 'aborted', 'timedout', 'refused']) {
     assert.deepEqual(realIds(r, s), m.idsWith(s), s + ' waiters differ from the model')
   }
-  assert.deepEqual(realIds(r, 'queued'), m.idsWith('queued'), 'queued waiters differ from the model')
+  assert.deepEqual(
+    realIds(r, 'queued'),
+    m.idsWith('queued'),
+    'queued waiters differ from the model'
+  )
   for (const [id, s] of r.status) assert.ok(!s.startsWith('error:'), `waiter ${id}: ${s}`)
   // Never over the limit: the model asserts that each of its grants fits,
   // and the real semaphore granted exactly the model's waiters.
 }
 
 class SemAcquire {
-  constructor (n, priority, mode, timeout) {
+  constructor(n, priority, mode, timeout) {
     Object.assign(this, { n, priority, mode, timeout })
   }
 
-  check () { return true }
+  check() {
+    return true
+  }
 
-  async run (m, r) {
+  async run(m, r) {
     const id = r.nextId++
     const opts = {}
     if (this.priority !== 0 || this.mode !== 'plain') opts.priority = this.priority
@@ -224,12 +238,16 @@ class SemAcquire {
     checkSemaphore(m, r)
   }
 
-  toString () { return `acquire(${this.n}, {priority: ${this.priority}, ${this.mode}${this.mode === 'timeout' || this.mode === 'both' ? ' ' + this.timeout + 'ms' : ''}})` }
+  toString() {
+    return `acquire(${this.n}, {priority: ${this.priority}, ${this.mode}${this.mode === 'timeout' || this.mode === 'both' ? ' ' + this.timeout + 'ms' : ''}})`
+  }
 }
 
 class SemAcquireAborted {
-  check () { return true }
-  async run (m, r) {
+  check() {
+    return true
+  }
+  async run(m, r) {
     const id = r.nextId++
     follow(r, id, r.sem.acquire(1, { signal: AbortSignal.abort() }))
     m.status.set(id, 'aborted')
@@ -237,13 +255,19 @@ class SemAcquireAborted {
     checkSemaphore(m, r)
   }
 
-  toString () { return 'acquire(1, {signal: aborted})' }
+  toString() {
+    return 'acquire(1, {signal: aborted})'
+  }
 }
 
 class SemAbort {
-  constructor (k) { this.k = k }
-  check () { return true }
-  async run (m, r) {
+  constructor(k) {
+    this.k = k
+  }
+  check() {
+    return true
+  }
+  async run(m, r) {
     // The k-th waiter that has a signal, queued or not (aborting a granted
     // or settled one must change nothing).
     const ids = [...r.controllers.keys()]
@@ -256,13 +280,19 @@ class SemAbort {
     checkSemaphore(m, r)
   }
 
-  toString () { return `abort(#${this.k})` }
+  toString() {
+    return `abort(#${this.k})`
+  }
 }
 
 class SemRelease {
-  constructor (n) { this.n = n }
-  check () { return true }
-  async run (m, r) {
+  constructor(n) {
+    this.n = n
+  }
+  check() {
+    return true
+  }
+  async run(m, r) {
     if (this.n > m.inUse) {
       assert.throws(() => r.sem.release(this.n), RangeError)
     } else {
@@ -273,25 +303,37 @@ class SemRelease {
     checkSemaphore(m, r)
   }
 
-  toString () { return `release(${this.n})` }
+  toString() {
+    return `release(${this.n})`
+  }
 }
 
 class SemTryAcquire {
-  constructor (n) { this.n = n }
-  check () { return true }
-  async run (m, r) {
+  constructor(n) {
+    this.n = n
+  }
+  check() {
+    return true
+  }
+  async run(m, r) {
     assert.equal(r.sem.tryAcquire(this.n), m.tryTake(this.n), 'tryAcquire result')
     await flush()
     checkSemaphore(m, r)
   }
 
-  toString () { return `tryAcquire(${this.n})` }
+  toString() {
+    return `tryAcquire(${this.n})`
+  }
 }
 
 class SemSetPermits {
-  constructor (permits) { this.permits = permits }
-  check () { return true }
-  async run (m, r) {
+  constructor(permits) {
+    this.permits = permits
+  }
+  check() {
+    return true
+  }
+  async run(m, r) {
     r.sem.permits = this.permits
     m.setPermits(this.permits)
     m.dispatch()
@@ -299,12 +341,16 @@ class SemSetPermits {
     checkSemaphore(m, r)
   }
 
-  toString () { return `permits = ${this.permits}` }
+  toString() {
+    return `permits = ${this.permits}`
+  }
 }
 
 class SemAdvance {
-  check (m) { return m.queue.some(w => w.timeout > 0 && w.timeout < 100) }
-  async run (m, r) {
+  check(m) {
+    return m.queue.some((w) => w.timeout > 0 && w.timeout < 100)
+  }
+  async run(m, r) {
     await sleep(5)
     await immediate()
     m.fireShortTimeouts()
@@ -312,24 +358,33 @@ class SemAdvance {
     checkSemaphore(m, r)
   }
 
-  toString () { return 'advance(5ms)' }
+  toString() {
+    return 'advance(5ms)'
+  }
 }
 
 const semCommands = [
-  fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: -2, max: 2 }),
-    fc.constantFrom('plain', 'plain', 'signal', 'timeout', 'both'),
-    fc.oneof({ weight: 3, arbitrary: fc.constant(LONG) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }))
+  fc
+    .tuple(
+      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: -2, max: 2 }),
+      fc.constantFrom('plain', 'plain', 'signal', 'timeout', 'both'),
+      fc.oneof(
+        { weight: 3, arbitrary: fc.constant(LONG) },
+        { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }
+      )
+    )
     .map(([n, p, mode, t]) => new SemAcquire(n, p, mode, t)),
   fc.constant(new SemAcquireAborted()),
-  fc.nat(20).map(k => new SemAbort(k)),
-  fc.integer({ min: 1, max: 5 }).map(n => new SemRelease(n)),
-  fc.integer({ min: 1, max: 3 }).map(n => new SemTryAcquire(n)),
-  fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constant(Infinity)).map(p => new SemSetPermits(p)),
+  fc.nat(20).map((k) => new SemAbort(k)),
+  fc.integer({ min: 1, max: 5 }).map((n) => new SemRelease(n)),
+  fc.integer({ min: 1, max: 3 }).map((n) => new SemTryAcquire(n)),
+  fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constant(Infinity)).map((p) => new SemSetPermits(p)),
   fc.constant(new SemAdvance())
-].map(arb => arb.map(c => countOps(c)))
+].map((arb) => arb.map((c) => countOps(c)))
 
 // Counts every command that actually runs against the real system.
-function countOps (cmd) {
+function countOps(cmd) {
   const run = cmd.run
   if (!cmd.counted) {
     cmd.counted = true
@@ -342,7 +397,7 @@ function countOps (cmd) {
   return cmd
 }
 
-async function runSemaphore (permits, cmds) {
+async function runSemaphore(permits, cmds) {
   sequences++
   const model = new GateModel(permits)
   const real = { sem: new Semaphore(permits), status: new Map(), controllers: new Map(), nextId: 0 }
@@ -364,21 +419,29 @@ async function runSemaphore (permits, cmds) {
 
 // -------------------------------------------------------------- p-limit --
 
-function checkLimit (m, r) {
+function checkLimit(m, r) {
   const limit = r.limit
   assert.equal(limit.activeCount, m.inUse, 'activeCount')
   assert.equal(limit.pendingCount, m.pending, 'pendingCount')
   assert.equal(limit.concurrency, m.permits, 'concurrency')
-  assert.deepEqual([...r.started].sort((a, b) => a - b), m.idsWith('granted').concat(m.idsWith('done')).sort((a, b) => a - b),
-    'started tasks differ from the model')
+  assert.deepEqual(
+    [...r.started].sort((a, b) => a - b),
+    m
+      .idsWith('granted')
+      .concat(m.idsWith('done'))
+      .sort((a, b) => a - b),
+    'started tasks differ from the model'
+  )
   assert.deepEqual(realIds(r, 'aborted'), m.idsWith('cleared-rejected'), 'rejected on clear')
   for (const [id, s] of r.status) assert.ok(!s.startsWith('error:'), `task ${id}: ${s}`)
   assert.ok(r.overLimit === 0, 'a task started while the limit was reached')
 }
 
 class LimitAdd {
-  check () { return true }
-  async run (m, r) {
+  check() {
+    return true
+  }
+  async run(m, r) {
     const id = r.nextId++
     const p = r.limit(() => {
       // The permit was granted within the limit: at most `concurrency`
@@ -390,21 +453,39 @@ class LimitAdd {
       return new Promise((resolve, reject) => r.deferred.set(id, { resolve, reject }))
     })
     r.status.set(id, 'queued')
-    p.then(v => { r.status.set(id, 'done:' + v) }, err => {
-      r.status.set(id, err && err.name === 'AbortError' ? 'aborted' : err === 'task failed' ? 'done:failed' : 'error:' + err)
-    })
+    p.then(
+      (v) => {
+        r.status.set(id, 'done:' + v)
+      },
+      (err) => {
+        r.status.set(
+          id,
+          err && err.name === 'AbortError'
+            ? 'aborted'
+            : err === 'task failed'
+              ? 'done:failed'
+              : 'error:' + err
+        )
+      }
+    )
     m.acquire({ id, n: 1, priority: 0, timeout: 0 })
     await flush()
     checkLimit(m, r)
   }
 
-  toString () { return 'limit(task)' }
+  toString() {
+    return 'limit(task)'
+  }
 }
 
 class LimitFinish {
-  constructor (k, ok) { Object.assign(this, { k, ok }) }
-  check (m) { return m.idsWith('granted').length > 0 }
-  async run (m, r) {
+  constructor(k, ok) {
+    Object.assign(this, { k, ok })
+  }
+  check(m) {
+    return m.idsWith('granted').length > 0
+  }
+  async run(m, r) {
     const ids = m.idsWith('granted')
     const id = ids[this.k % ids.length]
     const d = r.deferred.get(id)
@@ -419,13 +500,19 @@ class LimitFinish {
     checkLimit(m, r)
   }
 
-  toString () { return `finish(#${this.k}, ${this.ok ? 'resolve' : 'reject'})` }
+  toString() {
+    return `finish(#${this.k}, ${this.ok ? 'resolve' : 'reject'})`
+  }
 }
 
 class LimitConcurrency {
-  constructor (c) { this.c = c }
-  check () { return true }
-  async run (m, r) {
+  constructor(c) {
+    this.c = c
+  }
+  check() {
+    return true
+  }
+  async run(m, r) {
     r.limit.concurrency = this.c
     m.permits = this.c
     m.dispatch() // one microtask later, as p-limit
@@ -433,12 +520,16 @@ class LimitConcurrency {
     checkLimit(m, r)
   }
 
-  toString () { return `concurrency = ${this.c}` }
+  toString() {
+    return `concurrency = ${this.c}`
+  }
 }
 
 class LimitClear {
-  check () { return true }
-  async run (m, r) {
+  check() {
+    return true
+  }
+  async run(m, r) {
     r.limit.clearQueue()
     for (const w of m.queue) m.status.set(w.id, r.rejectOnClear ? 'cleared-rejected' : 'cleared')
     m.queue = []
@@ -447,7 +538,9 @@ class LimitClear {
     checkLimit(m, r)
   }
 
-  toString () { return 'clearQueue()' }
+  toString() {
+    return 'clearQueue()'
+  }
 }
 
 const limitCommands = [
@@ -455,11 +548,13 @@ const limitCommands = [
   fc.constant(new LimitAdd()),
   fc.tuple(fc.nat(10), fc.boolean()).map(([k, ok]) => new LimitFinish(k, ok)),
   fc.tuple(fc.nat(10), fc.boolean()).map(([k, ok]) => new LimitFinish(k, ok)),
-  fc.oneof(fc.integer({ min: 1, max: 6 }), fc.constant(Infinity)).map(c => new LimitConcurrency(c)),
+  fc
+    .oneof(fc.integer({ min: 1, max: 6 }), fc.constant(Infinity))
+    .map((c) => new LimitConcurrency(c)),
   fc.constant(new LimitClear())
-].map(arb => arb.map(c => countOps(c)))
+].map((arb) => arb.map((c) => countOps(c)))
 
-async function runLimit (concurrency, rejectOnClear, cmds) {
+async function runLimit(concurrency, rejectOnClear, cmds) {
   sequences++
   const model = new GateModel(concurrency)
   const real = {
@@ -487,21 +582,24 @@ async function runLimit (concurrency, rejectOnClear, cmds) {
 
 // ------------------------------------------------------------------ tests --
 
-function seedsFor (name, t, runs) {
-  t.diagnostic(`${name}: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${runs} sequences per seed`)
+function seedsFor(name, t, runs) {
+  t.diagnostic(
+    `${name}: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${runs} sequences per seed`
+  )
 }
 
 // Every sequence ran, every kind of command ran and every outcome was
 // reached (see `ran`). At SLUICE_MODEL_SCALE < 1 a few sequences cannot be
 // expected to reach every outcome: there only the sequences are counted.
-function assertCoverage (t, name, { sequences, commands, statuses, runs }) {
+function assertCoverage(t, name, { sequences, commands, statuses, runs }) {
   assert.equal(sequences, SEEDS.length * runs, `${name}: sequences run`)
-  const seen = (map, keys) => keys.map(k => `${k} ${map.get(k) || 0}`).join(', ')
+  const seen = (map, keys) => keys.map((k) => `${k} ${map.get(k) || 0}`).join(', ')
   t.diagnostic(`${name}: commands run: ${seen(ran, commands)}`)
   t.diagnostic(`${name}: waiters at the end of a sequence: ${seen(outcomes, statuses)}`)
   if (SCALE < 1) return
   for (const c of commands) assert.ok(ran.get(c) > 0, `${name}: no ${c} command ever ran`)
-  for (const s of statuses) assert.ok(outcomes.get(s) > 0, `${name}: no waiter ever ended ${s.split(':')[1]}`)
+  for (const s of statuses)
+    assert.ok(outcomes.get(s) > 0, `${name}: no waiter ever ended ${s.split(':')[1]}`)
 }
 
 test('Semaphore against the gate model', async (t) => {
@@ -527,8 +625,16 @@ test('Semaphore against the gate model', async (t) => {
   assertCoverage(t, 'semaphore', {
     runs,
     sequences: sequences - sequencesBefore,
-    commands: ['SemAcquire', 'SemAcquireAborted', 'SemAbort', 'SemRelease', 'SemTryAcquire', 'SemSetPermits', 'SemAdvance'],
-    statuses: ['granted', 'aborted', 'timedout', 'refused'].map(s => 'semaphore:' + s)
+    commands: [
+      'SemAcquire',
+      'SemAcquireAborted',
+      'SemAbort',
+      'SemRelease',
+      'SemTryAcquire',
+      'SemSetPermits',
+      'SemAdvance'
+    ],
+    statuses: ['granted', 'aborted', 'timedout', 'refused'].map((s) => 'semaphore:' + s)
   })
 })
 
@@ -555,6 +661,6 @@ test('p-limit against the gate model', async (t) => {
     runs,
     sequences: sequences - sequencesBefore,
     commands: ['LimitAdd', 'LimitFinish', 'LimitConcurrency', 'LimitClear'],
-    statuses: ['granted', 'done', 'cleared', 'cleared-rejected'].map(s => 'p-limit:' + s)
+    statuses: ['granted', 'done', 'cleared', 'cleared-rejected'].map((s) => 'p-limit:' + s)
   })
 })

@@ -46,17 +46,19 @@ const { binding } = require('../lib/binding.js')
 
 const SCALE = Number(process.env.SLUICE_MODEL_SCALE || 1)
 const CHILD_SEED = process.env.SLUICE_MODEL_POOL_CHILD
-const { seeds: SEEDS, extra: EXTRA_SEED } = modelSeeds([0x900c1, 0x900c2, 0x900c3,
+const { seeds: SEEDS, extra: EXTRA_SEED } = modelSeeds([
+  0x900c1, 0x900c2, 0x900c3,
   // found the eviction-cursor bug (a reused slot resumed a stale cursor)
-  -576707124])
+  -576707124
+])
 const BACKOFF_MIN = 10
 const BACKOFF_MAX = 1000
 
-async function flush () {
+async function flush() {
   for (let i = 0; i < 40; i++) await null
 }
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
-const immediate = () => new Promise(resolve => setImmediate(resolve))
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const immediate = () => new Promise((resolve) => setImmediate(resolve))
 
 let operations = 0
 let sequences = 0
@@ -65,12 +67,14 @@ let sequences = 0
 // asserts that every kind of command ran and every outcome was reached.
 const ran = {} // 'acquire()', 'create() -> fail', ... -> runs
 const outcomes = {} // 'granted', 'timedout', ... -> waiters
-const tally = (map, key) => { map[key] = (map[key] || 0) + 1 }
+const tally = (map, key) => {
+  map[key] = (map[key] || 0) + 1
+}
 
 // ----------------------------------------------------------------- model --
 
 class PoolModel {
-  constructor (cfg) {
+  constructor(cfg) {
     this.cfg = cfg
     this.res = new Map() // rid -> {state, uses}
     this.idle = [] // rids, head first
@@ -96,9 +100,11 @@ class PoolModel {
     this.validateErrors = 0
   }
 
-  size () { return this.idle.length + this.borrowed + this.validating + this.creating }
+  size() {
+    return this.idle.length + this.borrowed + this.validating + this.creating
+  }
 
-  create () {
+  create() {
     const rid = this.nextRid++
     this.res.set(rid, { state: 'creating', uses: 0 })
     this.creating++
@@ -106,13 +112,13 @@ class PoolModel {
     assert.ok(this.size() <= this.cfg.max, 'model: more than max resources')
   }
 
-  ensureMinimum () {
+  ensureMinimum() {
     if (this.draining || this.backoffActive) return
     const n = this.cfg.min - this.size()
     for (let i = 0; i < n; i++) this.create()
   }
 
-  destroySlot (rid) {
+  destroySlot(rid) {
     const r = this.res.get(rid)
     if (r.state === 'idle') this.idle.splice(this.idle.indexOf(rid), 1)
     else if (r.state === 'borrowed') this.borrowed--
@@ -123,20 +129,20 @@ class PoolModel {
     this.ensureMinimum()
   }
 
-  idlePush (rid) {
+  idlePush(rid) {
     this.res.get(rid).state = 'idle'
     if (this.cfg.fifo) this.idle.push(rid)
     else this.idle.unshift(rid)
   }
 
-  borrow (rid) {
+  borrow(rid) {
     const r = this.res.get(rid)
     r.state = 'borrowed'
     r.uses++
     this.borrowed++
   }
 
-  dequeue () {
+  dequeue() {
     for (const level of this.levels) {
       if (level.length > 0) {
         this.pending--
@@ -146,7 +152,7 @@ class PoolModel {
     return undefined
   }
 
-  dispatch (rid) {
+  dispatch(rid) {
     const w = this.dequeue()
     if (w === undefined) {
       this.idlePush(rid)
@@ -156,7 +162,7 @@ class PoolModel {
     this.waiters.set(w, { status: 'granted', rid })
   }
 
-  dispense () {
+  dispense() {
     const waiting = this.pending
     if (waiting < 1) return
     if (!this.backoffActive) {
@@ -178,7 +184,7 @@ class PoolModel {
     }
   }
 
-  checkDrained () {
+  checkDrained() {
     if (this.drainWaiting && this.pending === 0 && this.borrowed === 0) {
       this.drainWaiting = false
       this.evictStopped = true
@@ -186,11 +192,15 @@ class PoolModel {
     }
   }
 
-  acquire (wid, priority) {
+  acquire(wid, priority) {
     const cfg = this.cfg
     if (this.draining) return this.waiters.set(wid, { status: 'draining' })
-    if (cfg.max - this.size() < 1 && this.idle.length < 1 && cfg.maxWaitingClients !== undefined &&
-        this.pending >= cfg.maxWaitingClients) {
+    if (
+      cfg.max - this.size() < 1 &&
+      this.idle.length < 1 &&
+      cfg.maxWaitingClients !== undefined &&
+      this.pending >= cfg.maxWaitingClients
+    ) {
       return this.waiters.set(wid, { status: 'full' })
     }
     if (this.pending === 0 && this.idle.length > 0 && !cfg.testOnBorrow) {
@@ -206,7 +216,7 @@ class PoolModel {
     this.dispense()
   }
 
-  cancel (wid, status) {
+  cancel(wid, status) {
     for (const level of this.levels) {
       const i = level.indexOf(wid)
       if (i >= 0) {
@@ -219,7 +229,7 @@ class PoolModel {
     return false
   }
 
-  release (rid) {
+  release(rid) {
     const r = this.res.get(rid)
     if (this.cfg.maxUses > 0 && r.uses >= this.cfg.maxUses) {
       this.destroySlot(rid)
@@ -231,13 +241,13 @@ class PoolModel {
     this.checkDrained()
   }
 
-  destroy (rid) {
+  destroy(rid) {
     this.destroySlot(rid)
     this.dispense()
     this.checkDrained()
   }
 
-  created (rid) {
+  created(rid) {
     this.creating--
     this.res.get(rid).uses = 0
     this.idlePush(rid)
@@ -251,7 +261,7 @@ class PoolModel {
     this.checkDrained()
   }
 
-  createFailed (rid) {
+  createFailed(rid) {
     this.creating--
     this.res.get(rid).state = 'failed'
     this.createErrors++
@@ -268,14 +278,14 @@ class PoolModel {
     this.checkDrained()
   }
 
-  backoffFired () {
+  backoffFired() {
     this.backoffActive = false
     this.ensureMinimum()
     this.dispense()
     this.checkDrained()
   }
 
-  validated (rid, valid) {
+  validated(rid, valid) {
     if (valid) {
       this.validating--
       this.res.get(rid).state = 'none'
@@ -287,7 +297,7 @@ class PoolModel {
     this.checkDrained()
   }
 
-  timeouts () {
+  timeouts() {
     // Every queued waiter has the same timeout and was queued since the
     // loop last ran: they all fire, in queue order.
     for (const level of this.levels) {
@@ -298,12 +308,12 @@ class PoolModel {
     this.checkDrained()
   }
 
-  evict () {
+  evict() {
     if (this.evictStopped) return
     for (const rid of [...this.idle]) this.destroySlot(rid)
   }
 
-  drain () {
+  drain() {
     this.draining = true
     if (this.pending === 0 && this.borrowed === 0) {
       this.evictStopped = true
@@ -314,7 +324,7 @@ class PoolModel {
     }
   }
 
-  clear () {
+  clear() {
     const creates = new Set()
     for (const [rid, r] of this.res) if (r.state === 'creating') creates.add(rid)
     this.clears.push({ creates, status: 'pending' })
@@ -323,7 +333,7 @@ class PoolModel {
 
   // A clear() runs CLEAR_IDLE once every create in flight when it was
   // called has settled (last in that step's microtask cascade).
-  settleClears () {
+  settleClears() {
     for (const c of this.clears) {
       if (c.status !== 'pending') continue
       let done = true
@@ -334,7 +344,7 @@ class PoolModel {
     }
   }
 
-  ridsIn (state) {
+  ridsIn(state) {
     const out = []
     for (const [rid, r] of this.res) if (r.state === state) out.push(rid)
     return out
@@ -343,7 +353,7 @@ class PoolModel {
 
 // ------------------------------------------------------------- the check --
 
-function check (m, r) {
+function check(m, r) {
   const pool = r.pool
   const s = pool.stats()
   const expect = {
@@ -377,18 +387,26 @@ function check (m, r) {
   assert.equal(r.waiters.size, m.waiters.size)
   // Every resource lent is lent once: the holders the pool answered equal
   // the model's borrowed resources.
-  assert.deepEqual([...r.holders.keys()].sort((a, b) => a - b), m.ridsIn('borrowed'), 'borrowed resources')
+  assert.deepEqual(
+    [...r.holders.keys()].sort((a, b) => a - b),
+    m.ridsIn('borrowed'),
+    'borrowed resources'
+  )
   assert.deepEqual(r.drains, m.drains, 'drain() promises')
-  assert.deepEqual(r.clears, m.clears.map(c => c.status), 'clear() promises')
+  assert.deepEqual(
+    r.clears,
+    m.clears.map((c) => c.status),
+    'clear() promises'
+  )
   assert.equal(r.errors.length, 0, r.errors.join('; '))
 }
 
 // ------------------------------------------------------------- commands --
 
-function cmd (name, check, run) {
+function cmd(name, check, run) {
   return {
     check,
-    async run (m, r) {
+    async run(m, r) {
       operations++
       tally(ran, name.replace(/\((?!not borrowed)[^)]*\)/, '()').replace(/ #\d+\)/, ')'))
       await run(m, r)
@@ -401,163 +419,262 @@ function cmd (name, check, run) {
 }
 const check2 = check
 
-function follow (r, wid, promise) {
+function follow(r, wid, promise) {
   r.waiters.set(wid, { status: 'queued' })
-  promise.then(resource => {
-    if (r.holders.has(resource.rid)) r.errors.push(`resource ${resource.rid} lent twice`)
-    r.holders.set(resource.rid, wid)
-    r.waiters.set(wid, { status: 'granted', rid: resource.rid })
-  }, err => {
-    let status
-    if (err instanceof TimeoutError) status = 'timedout'
-    else if (err && err.name === 'AbortError') status = 'aborted'
-    else if (err && err.message === 'pool is draining and cannot accept work') status = 'draining'
-    else if (err && err.message === 'max waitingClients count exceeded') status = 'full'
-    else if (err && (err.message === 'create failed' || /^factory\.create resolved to null/.test(err.message))) status = 'createError'
-    else status = 'error: ' + (err && err.message)
-    r.waiters.set(wid, { status })
-  })
+  promise.then(
+    (resource) => {
+      if (r.holders.has(resource.rid)) r.errors.push(`resource ${resource.rid} lent twice`)
+      r.holders.set(resource.rid, wid)
+      r.waiters.set(wid, { status: 'granted', rid: resource.rid })
+    },
+    (err) => {
+      let status
+      if (err instanceof TimeoutError) status = 'timedout'
+      else if (err && err.name === 'AbortError') status = 'aborted'
+      else if (err && err.message === 'pool is draining and cannot accept work') status = 'draining'
+      else if (err && err.message === 'max waitingClients count exceeded') status = 'full'
+      else if (
+        err &&
+        (err.message === 'create failed' || /^factory\.create resolved to null/.test(err.message))
+      )
+        status = 'createError'
+      else status = 'error: ' + (err && err.message)
+      r.waiters.set(wid, { status })
+    }
+  )
 }
 
-const acquireCmd = fc.tuple(fc.constantFrom(undefined, 0, 0, 1, 2, 3, -1), fc.constantFrom('plain', 'plain', 'signal', 'aborted'))
-  .map(([priority, mode]) => cmd(`acquire(${priority}${mode === 'plain' ? '' : ', ' + mode})`, () => true, (m, r) => {
-    const wid = r.nextWaiter++
-    let p
-    if (mode === 'plain') {
-      p = r.pool.acquire(priority)
-    } else if (mode === 'signal') {
-      const ac = new AbortController()
-      r.controllers.push({ wid, ac })
-      p = r.pool.acquire(priority, { signal: ac.signal })
-    } else {
-      p = r.pool.acquire(priority, { signal: AbortSignal.abort() })
+const acquireCmd = fc
+  .tuple(
+    fc.constantFrom(undefined, 0, 0, 1, 2, 3, -1),
+    fc.constantFrom('plain', 'plain', 'signal', 'aborted')
+  )
+  .map(([priority, mode]) =>
+    cmd(
+      `acquire(${priority}${mode === 'plain' ? '' : ', ' + mode})`,
+      () => true,
+      (m, r) => {
+        const wid = r.nextWaiter++
+        let p
+        if (mode === 'plain') {
+          p = r.pool.acquire(priority)
+        } else if (mode === 'signal') {
+          const ac = new AbortController()
+          r.controllers.push({ wid, ac })
+          p = r.pool.acquire(priority, { signal: ac.signal })
+        } else {
+          p = r.pool.acquire(priority, { signal: AbortSignal.abort() })
+        }
+        follow(r, wid, p)
+        if (mode === 'aborted' && !m.draining) m.waiters.set(wid, { status: 'aborted' })
+        else m.acquire(wid, priority)
+      }
+    )
+  )
+
+const abortCmd = fc.nat(30).map((k) =>
+  cmd(
+    `abort(#${k})`,
+    () => true,
+    (m, r) => {
+      if (r.controllers.length === 0) return
+      const { wid, ac } = r.controllers.splice(k % r.controllers.length, 1)[0]
+      ac.abort()
+      m.cancel(wid, 'aborted')
+      m.checkDrained()
     }
-    follow(r, wid, p)
-    if (mode === 'aborted' && !m.draining) m.waiters.set(wid, { status: 'aborted' })
-    else m.acquire(wid, priority)
-  }))
+  )
+)
 
-const abortCmd = fc.nat(30).map(k => cmd(`abort(#${k})`, () => true, (m, r) => {
-  if (r.controllers.length === 0) return
-  const { wid, ac } = r.controllers.splice(k % r.controllers.length, 1)[0]
-  ac.abort()
-  m.cancel(wid, 'aborted')
-  m.checkDrained()
-}))
-
-const releaseCmd = fc.tuple(fc.nat(30), fc.constantFrom('release', 'release', 'destroy'))
-  .map(([k, how]) => cmd(`${how}(#${k})`, m => m.borrowed > 0, (m, r) => {
-    const rids = m.ridsIn('borrowed')
-    const rid = rids[k % rids.length]
-    r.holders.delete(rid)
-    const p = how === 'release' ? r.pool.release(r.resources.get(rid)) : r.pool.destroy(r.resources.get(rid))
-    p.catch(err => r.errors.push(`${how} of a borrowed resource rejected: ${err.message}`))
-    if (how === 'release') m.release(rid)
-    else m.destroy(rid)
-  }))
+const releaseCmd = fc
+  .tuple(fc.nat(30), fc.constantFrom('release', 'release', 'destroy'))
+  .map(([k, how]) =>
+    cmd(
+      `${how}(#${k})`,
+      (m) => m.borrowed > 0,
+      (m, r) => {
+        const rids = m.ridsIn('borrowed')
+        const rid = rids[k % rids.length]
+        r.holders.delete(rid)
+        const p =
+          how === 'release'
+            ? r.pool.release(r.resources.get(rid))
+            : r.pool.destroy(r.resources.get(rid))
+        p.catch((err) => r.errors.push(`${how} of a borrowed resource rejected: ${err.message}`))
+        if (how === 'release') m.release(rid)
+        else m.destroy(rid)
+      }
+    )
+  )
 
 // Releasing what is not on loan: an idle or destroyed resource, or a stranger.
-const releaseBadCmd = fc.tuple(fc.nat(30), fc.constantFrom('release', 'destroy'))
-  .map(([k, how]) => cmd(`${how}(not borrowed #${k})`, () => true, async (m, r) => {
-    const candidates = [{ rid: -1 }]
-    for (const [rid, st] of m.res) if (st.state !== 'borrowed' && r.resources.has(rid)) candidates.push(r.resources.get(rid))
-    const res = candidates[k % candidates.length]
-    const p = how === 'release' ? r.pool.release(res) : r.pool.destroy(res)
-    await p.then(() => r.errors.push(`${how} of a resource not on loan succeeded`), err => {
-      if (err.message !== 'Resource not currently part of this pool') r.errors.push(err.message)
-    })
-  }))
-
-const resolveCreateCmd = fc.tuple(fc.nat(10), fc.constantFrom('ok', 'ok', 'ok', 'fail', 'null'))
-  .map(([k, how]) => cmd(`create(#${k}) -> ${how}`, (m) => {
-    if (m.creating === 0) return false
-    if (how === 'ok') return true
-    // Failures only where the model can wait the back-off out, and only
-    // while the retry delay is short.
-    return m.cfg.timing === 'none' && (m.backoffActive || m.backoff <= 40)
-  }, (m, r) => {
-    const rids = m.ridsIn('creating')
-    const rid = rids[k % rids.length]
-    const d = r.creates.get(rid)
-    r.creates.delete(rid)
-    if (how === 'ok') {
-      const resource = { rid }
-      r.resources.set(rid, resource)
-      d.resolve(resource)
-      m.created(rid)
-    } else {
-      if (how === 'fail') d.reject(new Error('create failed'))
-      else d.resolve(null)
-      m.createFailed(rid)
+const releaseBadCmd = fc.tuple(fc.nat(30), fc.constantFrom('release', 'destroy')).map(([k, how]) =>
+  cmd(
+    `${how}(not borrowed #${k})`,
+    () => true,
+    async (m, r) => {
+      const candidates = [{ rid: -1 }]
+      for (const [rid, st] of m.res)
+        if (st.state !== 'borrowed' && r.resources.has(rid)) candidates.push(r.resources.get(rid))
+      const res = candidates[k % candidates.length]
+      const p = how === 'release' ? r.pool.release(res) : r.pool.destroy(res)
+      await p.then(
+        () => r.errors.push(`${how} of a resource not on loan succeeded`),
+        (err) => {
+          if (err.message !== 'Resource not currently part of this pool') r.errors.push(err.message)
+        }
+      )
     }
-  }))
+  )
+)
 
-const validateCmd = fc.tuple(fc.nat(10), fc.constantFrom(true, true, false, 'reject'))
-  .map(([k, how]) => cmd(`validate(#${k}) -> ${how}`, m => m.validating > 0, (m, r) => {
-    const rids = m.ridsIn('validating')
-    const rid = rids[k % rids.length]
-    const d = r.validates.get(rid)
-    r.validates.delete(rid)
-    if (how === 'reject') {
-      d.reject(new Error('validate failed'))
-      m.validateErrors++
-    } else {
-      d.resolve(how)
+const resolveCreateCmd = fc
+  .tuple(fc.nat(10), fc.constantFrom('ok', 'ok', 'ok', 'fail', 'null'))
+  .map(([k, how]) =>
+    cmd(
+      `create(#${k}) -> ${how}`,
+      (m) => {
+        if (m.creating === 0) return false
+        if (how === 'ok') return true
+        // Failures only where the model can wait the back-off out, and only
+        // while the retry delay is short.
+        return m.cfg.timing === 'none' && (m.backoffActive || m.backoff <= 40)
+      },
+      (m, r) => {
+        const rids = m.ridsIn('creating')
+        const rid = rids[k % rids.length]
+        const d = r.creates.get(rid)
+        r.creates.delete(rid)
+        if (how === 'ok') {
+          const resource = { rid }
+          r.resources.set(rid, resource)
+          d.resolve(resource)
+          m.created(rid)
+        } else {
+          if (how === 'fail') d.reject(new Error('create failed'))
+          else d.resolve(null)
+          m.createFailed(rid)
+        }
+      }
+    )
+  )
+
+const validateCmd = fc
+  .tuple(fc.nat(10), fc.constantFrom(true, true, false, 'reject'))
+  .map(([k, how]) =>
+    cmd(
+      `validate(#${k}) -> ${how}`,
+      (m) => m.validating > 0,
+      (m, r) => {
+        const rids = m.ridsIn('validating')
+        const rid = rids[k % rids.length]
+        const d = r.validates.get(rid)
+        r.validates.delete(rid)
+        if (how === 'reject') {
+          d.reject(new Error('validate failed'))
+          m.validateErrors++
+        } else {
+          d.resolve(how)
+        }
+        m.validated(rid, how === true)
+      }
+    )
+  )
+
+const drainCmd = fc.constant(null).map(() =>
+  cmd(
+    'drain()',
+    () => true,
+    (m, r) => {
+      const i = r.drains.length
+      r.drains.push('pending')
+      r.pool.drain().then(() => {
+        r.drains[i] = 'resolved'
+      })
+      m.drain()
     }
-    m.validated(rid, how === true)
-  }))
+  )
+)
 
-const drainCmd = fc.constant(null).map(() => cmd('drain()', () => true, (m, r) => {
-  const i = r.drains.length
-  r.drains.push('pending')
-  r.pool.drain().then(() => { r.drains[i] = 'resolved' })
-  m.drain()
-}))
+const clearCmd = fc.constant(null).map(() =>
+  cmd(
+    'clear()',
+    () => true,
+    (m, r) => {
+      const i = r.clears.length
+      r.clears.push('pending')
+      r.pool.clear().then(() => {
+        r.clears[i] = 'resolved'
+      })
+      m.clear()
+    }
+  )
+)
 
-const clearCmd = fc.constant(null).map(() => cmd('clear()', () => true, (m, r) => {
-  const i = r.clears.length
-  r.clears.push('pending')
-  r.pool.clear().then(() => { r.clears[i] = 'resolved' })
-  m.clear()
-}))
+const advanceCmd = fc.constant(null).map(() =>
+  cmd(
+    'advance(4ms)',
+    (m) => m.cfg.timing !== 'none',
+    async (m, r) => {
+      await sleep(4)
+      await immediate()
+      await immediate()
+      if (m.cfg.timing === 'timeout') m.timeouts()
+      else m.evict()
+    }
+  )
+)
 
-const advanceCmd = fc.constant(null).map(() => cmd('advance(4ms)', m => m.cfg.timing !== 'none', async (m, r) => {
-  await sleep(4)
-  await immediate()
-  await immediate()
-  if (m.cfg.timing === 'timeout') m.timeouts()
-  else m.evict()
-}))
-
-const waitBackoffCmd = fc.constant(null).map(() => cmd('waitBackoff()', m => m.backoffActive, async (m, r) => {
-  await sleep(m.backoffDelay + 4)
-  await immediate()
-  await immediate()
-  m.backoffFired()
-}))
+const waitBackoffCmd = fc.constant(null).map(() =>
+  cmd(
+    'waitBackoff()',
+    (m) => m.backoffActive,
+    async (m, r) => {
+      await sleep(m.backoffDelay + 4)
+      await immediate()
+      await immediate()
+      m.backoffFired()
+    }
+  )
+)
 
 const commands = [
-  acquireCmd, acquireCmd, acquireCmd, abortCmd, releaseCmd, releaseCmd, releaseBadCmd,
-  resolveCreateCmd, resolveCreateCmd, resolveCreateCmd, validateCmd, validateCmd,
-  drainCmd, clearCmd, advanceCmd, waitBackoffCmd
+  acquireCmd,
+  acquireCmd,
+  acquireCmd,
+  abortCmd,
+  releaseCmd,
+  releaseCmd,
+  releaseBadCmd,
+  resolveCreateCmd,
+  resolveCreateCmd,
+  resolveCreateCmd,
+  validateCmd,
+  validateCmd,
+  drainCmd,
+  clearCmd,
+  advanceCmd,
+  waitBackoffCmd
 ]
 
-const configArb = fc.record({
-  max: fc.integer({ min: 1, max: 4 }),
-  min: fc.integer({ min: 0, max: 2 }),
-  priorityRange: fc.integer({ min: 1, max: 3 }),
-  fifo: fc.boolean(),
-  testOnBorrow: fc.boolean(),
-  maxWaitingClients: fc.constantFrom(undefined, undefined, 0, 1, 3),
-  propagateCreateError: fc.boolean(),
-  maxUses: fc.constantFrom(0, 0, 1, 2),
-  timing: fc.constantFrom('none', 'timeout', 'evict'),
-  timeout: fc.integer({ min: 1, max: 3 })
-}).map(c => ({ ...c, min: Math.min(c.min, c.max) }))
+const configArb = fc
+  .record({
+    max: fc.integer({ min: 1, max: 4 }),
+    min: fc.integer({ min: 0, max: 2 }),
+    priorityRange: fc.integer({ min: 1, max: 3 }),
+    fifo: fc.boolean(),
+    testOnBorrow: fc.boolean(),
+    maxWaitingClients: fc.constantFrom(undefined, undefined, 0, 1, 3),
+    propagateCreateError: fc.boolean(),
+    maxUses: fc.constantFrom(0, 0, 1, 2),
+    timing: fc.constantFrom('none', 'timeout', 'evict'),
+    timeout: fc.integer({ min: 1, max: 3 })
+  })
+  .map((c) => ({ ...c, min: Math.min(c.min, c.max) }))
 
 // ----------------------------------------------------------------- a run --
 
-async function runPool (cfg, cmds) {
+async function runPool(cfg, cmds) {
   sequences++
   const model = new PoolModel(cfg)
   const real = {
@@ -581,18 +698,22 @@ async function runPool (cfg, cmds) {
   }
   const destroyed = new Set()
   const factory = {
-    create () {
+    create() {
       const rid = real.createCalls++
-      return new Promise((resolve, reject) => { real.creates.set(rid, { resolve, reject }) })
+      return new Promise((resolve, reject) => {
+        real.creates.set(rid, { resolve, reject })
+      })
     },
-    destroy (resource) {
+    destroy(resource) {
       if (destroyed.has(resource.rid)) real.errors.push(`resource ${resource.rid} destroyed twice`)
       destroyed.add(resource.rid)
       real.destroyCalls.push(resource.rid)
     },
-    validate (resource) {
+    validate(resource) {
       real.validateCalls.push(resource.rid)
-      return new Promise((resolve, reject) => { real.validates.set(resource.rid, { resolve, reject }) })
+      return new Promise((resolve, reject) => {
+        real.validates.set(resource.rid, { resolve, reject })
+      })
     }
   }
   const opts = {
@@ -613,8 +734,12 @@ async function runPool (cfg, cmds) {
   }
   const pool = createPool(factory, opts)
   real.pool = pool
-  pool.on('factoryCreateError', () => { real.createErrors++ })
-  pool.on('factoryValidateError', () => { real.validateErrors++ })
+  pool.on('factoryCreateError', () => {
+    real.createErrors++
+  })
+  pool.on('factoryValidateError', () => {
+    real.validateErrors++
+  })
   model.ensureMinimum() // autostart
   try {
     await flush()
@@ -626,12 +751,16 @@ async function runPool (cfg, cmds) {
   }
   // No resource lost: every one created was destroyed, once.
   const created = [...real.resources.keys()].sort((a, b) => a - b)
-  assert.deepEqual([...destroyed].sort((a, b) => a - b), created, 'resources created but never destroyed')
+  assert.deepEqual(
+    [...destroyed].sort((a, b) => a - b),
+    created,
+    'resources created but never destroyed'
+  )
   assert.equal(real.errors.length, 0, real.errors.join('; '))
 }
 
 // Settles everything, drains and clears: no timer, waiter or resource left.
-async function teardown (pool, real) {
+async function teardown(pool, real) {
   for (const { ac } of real.controllers) ac.abort()
   const drained = pool.drain()
   for (let i = 0; i < 1000; i++) {
@@ -653,20 +782,42 @@ async function teardown (pool, real) {
   await drained
   await pool.clear()
   const s = pool.stats()
-  assert.deepEqual([s.size, s.pending, s.borrowed, s.destroying], [0, 0, 0, 0], 'the pool did not empty')
+  assert.deepEqual(
+    [s.size, s.pending, s.borrowed, s.destroying],
+    [0, 0, 0, 0],
+    'the pool did not empty'
+  )
 }
 
 const RUNS = Math.max(1, Math.round(200 * SCALE))
-const COMMAND_KINDS = ['acquire()', 'abort()', 'release()', 'destroy()', 'release(not borrowed)', 'destroy(not borrowed)',
-  'create() -> ok', 'create() -> fail', 'create() -> null', 'validate() -> true', 'validate() -> false',
-  'validate() -> reject', 'drain()', 'clear()', 'advance()', 'waitBackoff()']
+const COMMAND_KINDS = [
+  'acquire()',
+  'abort()',
+  'release()',
+  'destroy()',
+  'release(not borrowed)',
+  'destroy(not borrowed)',
+  'create() -> ok',
+  'create() -> fail',
+  'create() -> null',
+  'validate() -> true',
+  'validate() -> false',
+  'validate() -> reject',
+  'drain()',
+  'clear()',
+  'advance()',
+  'waitBackoff()'
+]
 const OUTCOMES = ['granted', 'timedout', 'aborted', 'draining', 'full', 'createError']
 
 // A child: one seed, then what it ran as one JSON line.
-async function runSeed (seed) {
+async function runSeed(seed) {
   const base = binding.debugCounts()
-  const property = fc.asyncProperty(configArb, fc.commands(commands, { maxCommands: 150, size: 'max' }),
-    (cfg, cmds) => runPool(cfg, cmds))
+  const property = fc.asyncProperty(
+    configArb,
+    fc.commands(commands, { maxCommands: 150, size: 'max' }),
+    (cfg, cmds) => runPool(cfg, cmds)
+  )
   await fc.assert(property, { seed, numRuns: RUNS, verbose: 1, includeErrorInReport: true })
   await immediate()
   await immediate()
@@ -676,29 +827,47 @@ async function runSeed (seed) {
   return { seed, operations, sequences, ran, outcomes }
 }
 
-function spawnSeed (seed) {
-  return new Promise(resolve => {
-    execFile(process.execPath, [__filename], {
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-      timeout: 300000,
-      env: { ...process.env, SLUICE_MODEL_POOL_CHILD: String(seed) }
-    }, (err, stdout, stderr) => resolve({ seed, err, stdout, stderr }))
+function spawnSeed(seed) {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [__filename],
+      {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+        timeout: 300000,
+        env: { ...process.env, SLUICE_MODEL_POOL_CHILD: String(seed) }
+      },
+      (err, stdout, stderr) => resolve({ seed, err, stdout, stderr })
+    )
   })
 }
 
 if (CHILD_SEED !== undefined) {
-  runSeed(Number(CHILD_SEED)).then(out => console.log(JSON.stringify(out)), err => {
-    console.error(err && err.stack ? err.stack : err)
-    process.exitCode = 1
-  })
+  runSeed(Number(CHILD_SEED)).then(
+    (out) => console.log(JSON.stringify(out)),
+    (err) => {
+      console.error(err && err.stack ? err.stack : err)
+      process.exitCode = 1
+    }
+  )
 } else {
   test('generic-pool against the pool model', async (t) => {
-    t.diagnostic(`pool: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${RUNS} sequences per seed, one process per seed`)
+    t.diagnostic(
+      `pool: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${RUNS} sequences per seed, one process per seed`
+    )
     const results = await Promise.all(SEEDS.map(spawnSeed))
-    const failed = results.filter(r => r.err)
-    assert.equal(failed.length, 0, failed.map(r =>
-      `seed ${r.seed}: ${r.err.killed ? 'killed (timeout)' : 'exit ' + r.err.code}\n${r.stderr}`).join('\n'))
+    const failed = results.filter((r) => r.err)
+    assert.equal(
+      failed.length,
+      0,
+      failed
+        .map(
+          (r) =>
+            `seed ${r.seed}: ${r.err.killed ? 'killed (timeout)' : 'exit ' + r.err.code}\n${r.stderr}`
+        )
+        .join('\n')
+    )
     const total = { operations: 0, sequences: 0, ran: {}, outcomes: {} }
     for (const r of results) {
       const out = JSON.parse(r.stdout.trim().split('\n').pop())
@@ -707,10 +876,13 @@ if (CHILD_SEED !== undefined) {
       total.operations += out.operations
       total.sequences += out.sequences
       for (const [k, n] of Object.entries(out.ran)) total.ran[k] = (total.ran[k] || 0) + n
-      for (const [k, n] of Object.entries(out.outcomes)) total.outcomes[k] = (total.outcomes[k] || 0) + n
+      for (const [k, n] of Object.entries(out.outcomes))
+        total.outcomes[k] = (total.outcomes[k] || 0) + n
     }
-    const seen = (map, keys) => keys.map(k => `${k} ${map[k] || 0}`).join(', ')
-    t.diagnostic(`pool model: ${total.operations} operations in ${total.sequences} sequences, seeds ${SEEDS.join(', ')}`)
+    const seen = (map, keys) => keys.map((k) => `${k} ${map[k] || 0}`).join(', ')
+    t.diagnostic(
+      `pool model: ${total.operations} operations in ${total.sequences} sequences, seeds ${SEEDS.join(', ')}`
+    )
     t.diagnostic(`pool model: commands run: ${seen(total.ran, COMMAND_KINDS)}`)
     t.diagnostic(`pool model: waiters at the end of a sequence: ${seen(total.outcomes, OUTCOMES)}`)
     // Every kind of command ran and every outcome was reached (a few
@@ -725,34 +897,46 @@ if (CHILD_SEED !== undefined) {
 // ------------------------------------------------------- regressions --
 // Bugs the model found, each pinned by a direct test.
 
-if (CHILD_SEED === undefined) test('regression: drain() resolves when the last queued waiter is aborted', async () => {
-  const creates = []
-  const pool = createPool({ create: () => new Promise(resolve => creates.push(resolve)), destroy () {} }, { max: 1 })
-  const first = pool.acquire()
-  const ac = new AbortController()
-  const second = pool.acquire(0, { signal: ac.signal })
-  second.catch(() => {})
-  creates[0]({ id: 0 })
-  await pool.destroy(await first) // the second waiter now waits for a new create
-  let drained = false
-  pool.drain().then(() => { drained = true })
-  await flush()
-  assert.equal(drained, false)
-  ac.abort() // the core drains in the cancel; the event used to stay queued
-  await flush()
-  assert.equal(drained, true)
-  creates[1]({ id: 1 })
-  await flush()
-  await pool.clear()
-})
+if (CHILD_SEED === undefined)
+  test('regression: drain() resolves when the last queued waiter is aborted', async () => {
+    const creates = []
+    const pool = createPool(
+      { create: () => new Promise((resolve) => creates.push(resolve)), destroy() {} },
+      { max: 1 }
+    )
+    const first = pool.acquire()
+    const ac = new AbortController()
+    const second = pool.acquire(0, { signal: ac.signal })
+    second.catch(() => {})
+    creates[0]({ id: 0 })
+    await pool.destroy(await first) // the second waiter now waits for a new create
+    let drained = false
+    pool.drain().then(() => {
+      drained = true
+    })
+    await flush()
+    assert.equal(drained, false)
+    ac.abort() // the core drains in the cancel; the event used to stay queued
+    await flush()
+    assert.equal(drained, true)
+    creates[1]({ id: 1 })
+    await flush()
+    await pool.clear()
+  })
 
-if (CHILD_SEED === undefined) test('regression: acquire timeouts fire after a GC while the pool was idle', () => {
-  // C holds the pool's pump weakly while the pool is idle; the pool did not
-  // hold it at all, so a GC then left timer callbacks nothing to call: the
-  // waiter left the queue but its promise never settled.
-  const { spawnSync } = require('node:child_process')
-  const lib = require.resolve('../lib/generic-pool.js')
-  const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
+if (CHILD_SEED === undefined)
+  test('regression: acquire timeouts fire after a GC while the pool was idle', () => {
+    // C holds the pool's pump weakly while the pool is idle; the pool did not
+    // hold it at all, so a GC then left timer callbacks nothing to call: the
+    // waiter left the queue but its promise never settled.
+    const { spawnSync } = require('node:child_process')
+    const lib = require.resolve('../lib/generic-pool.js')
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-e',
+        `
     const { createPool } = require(${JSON.stringify(lib)})
     const sleep = ms => new Promise(r => setTimeout(r, ms))
     ;(async () => {
@@ -763,7 +947,10 @@ if (CHILD_SEED === undefined) test('regression: acquire timeouts fire after a GC
       await sleep(200)
       console.log(outcome + ' ' + pool.pending)
     })()
-  `], { encoding: 'utf8', timeout: 20000 })
-  assert.equal(r.status, 0, r.stderr)
-  assert.equal(r.stdout.trim(), 'TimeoutError 0')
-})
+  `
+      ],
+      { encoding: 'utf8', timeout: 20000 }
+    )
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(r.stdout.trim(), 'TimeoutError 0')
+  })

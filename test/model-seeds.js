@@ -11,14 +11,15 @@
  * @param {number[]} fixed
  * @returns {{ seeds: number[], extra: number | undefined }}
  */
-function modelSeeds (fixed) {
+function modelSeeds(fixed) {
   const env = process.env.SLUICE_MODEL_SEED
   let extra
   if (env === 'random') {
     extra = (Date.now() ^ (Math.random() * 0x7fffffff)) | 0
   } else if (env !== undefined && env !== '') {
     extra = Number(env)
-    if (!Number.isInteger(extra)) throw new RangeError(`SLUICE_MODEL_SEED must be an integer or "random", got ${env}`)
+    if (!Number.isInteger(extra))
+      throw new RangeError(`SLUICE_MODEL_SEED must be an integer or "random", got ${env}`)
   }
   return { seeds: extra === undefined ? [...fixed] : [...fixed, extra], extra }
 }

@@ -7,8 +7,25 @@ const path = require('node:path')
 
 test('index.d.ts, p-limit.d.ts and generic-pool.d.ts type-check a strict usage file', () => {
   const tsc = require.resolve('typescript/bin/tsc')
-  const r = spawnSync(process.execPath, [tsc, '--noEmit', '--strict', '--target', 'es2022',
-    '--module', 'nodenext', '--moduleResolution', 'nodenext', '--skipLibCheck', 'false', '--types', 'node',
-    path.join(__dirname, 'types', 'usage.ts')], { encoding: 'utf8' })
+  const r = spawnSync(
+    process.execPath,
+    [
+      tsc,
+      '--noEmit',
+      '--strict',
+      '--target',
+      'es2022',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--skipLibCheck',
+      'false',
+      '--types',
+      'node',
+      path.join(__dirname, 'types', 'usage.ts')
+    ],
+    { encoding: 'utf8' }
+  )
   assert.equal(r.status, 0, r.stdout + r.stderr)
 })

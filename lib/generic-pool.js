@@ -1,6 +1,6 @@
 'use strict'
 // sluice/generic-pool: generic-pool 3.9's API and observable behaviour over
-// the native pool core (src/pool.c), without its hangs, crashes and leaks.
+// the native pool core (src/core/pool.c), without its hangs, crashes and leaks.
 //
 // C decides, JS does. The core owns every count, the idle list, the
 // priority wait queue and every timer (acquire and destroy timeouts,
@@ -11,6 +11,12 @@
 // which token gets which slot). The core reports what to do as events in a
 // window shared with C (`#pump`), so a typical acquire or release is one
 // native call and reading a count is no call at all.
+//
+// User code (a valueOf, a getter, a custom Promise class, a signal's
+// listener methods, the factory, event listeners) may re-enter the pool.
+// Every argument is read, coerced and validated before the pool changes
+// anything, and the native calls run none of it, so no operation is ever
+// left half done when it does.
 const { EventEmitter } = require('node:events')
 const { binding, protocol } = require('./binding.js')
 const { TimeoutError } = require('./errors.js')
@@ -20,6 +26,7 @@ const { executor, captured } = require('./executor.js')
 const {
   poolEvents: EV,
   poolCtls: CTL,
+  poolAcquire: ACQ,
   poolCounts: C,
   poolHeader: H,
   poolConfig: CFG,
@@ -35,7 +42,40 @@ const FACTORY_DESTROY_ERROR = 'factoryDestroyError'
 const FACTORY_VALIDATE_ERROR = 'factoryValidateError'
 const LEAK = 'leak'
 
+const DRAINING = 'pool is draining and cannot accept work'
+const FULL = 'max waitingClients count exceeded'
+
 const noop = () => {}
+const NativePromise = Promise
+
+// acquire()'s options (a sluice addition): its signal, validated.
+function signalOf (options) {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError('Expected `options` to be an object')
+  }
+  const signal = options.signal
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError('Expected `options.signal` to be an AbortSignal')
+  }
+  return signal
+}
+
+// Whether coercing `v` to a number may run user code.
+function isObject (v) {
+  return (typeof v === 'object' && v !== null) || typeof v === 'function'
+}
+
+// A promise of a user's Promise class with its resolving functions, made
+// with a closure of its own (a constructor that re-enters the pool must not
+// see, or overwrite, another acquire's resolving functions).
+function deferredOf (P) {
+  let resolve, reject
+  const promise = new P((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
 
 
 // A delay as setTimeout reads it: anything not in [1, 2^31-1] is 1 ms.
@@ -191,7 +231,7 @@ class Pool extends EventEmitter {
   #loanP = []
   #loanEnd = []
   #readyWaiters = []
-  #draining = false
+  #badTtl // acquireTimeoutMillis was given but is not a positive number
   #pumpError
   #resolved
   // The pump C calls from its timers. C holds it weakly while the pool is
@@ -219,6 +259,7 @@ class Pool extends EventEmitter {
     this.#config = config
     this.#factory = factory
     this.#P = config.Promise
+    this.#badTtl = config.acquireTimeoutMillis !== undefined && !(config.acquireTimeoutMillis > 0)
     this.#resolved = this.#P.resolve()
     this.#pumpFn = () => this.#pump()
     const [acquire, release, ctl, buffer] = binding.pool(configArray(config), this.#pumpFn)
@@ -269,30 +310,39 @@ class Pool extends EventEmitter {
           case EV.LEAK: this.emit(LEAK, this.#res[a]); break
         }
       } catch (err) {
-        if (this.#pumpError === undefined) {
-          this.#pumpError = err
-          process.nextTick(() => {
-            const e = this.#pumpError
-            this.#pumpError = undefined
-            throw e
-          })
-        }
+        this.#throwLater(err)
       }
     }
     if (this.#readyWaiters.length > 0) this.#checkReady()
   }
 
+  // An error of user code the pool cannot hand to a caller, rethrown
+  // asynchronously, like an error in a promise reaction (once per turn).
+  #throwLater (err) {
+    if (this.#pumpError !== undefined) return
+    this.#pumpError = err
+    process.nextTick(() => {
+      const e = this.#pumpError
+      this.#pumpError = undefined
+      throw e
+    })
+  }
+
+  // The waiter `token` is served or refused: its slot is free before any
+  // user code runs (the signal's removeEventListener may re-enter), and its
+  // promise settles whatever that code does.
   #settle (token, ok, value) {
     const fn = ok ? this.#wres[token] : this.#wrej[token]
     this.#wres[token] = undefined
     this.#wrej[token] = undefined
     this.#wprom[token] = undefined
-    const sig = this.#wsig[token]
-    if (sig !== undefined) {
-      this.#wsig[token] = undefined
-      sig.signal.removeEventListener('abort', sig.onAbort)
-    }
+    const entry = this.#wsig[token]
     this.#wfree.push(token)
+    if (entry !== undefined) {
+      this.#wsig[token] = undefined
+      entry.token = -1
+      this.#unlisten(entry)
+    }
     fn(value)
   }
 
@@ -467,68 +517,114 @@ class Pool extends EventEmitter {
    */
   acquire (priority, options) {
     const P = this.#P
-    const config = this.#config
-    if (config.autostart === false && !this.#ctl(CTL.STARTED)) this.start()
-    let signal
-    if (options !== undefined) {
-      if (options === null || typeof options !== 'object') {
-        throw new TypeError('Expected `options` to be an object')
+    if (this.#config.autostart === false && !this.#ctl(CTL.STARTED)) this.start()
+    const signal = options === undefined ? undefined : signalOf(options)
+    let deferred
+    let checked = false
+    if (P !== NativePromise || signal !== undefined || this.#badTtl || isObject(priority)) {
+      // generic-pool's order: its draining and max-waiting refusals (the
+      // core decides them), its request (a promise of the pool's class; the
+      // acquire-timeout check), then the priority. User code may run from
+      // here on, before the pool changes anything.
+      checked = true
+      const aborted = signal !== undefined && signal.aborted
+      const refused = this.#ctl(CTL.CHECK)
+      if (refused === ACQ.DRAINING || (refused === ACQ.FULL && (this.#badTtl || !aborted))) {
+        return this.#refuse(refused)
       }
-      signal = options.signal
-      if (signal !== undefined && !(signal instanceof AbortSignal)) {
-        throw new TypeError('Expected `options.signal` to be an AbortSignal')
+      if (P !== NativePromise) deferred = deferredOf(P)
+      if (this.#badTtl) throw new Error('delay must be a positive int')
+      if (aborted) return P.reject(signal.reason)
+    }
+    let prio
+    try {
+      prio = (priority && +priority | 0) || 0
+    } catch (err) {
+      // A Symbol or a throwing valueOf: generic-pool throws it, unless it
+      // refused the acquire first.
+      const refused = checked ? 0 : this.#ctl(CTL.CHECK)
+      if (refused !== 0) return this.#refuse(refused)
+      throw err
+    }
+    // The abort listener goes on before the waiter is queued: a throwing
+    // addEventListener leaves nothing behind.
+    let entry
+    if (signal !== undefined) {
+      entry = this.#listen(signal)
+      if (signal.aborted) {
+        this.#unlisten(entry)
+        return P.reject(signal.reason)
       }
     }
-    const ttl = config.acquireTimeoutMillis
-    if (ttl !== undefined && !(ttl > 0)) {
-      // generic-pool's ResourceRequest throws this synchronously, after the
-      // draining and max-waiting checks.
-      const c = this.#counts
-      if (this.#isDraining()) return P.reject(new Error('pool is draining and cannot accept work'))
-      if (c[C.SPARE] < 1 && c[C.AVAILABLE] < 1 && config.maxWaitingClients !== undefined &&
-          c[C.PENDING] >= config.maxWaitingClients) {
-        return P.reject(new Error('max waitingClients count exceeded'))
-      }
-      throw new Error('delay must be a positive int')
-    }
-    if (signal !== undefined && signal.aborted && !this.#isDraining()) return P.reject(signal.reason)
     const wfree = this.#wfree
     const token = wfree.length > 0 ? wfree[wfree.length - 1] : this.#wres.length
-    const r = this.#acquire((priority && +priority | 0) || 0, token)
+    const r = this.#acquire(prio, token)
     if (r >= 0) {
       const resource = this.#res[r]
+      if (entry !== undefined) this.#unlisten(entry)
       if (this.#pending()) this.#pump()
-      return P.resolve(resource)
+      if (deferred === undefined) return P.resolve(resource)
+      deferred.resolve(resource)
+      return deferred.promise
     }
-    if (r === -1) {
-      if (wfree.length > 0) wfree.pop()
-      const promise = new P(executor)
+    if (r !== ACQ.QUEUED) {
+      if (entry !== undefined) this.#unlisten(entry)
+      return this.#refuse(r)
+    }
+    // Queued: the token is taken before anything else runs.
+    if (wfree.length > 0) wfree.pop()
+    let promise
+    if (deferred === undefined) {
+      promise = new NativePromise(executor)
       this.#wres[token] = captured.resolve
       this.#wrej[token] = captured.reject
-      this.#wprom[token] = promise
       captured.resolve = captured.reject = undefined
-      if (signal !== undefined) this.#watch(token, this.#hdr[H.WAITER], signal)
+    } else {
+      promise = deferred.promise
+      this.#wres[token] = deferred.resolve
+      this.#wrej[token] = deferred.reject
+    }
+    this.#wprom[token] = promise
+    if (entry !== undefined) {
+      entry.token = token
+      entry.waiter = this.#hdr[H.WAITER]
+      this.#wsig[token] = entry
+    }
+    if (this.#pending()) this.#pump()
+    return promise
+  }
+
+  // generic-pool's rejection of a refused acquire (ACQ.DRAINING or
+  // ACQ.FULL, as the core decided).
+  #refuse (code) {
+    return this.#P.reject(new Error(code === ACQ.DRAINING ? DRAINING : FULL))
+  }
+
+  // Listens for the abort of a waiter not queued yet (entry.token < 0 until
+  // it is, and again once it is settled: a late abort does nothing).
+  #listen (signal) {
+    const entry = { signal, onAbort: undefined, token: -1, waiter: -1 }
+    entry.onAbort = () => this.#aborted(entry)
+    signal.addEventListener('abort', entry.onAbort, { once: true })
+    return entry
+  }
+
+  #unlisten (entry) {
+    try {
+      entry.signal.removeEventListener('abort', entry.onAbort)
+    } catch (err) {
+      this.#throwLater(err)
+    }
+  }
+
+  #aborted (entry) {
+    const token = entry.token
+    if (token < 0) return
+    if (this.#ctl(CTL.CANCEL, entry.waiter, token)) {
+      this.#settle(token, false, entry.signal.reason)
+      // The cancel may have drained the pool: deliver that event now.
       if (this.#pending()) this.#pump()
-      return promise
     }
-    if (r === -2) return P.reject(new Error('pool is draining and cannot accept work'))
-    return P.reject(new Error('max waitingClients count exceeded'))
-  }
-
-  #isDraining () {
-    return this.#draining
-  }
-
-  #watch (token, waiter, signal) {
-    const onAbort = () => {
-      if (this.#ctl(CTL.CANCEL, waiter, token)) {
-        this.#settle(token, false, signal.reason)
-        // The cancel may have drained the pool: deliver that event now.
-        if (this.#pending()) this.#pump()
-      }
-    }
-    this.#wsig[token] = { signal, onAbort }
-    signal.addEventListener('abort', onAbort, { once: true })
   }
 
   /**
@@ -604,7 +700,6 @@ class Pool extends EventEmitter {
   // too, instead of resolving while they can still borrow.
   drain () {
     const P = this.#P
-    this.#draining = true
     this.#ctl(CTL.DRAIN)
     const returned = () => {
       if (this.#ctl(CTL.TAIL) >= 0) return this.#requestsSettled().then(returned)

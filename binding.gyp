@@ -2,7 +2,10 @@
   # --sluice_sanitize=true (or npm_config_sluice_sanitize=true) builds with
   # AddressSanitizer and UBSan, for scripts/sanitize.js only (-O1 in cflags_c
   # comes after node-gyp's -O3, for exact stack traces).
-  "variables": { "sluice_sanitize%": "false" },
+  # --sluice_werror=true (or npm_config_sluice_werror=true, as .ci/run sets)
+  # makes every compiler warning an error: CI builds that way; users' builds
+  # do not (a newer compiler's new warning must not break an install).
+  "variables": { "sluice_sanitize%": "false", "sluice_werror%": "false" },
   "targets": [
     {
       "target_name": "sluice",
@@ -30,6 +33,10 @@
       },
       "conditions": [
         ["OS=='linux'", { "libraries": ["-ldl"] }],
+        ["sluice_werror=='true'", {
+          "cflags_c": ["-Werror"],
+          "xcode_settings": { "GCC_TREAT_WARNINGS_AS_ERRORS": "YES" }
+        }],
         ["sluice_sanitize=='true'", {
           "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"],
           "cflags_c": ["-O1"],

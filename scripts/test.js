@@ -84,17 +84,23 @@ function libuv() {
   return null
 }
 
-// The files Prettier checks: all ('.') but FORMAT_PENDING (a folder ends
-// with '/'), from git's list of tracked and untracked, not ignored, files.
-function formatTargets() {
+// What Prettier checks: the tree ('.') but FORMAT_PENDING (a folder ends
+// with '/'). Folders that hold a pending path are listed entry by entry;
+// Prettier expands the rest and applies .gitignore and .prettierignore.
+function formatTargets(dir = '') {
   if (FORMAT_PENDING.length === 0) return ['.']
-  const git = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
-    cwd: root,
-    encoding: 'utf8'
-  })
-  if (git.status !== 0) return ['.']
-  const pending = (f) => FORMAT_PENDING.some((p) => (p.endsWith('/') ? f.startsWith(p) : f === p))
-  return git.stdout.split('\0').filter((f) => f && !pending(f) && fs.existsSync(path.join(root, f)))
+  const out = []
+  for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+    if (e.name === '.git' || e.name === 'node_modules') continue
+    const rel = dir + e.name + (e.isDirectory() ? '/' : '')
+    if (FORMAT_PENDING.includes(rel)) continue
+    if (e.isDirectory() && FORMAT_PENDING.some((p) => p.startsWith(rel))) {
+      out.push(...formatTargets(rel))
+    } else {
+      out.push(rel)
+    }
+  }
+  return out
 }
 
 // Prettier over the tree (.prettierrc.json; ignored: .gitignore,

@@ -334,11 +334,14 @@ test('3,000 pools dropped with a borrowed resource and queued acquires are colle
       await rest()
       const heapBefore = process.memoryUsage().heapUsed
       const rssBefore = process.memoryUsage().rss
-      for (let i = 0; i < 3000; i++) {
+      // One function per pool, so that no suspended frame of this one keeps
+      // the last pool in a register.
+      async function dropOne (i) {
         const pool = createPool({ create: async () => ({ i }), destroy: async () => {} }, { max: 1 })
         await pool.acquire()
         for (let j = 0; j < 3; j++) pool.acquire().catch(() => {})
       }
+      for (let i = 0; i < 3000; i++) await dropOne(i)
       const peak = binding.debugCounts()
       const counts = await rest()
       const heapAfter = process.memoryUsage().heapUsed
@@ -355,6 +358,43 @@ test('3,000 pools dropped with a borrowed resource and queued acquires are colle
   assert.equal(out.counts.poolWaiters, 0, detail)
   assert.equal(out.counts.poolTimers, 0, detail)
   assert.ok(growth < 5, detail)
+})
+
+// The same once the reason C held the pool ends quietly: a create retry
+// (backoff) whose waiter timed out, firing with nothing left to do.
+test('pools dropped after a create retry with nothing left to do are collected', () => {
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
+    const { binding } = require(${JSON.stringify(BINDING)})
+    const { createPool } = require(${JSON.stringify(LIB)})
+    const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+    // In a function of its own: a suspended async frame would keep the last
+    // pool in a register.
+    function make (n) {
+      for (let i = 0; i < n; i++) {
+        const pool = createPool({ create: () => Promise.reject(new Error('no')), destroy: async () => {} },
+          { max: 1, acquireTimeoutMillis: 5 })
+        pool.on('factoryCreateError', () => {})
+        pool.acquire().catch(() => {})
+      }
+    }
+    ;(async () => {
+      make(200)
+      const peak = binding.debugCounts().pools
+      await sleep(50) // the waiters time out (5 ms), then the retries fire (10 ms)
+      let c
+      for (let i = 0; i < 300; i++) {
+        global.gc()
+        await sleep(10)
+        c = binding.debugCounts()
+        if (c.pools === 0) break
+      }
+      console.log(JSON.stringify({ peak, pools: c.pools, poolTimers: c.poolTimers }))
+      process.exit(0)
+    })()
+  `], { encoding: 'utf8', timeout: 60000 })
+  assert.equal(r.status, 0, r.stderr)
+  const out = JSON.parse(r.stdout.trim().split('\n').pop())
+  assert.deepEqual(out, { peak: 200, pools: 0, poolTimers: 0 })
 })
 
 // generic-pool's refusals, decided in C (issue 9, structure 4): a rejected

@@ -586,6 +586,9 @@ static void sl__backoff_cb(uv_timer_t* t) {
   if (p->closing)
     return;
   p->backoff_active = 0;
+  /* Flushed even if nothing else happens: the embedder may keep things
+   * alive for as long as a retry is pending (see `flush` in pool.h). */
+  p->produced = 1;
   sl__ensure_minimum(p);
   sl__dispense(p);
   sl__settle(p);

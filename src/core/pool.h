@@ -52,7 +52,8 @@
  *   UV_EBUSY      sl_pool_acquire: max_waiting clients wait already
  *   UV_ENOMEM     an allocation failed; nothing changed
  *   UV_EINVAL     a report or release for a slot not in that state
- *   UV_ENOENT     sl_pool_cancel: no such queued waiter
+ *   UV_ENOENT     sl_pool_cancel: no such queued waiter; sl_pool_tail_token:
+ *                 nobody waits
  * Memory comes from sl_malloc/sl_realloc/sl_free (alloc.h), so tests can
  * make any allocation fail. An allocation that fails where the call cannot
  * be undone any more (a create for a waiter queued already, a refill of
@@ -116,8 +117,10 @@ typedef struct sl_pool_ops_s {
   void (*reject)(sl_pool_t* pool, uint32_t token, int reason, uint32_t slot);
   /* enum sl_pool_event. */
   void (*emit)(sl_pool_t* pool, int event, uint32_t slot);
-  /* Called at the end of a timer callback that produced any callback above:
-   * the embedder should act on what it queued. May be NULL. */
+  /* Called at the end of a timer callback that produced any callback above
+   * (the embedder should act on what it queued), and after every create
+   * retry (the backoff timer), so an embedder that keeps anything alive
+   * while a retry is pending learns that it is over. May be NULL. */
   void (*flush)(sl_pool_t* pool);
   /* Called once, after sl_pool_close, when every timer has closed. The pool
    * memory may be freed from here. */

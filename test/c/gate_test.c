@@ -1474,6 +1474,36 @@ static void test_big_release(void) {
   sl_ctx_destroy(&ctx);
 }
 
+/* sl_stake_close on a gate that is not shared: gate.h says the stake's held
+ * permits go back to the gate and the waiters they let in are granted
+ * through the ready queue, shared or not. */
+static void test_close_unshared(void) {
+  sl_ctx_t ctx;
+  sl_gate_t g;
+  sl_stake_t s, s2;
+  sl_wlist_t out;
+
+  CHECK_EQ(sl_ctx_init(&ctx), 0);
+  CHECK_EQ(sl_gate_init(&g, 10000000000LL, 0), 0);
+  sl_stake_open(&s, &g, &ctx);
+  sl_stake_open(&s2, &g, &ctx);
+  sl_wlist_init(&out);
+  CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
+  CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
+  queue(&s2, 1, UINT32_MAX, 0);
+  sl_stake_close(&s);
+  CHECK_EQ(g.in_use, UINT32_MAX);
+  CHECK_EQ(g.npending, 0);
+  sl_ctx_take_ready(&ctx, &out);
+  EXPECT_IDS(&out, 1);
+  CHECK_EQ(sl_stake_held(&s2), UINT32_MAX);
+  sl_stake_close(&s2);
+  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(ctx.live, 0);
+  sl_gate_destroy(&g);
+  sl_ctx_destroy(&ctx);
+}
+
 /* ---------------------------------------------------------- keep (e) --- */
 
 /* A thread stays alive only while another context holds permits of, or has
@@ -2669,6 +2699,7 @@ int main(int argc, char** argv) {
       {"threads", test_threads, 1},
       {"threads4", test_threads4, 1},
       {"teardown_race", test_teardown_race, 1},
+      {"close_unshared", test_close_unshared, 0},
   };
   size_t i, ran = 0;
   int threads_only = 0, a;

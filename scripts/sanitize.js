@@ -3,7 +3,8 @@
 //
 //   1. The C core's tests under ASan/UBSan and then, rebuilt without
 //      sanitizers, under valgrind memcheck (scripts/test.js --c with
-//      SLUICE_VALGRIND=1): zero errors, zero leaks of any kind.
+//      SLUICE_VALGRIND=1): zero errors, zero leaks of any kind. Then their
+//      threaded tests under ThreadSanitizer (tsanCTests below): no report.
 //   2. The addon built with -fsanitize=address,undefined (binding.gyp's
 //      sluice_sanitize variable) in a copy of the tree under the system temp
 //      dir, so build/Release, which `npm test` loads, is never touched.
@@ -91,6 +92,131 @@ function runCounting(cmd, args, opts) {
   })
 }
 
+// The C core's threaded tests under ThreadSanitizer. A C test opts in with a
+// line `// tsan: ARGS` among its first lines (ARGS: how to run it, e.g.
+// --threads-only); it is built from the same `// sources:` line that
+// scripts/test.js reads, with -fsanitize=thread -g -O1, and run with
+// halt_on_error=1. Any ThreadSanitizer report or a non-zero exit fails the
+// step. gcc's runtime is libtsan (Debian 12: the libtsan2 package, which
+// gcc-12 pulls in through libgcc-12-dev). libuv stays uninstrumented: TSan
+// sees its pthread calls through its interceptors, which is what the core's
+// locking rests on.
+function tsanCTests() {
+  const cc = process.env.CC || 'gcc'
+  if (!sanitizerRuntime('libtsan.so')) {
+    console.error('sanitize: libtsan.so not found (Debian: apt-get install libtsan2)')
+    return false
+  }
+  const inc = [
+    process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
+    path.join(path.dirname(process.execPath), '..', 'include', 'node'),
+    '/usr/include/node'
+  ].find((d) => d && fs.existsSync(path.join(d, 'uv.h')))
+  const pc = spawnSync('pkg-config', ['--libs', 'libuv'], { encoding: 'utf8' })
+  const uv =
+    pc.status === 0 && pc.stdout.trim()
+      ? pc.stdout.trim().split(/\s+/)
+      : ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib']
+          .flatMap((d) => ['libuv.so', 'libuv.so.1'].map((f) => path.join(d, f)))
+          .filter((f) => fs.existsSync(f))
+          .slice(0, 1)
+  if (!inc || uv.length === 0) {
+    console.error('sanitize: no uv.h or no libuv to link (Debian: apt-get install libuv1-dev)')
+    return false
+  }
+  const dir = path.join(root, 'test', 'c')
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-tsan-'))
+  let ran = 0
+  let failed = 0
+  try {
+    for (const t of fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('_test.c'))
+      .sort()) {
+      const head = fs.readFileSync(path.join(dir, t), 'utf8').split('\n', 5)
+      const tsan = head.map((l) => /^\/\/ tsan:(.*)$/.exec(l)).find(Boolean)
+      if (!tsan) continue
+      const m = /sources:\s*(.*)$/.exec(head[0])
+      const sources = m
+        ? m[1]
+            .trim()
+            .split(/\s+/)
+            .map((s) => path.join(root, s))
+        : []
+      const args = tsan[1].trim().split(/\s+/).filter(Boolean)
+      const exe = path.join(out, t.replace(/\.c$/, '-tsan'))
+      ran++
+      console.log(`# TSan: building ${t}`)
+      const build = spawnSync(
+        cc,
+        [
+          '-std=gnu11',
+          '-Wall',
+          '-Wextra',
+          '-Werror',
+          '-g',
+          '-O1',
+          '-fsanitize=thread',
+          `-I${inc}`,
+          `-I${path.join(root, 'src')}`,
+          path.join(dir, t),
+          ...sources,
+          ...uv,
+          '-lpthread',
+          '-ldl',
+          '-lm',
+          '-o',
+          exe
+        ],
+        { cwd: root, stdio: 'inherit' }
+      )
+      if (build.status !== 0) {
+        failed++
+        continue
+      }
+      const env = { ...process.env, TSAN_OPTIONS: 'halt_on_error=1:second_deadlock_stack=1' }
+      const run = (cmd, argv) => {
+        console.log(`# TSan: running ${[t, ...args].join(' ')}`)
+        const r = spawnSync(cmd, argv, {
+          cwd: root,
+          env,
+          encoding: 'utf8',
+          timeout: 10 * 60 * 1000
+        })
+        process.stdout.write(r.stdout || '')
+        process.stderr.write(r.stderr || '')
+        return r
+      }
+      let r = run(exe, args)
+      // gcc 12's TSan cannot map its shadow memory under the larger mmap
+      // randomization of newer kernels (vm.mmap_rnd_bits = 32): without ASLR
+      // it can.
+      if (/unexpected memory mapping/.test(r.stderr || '')) {
+        console.log('# TSan: retrying without address randomization (setarch -R)')
+        r = run('setarch', [os.arch() === 'arm64' ? 'aarch64' : 'x86_64', '-R', exe, ...args])
+      }
+      const reports = ((r.stdout || '') + (r.stderr || '')).match(
+        /(WARNING|ERROR): ThreadSanitizer/g
+      )
+      if (r.status !== 0 || reports) {
+        console.error(
+          `# TSan: ${t} FAILED (exit ${r.status}${r.signal ? `, ${r.signal}` : ''}, ` +
+            `${reports ? reports.length : 0} ThreadSanitizer report(s))`
+        )
+        failed++
+      }
+    }
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true })
+  }
+  if (ran === 0) {
+    console.error('sanitize: no C test declares `// tsan:`: nothing ran under ThreadSanitizer')
+    return false
+  }
+  console.log(`# TSan: ${ran - failed} passed, ${failed} failed`)
+  return failed === 0
+}
+
 async function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sanitize-'))
   let addon = null
@@ -106,6 +232,8 @@ async function main() {
         env: { ...process.env, SLUICE_VALGRIND: '1', SLUICE_REQUIRE_C_TESTS: '1' }
       }).status === 0
   )
+
+  const tsanOk = await step('C core threaded tests under ThreadSanitizer', tsanCTests)
 
   const buildOk = await step('build the addon with -fsanitize=address,undefined', () => {
     const tree = path.join(work, 'tree')
@@ -180,7 +308,7 @@ async function main() {
   )
   if (!process.env.SLUICE_KEEP_SANITIZE_BUILD) fs.rmSync(work, { recursive: true, force: true })
   else console.log(`#   sanitized build kept in ${work}`)
-  process.exit(cOk && buildOk && jsOk && stressOk ? 0 : 1)
+  process.exit(cOk && tsanOk && buildOk && jsOk && stressOk ? 0 : 1)
 }
 
 main()

@@ -223,7 +223,10 @@ static void sl__slot_free(sl_pool_t* p, int32_t s) {
 static void sl__idle_push(sl_pool_t* p, int32_t s) {
   sl_pool_slot_t* slot = &p->slots[s];
   slot->state = SL_SLOT_IDLE;
-  slot->idle_since = sl__now(p);
+  /* Read only by the evictor: the release path, the hottest, reads no
+   * clock without one. */
+  if (p->cfg.eviction_interval > 0)
+    slot->idle_since = sl__now(p);
   /* From the pool's counter, not the slot's: slots are reused (and zeroed),
    * and generic-pool's cursor, once its node left the list, never matches
    * again. */
@@ -794,7 +797,7 @@ int sl_pool_created(sl_pool_t* p, uint32_t slot) {
   if (!sl__in_state(p, slot, SL_SLOT_CREATING))
     return UV_EINVAL;
   p->ncreating--;
-  p->slots[slot].created_at = sl__now(p);
+  p->slots[slot].created_at = sl__lifetime_now(p); /* read by sl__expired only */
   p->slots[slot].uses = 0;
   sl__idle_push(p, (int32_t) slot);
   /* Create works again: retry at once, from the shortest delay next time. */

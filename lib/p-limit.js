@@ -18,10 +18,22 @@
 // - with rejectOnClear it is a promise of its own whose resolving functions
 //   are kept by slot, because p-limit rejects cleared tasks inside
 //   clearQueue(), which a derived promise cannot do.
-const { binding, OP } = require('./binding.js')
+const { binding, scratch, OP } = require('./binding.js')
 const { executor, captured } = require('./executor.js')
 
 const CLEARED = Symbol('cleared')
+
+// What runs granted tasks, kept alive from the moment the gate resolves
+// their go promises until the reactions have run (see `hold` below).
+const starting = new Set()
+
+// A function that calls `run` through a WeakRef. Made here, outside
+// pLimit(), so that its closure holds nothing but the WeakRef (closures made
+// in one scope share that scope's variables).
+function weakly (run) {
+  const ref = new WeakRef(run)
+  return (slot) => ref.deref()(slot)
+}
 const noop = () => {}
 
 
@@ -106,8 +118,37 @@ function pLimit (concurrency) {
   const rejecters = rejectOnClear ? [] : undefined
   const freeSlots = []
 
+  // Lifetimes. The addon holds the go promise of every queued task until it
+  // is granted, and that promise's reaction starts the task. If that
+  // reaction held this limiter strongly, the addon would keep a limiter
+  // nobody can ever release (dropped, its running task never settling)
+  // alive forever. So for an unshared limiter the reaction holds it through
+  // a WeakRef; the limiter lives as long as its caller or a running task
+  // (through `done`) holds it, and when neither does it is collected, and
+  // its queued tasks with it (as p-limit's are). Between a grant and its
+  // reaction nothing else may hold it, so every call that can grant reports
+  // how many promises it resolved (scratch[2]) and `hold` keeps the limiter
+  // in `starting` until that many reactions have run. A shared (named)
+  // limiter is held by the addon while it waits, as another thread may
+  // grant it at any time: its reaction holds it strongly.
+  let unstarted = 0
+  let run
+  function hold () {
+    const k = scratch[2]
+    if (k === 0 || name !== undefined) return
+    if (unstarted === 0) starting.add(run)
+    unstarted += k
+  }
+  function started () {
+    if (name !== undefined) return
+    if (--unstarted === 0) starting.delete(run)
+  }
+
   // p-limit's next(): one permit back, at most one queued task started.
-  const done = () => { release() }
+  const done = () => {
+    release()
+    hold()
+  }
 
   // Default: returns what the caller's promise (derived from go) adopts.
   // A slot is free again. When every slot is (no task waits for its go),
@@ -186,6 +227,18 @@ function pLimit (concurrency) {
     result.then(done, done)
   }
 
+  // The reactions of go promises: started() first, then the task.
+  run = resolvers === undefined
+    ? (slot) => {
+        started()
+        return runSlot(slot)
+      }
+    : (slot) => {
+        started()
+        runSlotResolving(slot)
+      }
+  const onGo = name === undefined ? weakly(run) : run
+
   // A method, so that `limit` is neither a constructor nor has a prototype,
   // like p-limit's arrow function, while it can still read `arguments`
   // (no rest array per call).
@@ -201,20 +254,28 @@ function pLimit (concurrency) {
       argv[slot] = args
       if (resolvers === undefined) {
         const go = take(slot)
-        return (go === undefined ? Promise.resolve(slot) : go).then(runSlot)
+        if (go === undefined) return Promise.resolve(slot).then(runSlot)
+        hold()
+        return go.then(onGo)
       }
       const promise = new Promise(executor)
       resolvers[slot] = captured.resolve
       rejecters[slot] = captured.reject
       captured.resolve = captured.reject = undefined
       const go = take(slot)
-      ;(go === undefined ? Promise.resolve(slot) : go).then(runSlotResolving)
+      if (go === undefined) {
+        Promise.resolve(slot).then(runSlotResolving)
+      } else {
+        hold()
+        go.then(onGo)
+      }
       return promise
     }
   }
 
   function clearQueue () {
     const slots = ctl(OP.CLEAR)
+    hold()
     if (rejecters === undefined) {
       for (const slot of slots) fns[slot] = CLEARED
       return
@@ -247,7 +308,10 @@ function pLimit (concurrency) {
         ctl(OP.SET_PERMITS, newConcurrency)
         concurrencyValue = newConcurrency
         // As p-limit: queued tasks start one microtask later.
-        queueMicrotask(() => { ctl(OP.DISPATCH) })
+        queueMicrotask(() => {
+          ctl(OP.DISPATCH)
+          hold()
+        })
       }
     },
     map: {

@@ -95,6 +95,7 @@ static sl_chunk_t* sl__chunk_new(void) {
   for (i = 0; i < SL_CHUNK_SIZE; i++) {
     c->w[i].next = i + 1 < SL_CHUNK_SIZE ? &c->w[i + 1] : NULL;
     c->w[i].state = SL_WAITER_FREE;
+    c->w[i].seq = 0; /* matches no token (see sl_ctx_waiter_find) */
   }
   return c;
 }
@@ -133,6 +134,7 @@ void sl_ctx_waiter_free(sl_ctx_t* ctx, sl_waiter_t* w) {
   sl_chunk_t* c = ctx->chunks[i];
 
   w->state = SL_WAITER_FREE;
+  w->seq = 0; /* no token matches a free waiter (see sl_ctx_waiter_find) */
   w->stake = NULL;
   w->data = NULL;
   w->timer = NULL;
@@ -166,7 +168,9 @@ sl_waiter_t* sl_ctx_waiter_find(sl_ctx_t* ctx, uint32_t index, uint64_t seq) {
   if (i >= ctx->nchunks || ctx->chunks[i] == NULL)
     return NULL;
   w = &ctx->chunks[i]->w[index & (SL_CHUNK_SIZE - 1)];
-  if (w->state == SL_WAITER_FREE || w->seq != seq)
+  /* Only `seq` is read: the owner thread alone writes it (0 when free),
+   * while `state` is written by whichever thread grants the waiter. */
+  if (seq == 0 || w->seq != seq)
     return NULL;
   return w;
 }
@@ -487,31 +491,29 @@ void sl_stake_close(sl_stake_t* s) {
   sl__ring_t ring = {.n = 0};
   sl_wlist_t none;
 
-  if (!g->shared) {
-    s->held = 0;
-    return;
-  }
   sl_wlist_init(&none);
-  uv_mutex_lock(&g->lock);
+  SL__LOCK(g);
   /* Permits the holder never released (a dropped semaphore, a terminated
    * worker) go back, and whoever waits next gets them. self = NULL: every
    * grant goes through a ready queue, since this may run in a finalizer. */
   g->in_use -= s->held;
   s->held = 0;
-  if (s->keep) {
-    g->nkeep--;
-    uv_mutex_lock(&s->ctx->lock);
-    s->ctx->keep--;
-    uv_mutex_unlock(&s->ctx->lock);
-    s->keep = 0;
+  if (g->shared) {
+    if (s->keep) {
+      g->nkeep--;
+      uv_mutex_lock(&s->ctx->lock);
+      s->ctx->keep--;
+      uv_mutex_unlock(&s->ctx->lock);
+      s->keep = 0;
+    }
+    if (s->prev != NULL)
+      s->prev->next = s->next;
+    else
+      g->stakes = s->next;
+    if (s->next != NULL)
+      s->next->prev = s->prev;
+    s->next = s->prev = NULL;
   }
-  if (s->prev != NULL)
-    s->prev->next = s->next;
-  else
-    g->stakes = s->next;
-  if (s->next != NULL)
-    s->next->prev = s->prev;
-  s->next = s->prev = NULL;
   sl__dispatch_locked(g, 0, NULL, &none, &ring);
   sl__unlock_ring(g, &ring);
 }

@@ -169,6 +169,19 @@ static napi_status sl__resolve(napi_env env, sl_waiter_t* w) {
   return s;
 }
 
+/* scratch[2]: how many promises the current call resolved (JS reads it
+ * right after take/release/ctl, to keep what runs the granted tasks alive
+ * until their reactions have run; lib/p-limit.js). */
+static void sl__count_reset(sl_env_t* senv) {
+  if (senv->scratch_data != NULL)
+    senv->scratch_data[2] = 0;
+}
+
+static void sl__count_resolved(sl_env_t* senv) {
+  if (senv->scratch_data != NULL)
+    senv->scratch_data[2]++;
+}
+
 /* Settles the waiters of this env that left the queue (granted: resolve
  * with their value; refused: reject with a RangeError) and frees them.
  * Every waiter is freed even when a settlement fails (the error stays
@@ -180,6 +193,7 @@ static void sl__settle(sl_genv_t* genv, sl_wlist_t* list) {
     napi_value v;
     if (w->state == SL_WAITER_GRANTED) {
       SL_CHECK_GO_ON(env, sl__resolve(env, w));
+      sl__count_resolved(genv->senv);
     } else {
       sl_gate_counts_t c;
       sl__handle_of(w)->be->counts(w->stake, &c);
@@ -343,6 +357,7 @@ static napi_value sl__take_slow(napi_env env, sl_handle_t* h, const sl_take_args
   napi_deferred deferred;
   int r, queued = 0;
 
+  sl__count_reset(senv);
   w = sl_ctx_waiter_new(&genv->ctx);
   if (w == NULL) {
     sl_throw_uv(env, UV_ENOMEM);
@@ -381,6 +396,7 @@ static napi_value sl__take_slow(napi_env env, sl_handle_t* h, const sl_take_args
       SL_CHECK(env, napi_reject_deferred(env, deferred, err));
     } else {
       SL_CHECK(env, sl__resolve(env, &(sl_waiter_t){.value = a->value, .data = deferred}));
+      sl__count_resolved(senv);
     }
     sl__settle(genv, &out);
     return promise;
@@ -449,6 +465,7 @@ static napi_value sl__release(napi_env env, napi_callback_info info) {
 
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   h = data;
+  sl__count_reset(h->genv->senv);
   if (argc == 0)
     max_grants = 1; /* p-limit's next(): one back, at most one started */
   if (argc >= 1 && sl_arg_int(env, argv[0], "n", 1, UINT32_MAX, 1, &n) != 0)
@@ -489,10 +506,12 @@ static napi_value sl__ctl_clear(napi_env env, sl_handle_t* h, napi_value reject_
     /* Settle every waiter even if building the result fails. */
     if (napi_create_double(env, w->value, &v) == napi_ok)
       SL_CHECK_GO_ON(env, napi_set_element(env, arr, i++, v));
-    if (reject_with != NULL)
+    if (reject_with != NULL) {
       SL_CHECK_GO_ON(env, napi_reject_deferred(env, w->data, reject_with));
-    else
+    } else {
       SL_CHECK_GO_ON(env, sl__resolve(env, w));
+      sl__count_resolved(h->genv->senv);
+    }
     sl__waiter_done(h->genv, w);
   }
   /* Removing waiters frees no permit, but a head waiter we removed may have
@@ -583,6 +602,7 @@ static napi_value sl__ctl(napi_env env, napi_callback_info info) {
   /* Arguments not passed read as undefined (argv is filled up to 4). */
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   h = data;
+  sl__count_reset(h->genv->senv);
   {
     /* Read as a double: napi_get_value_int32 would wrap NaN, 1.5 or 2^32 to
      * a valid op. */

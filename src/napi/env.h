@@ -43,7 +43,7 @@ struct sl_env_s {
   uint32_t nparts;
 };
 
-#define SL_SCRATCH 4
+#define SL_SCRATCH 3 /* [0] index and [1] seq of a new waiter, [2] promises resolved */
 
 /* Creates the env's state and its cleanup hook (module init). NULL with an
  * error pending on failure. */

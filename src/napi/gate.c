@@ -343,6 +343,48 @@ static void sl__pin(sl_handle_t* h) {
     SL_CHECK_VOID(env, napi_reference_ref(env, h->self, NULL));
 }
 
+/* Settles a take that was not queued after all: refused (more than the
+ * gate has, or no memory), or granted at once (a shared gate freed up since
+ * try_take). */
+static napi_value sl__take_unqueued(napi_env env, sl_handle_t* h, int r, double value,
+                                    uint32_t n, napi_deferred deferred, napi_value promise) {
+  napi_value err, code, text;
+  sl_gate_counts_t c;
+  if (r == 0) {
+    SL_CHECK(env, sl__resolve(env, &(sl_waiter_t){.value = value, .data = deferred}));
+    sl__count_resolved(h->genv->senv);
+    return promise;
+  }
+  if (r == UV_ERANGE) {
+    h->be->counts(&h->stake, &c);
+    SL_CHECK(env, sl__too_many(env, n, c.permits, &err));
+  } else {
+    SL_CHECK(env, napi_create_string_utf8(env, "ERR_SLUICE_NOMEM", NAPI_AUTO_LENGTH, &code));
+    SL_CHECK(env, napi_create_string_utf8(env, "sluice: out of memory", NAPI_AUTO_LENGTH, &text));
+    SL_CHECK(env, napi_create_error(env, code, text, &err));
+  }
+  SL_CHECK(env, napi_reject_deferred(env, deferred, err));
+  return promise;
+}
+
+/* Arms a queued waiter's timeout. The timer keeps the handle alive (pinned)
+ * until it fires or the waiter is done. */
+static void sl__wtimer_arm(sl_handle_t* h, sl_waiter_t* w, sl_wtimer_t* t, double ms) {
+  sl_env_t* senv = h->genv->senv;
+  t->senv = senv;
+  t->genv = h->genv;
+  t->waiter = w;
+  w->timer = t;
+  uv_timer_init(senv->loop, &t->handle); /* cannot fail */
+  sl_env_handle_opened(senv);
+  if (!h->shared)
+    sl__pin(h); /* a shared gate's waiter is pinned already */
+  /* Count from now, not from the start of this loop iteration. */
+  sl_env_now(senv);
+  /* Fails only for a NULL callback or a closing handle: neither here. */
+  (void) uv_timer_start(&t->handle, sl__wtimer_cb, (uint64_t) ms, 0);
+}
+
 /* Queues a waiter for a take that could not be granted at once. Every step
  * that can fail comes before the waiter is queued, so a failure changes
  * nothing; after it, the promise is returned whatever happens (a refusal
@@ -353,18 +395,15 @@ static napi_value sl__take_slow(napi_env env, sl_handle_t* h, const sl_take_args
   sl_wtimer_t* t = NULL;
   sl_waiter_t* w;
   sl_wlist_t out;
-  napi_value promise, err;
+  napi_value promise, result;
   napi_deferred deferred;
   int r, queued = 0;
 
   sl__count_reset(senv);
   w = sl_ctx_waiter_new(&genv->ctx);
-  if (w == NULL) {
-    sl_throw_uv(env, UV_ENOMEM);
-    return NULL;
-  }
-  if (a->timeout > 0 && (t = malloc(sizeof(*t))) == NULL) {
-    sl_ctx_waiter_free(&genv->ctx, w);
+  if (w == NULL || (a->timeout > 0 && (t = malloc(sizeof(*t))) == NULL)) {
+    if (w != NULL)
+      sl_ctx_waiter_free(&genv->ctx, w);
     sl_throw_uv(env, UV_ENOMEM);
     return NULL;
   }
@@ -379,51 +418,21 @@ static napi_value sl__take_slow(napi_env env, sl_handle_t* h, const sl_take_args
   sl_wlist_init(&out);
   r = h->be->acquire(&h->stake, w, (uint32_t) a->n, (int32_t) a->priority, &queued, &out);
   if (!queued) {
-    /* Refused (more than the gate has, or no memory), or granted at once (a
-     * shared gate freed up since try_take): settle now. */
     free(t);
     sl_ctx_waiter_free(&genv->ctx, w);
-    if (r == UV_ERANGE) {
-      sl_gate_counts_t c;
-      h->be->counts(&h->stake, &c);
-      SL_CHECK(env, sl__too_many(env, (uint32_t) a->n, c.permits, &err));
-      SL_CHECK(env, napi_reject_deferred(env, deferred, err));
-    } else if (r != 0) {
-      napi_value code, text;
-      SL_CHECK(env, napi_create_string_utf8(env, "ERR_SLUICE_NOMEM", NAPI_AUTO_LENGTH, &code));
-      SL_CHECK(env, napi_create_string_utf8(env, "sluice: out of memory", NAPI_AUTO_LENGTH, &text));
-      SL_CHECK(env, napi_create_error(env, code, text, &err));
-      SL_CHECK(env, napi_reject_deferred(env, deferred, err));
-    } else {
-      SL_CHECK(env, sl__resolve(env, &(sl_waiter_t){.value = a->value, .data = deferred}));
-      sl__count_resolved(senv);
-    }
+    result = sl__take_unqueued(env, h, r, a->value, (uint32_t) a->n, deferred, promise);
     sl__settle(genv, &out);
-    return promise;
+    return result;
   }
   /* Queued (and perhaps granted already, into `out`). No other thread
    * settles this waiter: grants by other threads go to our ready queue. */
   h->waiters++;
   if (h->shared)
     sl__pin(h);
-  if (t != NULL) {
-    if (out.head == w) {
-      free(t); /* granted in the call: no timeout */
-    } else {
-      t->senv = senv;
-      t->genv = genv;
-      t->waiter = w;
-      w->timer = t;
-      uv_timer_init(senv->loop, &t->handle);
-      sl_env_handle_opened(senv);
-      if (!h->shared)
-        sl__pin(h);
-      /* Count from now, not from the start of this loop iteration. */
-      sl_env_now(senv);
-      if (uv_timer_start(&t->handle, sl__wtimer_cb, (uint64_t) a->timeout, 0) != 0)
-        uv_timer_start(&t->handle, sl__wtimer_cb, 0, 0); /* cannot happen; fire now */
-    }
-  }
+  if (t != NULL && out.head == w)
+    free(t); /* granted in the call: no timeout */
+  else if (t != NULL)
+    sl__wtimer_arm(h, w, t, a->timeout);
   if (senv->scratch_data != NULL) { /* NULL only if setup() was never called */
     senv->scratch_data[0] = (double) w->index;
     senv->scratch_data[1] = (double) w->seq;

@@ -49,7 +49,7 @@ const noop = () => {}
 const NativePromise = Promise
 
 // acquire()'s options (a sluice addition): its signal, validated.
-function signalOf (options) {
+function signalOf(options) {
   if (options === null || typeof options !== 'object') {
     throw new TypeError('Expected `options` to be an object')
   }
@@ -61,14 +61,14 @@ function signalOf (options) {
 }
 
 // Whether coercing `v` to a number may run user code.
-function isObject (v) {
+function isObject(v) {
   return (typeof v === 'object' && v !== null) || typeof v === 'function'
 }
 
 // A promise of a user's Promise class with its resolving functions, made
 // with a closure of its own (a constructor that re-enters the pool must not
 // see, or overwrite, another acquire's resolving functions).
-function deferredOf (P) {
+function deferredOf(P) {
   let resolve, reject
   const promise = new P((res, rej) => {
     resolve = res
@@ -77,14 +77,13 @@ function deferredOf (P) {
   return { promise, resolve, reject }
 }
 
-
 // A delay as setTimeout reads it: anything not in [1, 2^31-1] is 1 ms.
-function nodeDelay (ms) {
+function nodeDelay(ms) {
   ms = Number(ms)
   return ms >= 1 && ms <= TIMEOUT_MAX ? ms : 1
 }
 
-function validateFactory (factory) {
+function validateFactory(factory) {
   if (factory === null || (typeof factory !== 'object' && typeof factory !== 'function')) {
     throw new TypeError('Expected `factory` to be an object with create and destroy functions')
   }
@@ -99,19 +98,22 @@ function validateFactory (factory) {
   }
 }
 
-function optionalPositive (opts, name, integer) {
+function optionalPositive(opts, name, integer) {
   const v = opts[name]
   if (v === undefined) return 0
-  if (typeof v !== 'number') throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof v}`)
+  if (typeof v !== 'number')
+    throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof v}`)
   if (!(v > 0) || (integer && !Number.isInteger(v) && v !== Infinity)) {
-    throw new RangeError(`Expected \`${name}\` to be a positive ${integer ? 'integer' : 'number'}, got ${v}`)
+    throw new RangeError(
+      `Expected \`${name}\` to be a positive ${integer ? 'integer' : 'number'}, got ${v}`
+    )
   }
   return v === Infinity ? 0 : v
 }
 
 // generic-pool's PoolOptions, quirks included (0 -> default for the `||`
 // options, max: Infinity -> 1, min clamped to max...), plus the additions.
-function parseOptions (opts) {
+function parseOptions(opts) {
   opts = opts || {}
   const fifo = typeof opts.fifo === 'boolean' ? opts.fifo : true
   const priorityRange = Math.max(+(opts.priorityRange || 1) | 0, 1)
@@ -130,7 +132,9 @@ function parseOptions (opts) {
   // parseInt of a numeric string too long for a double is Infinity: generic-pool
   // would then create resources without end (min is clamped to max). Refuse it.
   if (max === Infinity) {
-    throw new RangeError(`Expected \`max\` to be a finite number, got ${String(opts.max).slice(0, 40)}`)
+    throw new RangeError(
+      `Expected \`max\` to be a finite number, got ${String(opts.max).slice(0, 40)}`
+    )
   }
   min = Math.min(isNaN(min) ? 0 : min, max)
   const evictionRunIntervalMillis = opts.evictionRunIntervalMillis || 0
@@ -140,12 +144,20 @@ function parseOptions (opts) {
   const P = opts.Promise != null ? opts.Promise : Promise
 
   if (priorityRange > LIMITS.PRIORITY_RANGE_MAX) {
-    throw new RangeError(`Expected \`priorityRange\` to be at most ${LIMITS.PRIORITY_RANGE_MAX}, got ${opts.priorityRange}`)
+    throw new RangeError(
+      `Expected \`priorityRange\` to be at most ${LIMITS.PRIORITY_RANGE_MAX}, got ${opts.priorityRange}`
+    )
   }
-  if (typeof P !== 'function' || typeof P.resolve !== 'function' || typeof P.reject !== 'function' || typeof P.all !== 'function') {
+  if (
+    typeof P !== 'function' ||
+    typeof P.resolve !== 'function' ||
+    typeof P.reject !== 'function' ||
+    typeof P.all !== 'function'
+  ) {
     throw new TypeError('Expected `Promise` to be a Promise constructor')
   }
-  const propagateCreateError = opts.propagateCreateError === undefined ? false : opts.propagateCreateError
+  const propagateCreateError =
+    opts.propagateCreateError === undefined ? false : opts.propagateCreateError
   if (typeof propagateCreateError !== 'boolean') {
     throw new TypeError('Expected `propagateCreateError` to be a boolean')
   }
@@ -176,7 +188,7 @@ function parseOptions (opts) {
   }
 }
 
-function configArray (c) {
+function configArray(c) {
   const a = new Float64Array(CFG.COUNT)
   const ttl = c.acquireTimeoutMillis
   a[CFG.MAX] = c.max
@@ -190,7 +202,8 @@ function configArray (c) {
   // generic-pool races the destroy with a timeout only if the parsed value is
   // truthy (NaN and 0 mean none).
   a[CFG.DESTROY_TIMEOUT] = c.destroyTimeoutMillis ? nodeDelay(c.destroyTimeoutMillis) : 0
-  a[CFG.EVICTION_INTERVAL] = Number(c.evictionRunIntervalMillis) > 0 ? nodeDelay(c.evictionRunIntervalMillis) : 0
+  a[CFG.EVICTION_INTERVAL] =
+    Number(c.evictionRunIntervalMillis) > 0 ? nodeDelay(c.evictionRunIntervalMillis) : 0
   a[CFG.NUM_TESTS] = Number(c.numTestsPerEvictionRun)
   a[CFG.SOFT_IDLE] = Number(c.softIdleTimeoutMillis)
   a[CFG.IDLE] = Number(c.idleTimeoutMillis)
@@ -245,7 +258,7 @@ class Pool extends EventEmitter {
    * factory, options)`; the three classes are accepted and ignored (the
    * native core has its own). `new Pool(factory, options)` works too.
    */
-  constructor (Evictor, Deque, PriorityQueue, factory, options) {
+  constructor(Evictor, Deque, PriorityQueue, factory, options) {
     super()
     if (arguments.length <= 2 && typeof Evictor !== 'function') {
       factory = Evictor
@@ -274,7 +287,7 @@ class Pool extends EventEmitter {
 
   // ------------------------------------------------------------ events --
 
-  #pending () {
+  #pending() {
     const hdr = this.#hdr
     return hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0
   }
@@ -283,7 +296,7 @@ class Pool extends EventEmitter {
   // so a handler that re-enters the pool (a create calling acquire...) and
   // pumps again continues from the same place. Never throws: errors of user
   // code are rethrown asynchronously, like an error in a promise reaction.
-  #pump () {
+  #pump() {
     const hdr = this.#hdr
     const win = this.#win
     for (;;) {
@@ -299,15 +312,33 @@ class Pool extends EventEmitter {
       const b = win[o + 2]
       try {
         switch (win[o]) {
-          case EV.RESOLVE: this.#settle(a, true, this.#res[b]); break
-          case EV.CREATE: this.#startCreate(a); break
-          case EV.DESTROY: this.#startDestroy(a); break
-          case EV.VALIDATE: this.#startValidate(a); break
-          case EV.REJECT_TIMEOUT: this.#settle(a, false, new TimeoutError('ResourceRequest timed out')); break
-          case EV.REJECT_CREATE: this.#settle(a, false, this.#createErr[b]); break
-          case EV.CREATE_ERROR: this.emit(FACTORY_CREATE_ERROR, this.#createErr[a]); break
-          case EV.DESTROY_TIMEOUT: this.#destroyTimedOut(a); break
-          case EV.LEAK: this.emit(LEAK, this.#res[a]); break
+          case EV.RESOLVE:
+            this.#settle(a, true, this.#res[b])
+            break
+          case EV.CREATE:
+            this.#startCreate(a)
+            break
+          case EV.DESTROY:
+            this.#startDestroy(a)
+            break
+          case EV.VALIDATE:
+            this.#startValidate(a)
+            break
+          case EV.REJECT_TIMEOUT:
+            this.#settle(a, false, new TimeoutError('ResourceRequest timed out'))
+            break
+          case EV.REJECT_CREATE:
+            this.#settle(a, false, this.#createErr[b])
+            break
+          case EV.CREATE_ERROR:
+            this.emit(FACTORY_CREATE_ERROR, this.#createErr[a])
+            break
+          case EV.DESTROY_TIMEOUT:
+            this.#destroyTimedOut(a)
+            break
+          case EV.LEAK:
+            this.emit(LEAK, this.#res[a])
+            break
         }
       } catch (err) {
         this.#throwLater(err)
@@ -318,7 +349,7 @@ class Pool extends EventEmitter {
 
   // An error of user code the pool cannot hand to a caller, rethrown
   // asynchronously, like an error in a promise reaction (once per turn).
-  #throwLater (err) {
+  #throwLater(err) {
     if (this.#pumpError !== undefined) return
     this.#pumpError = err
     process.nextTick(() => {
@@ -331,7 +362,7 @@ class Pool extends EventEmitter {
   // The waiter `token` is served or refused: its slot is free before any
   // user code runs (the signal's removeEventListener may re-enter), and its
   // promise settles whatever that code does.
-  #settle (token, ok, value) {
+  #settle(token, ok, value) {
     const fn = ok ? this.#wres[token] : this.#wrej[token]
     this.#wres[token] = undefined
     this.#wrej[token] = undefined
@@ -350,7 +381,7 @@ class Pool extends EventEmitter {
   // _trackOperation adopts a promise, then _dispense runs in a reaction), so
   // a resource becomes idle and is dispatched on the same microtask as with
   // generic-pool.
-  #startCreate (slot) {
+  #startCreate(slot) {
     const P = this.#P
     this.#createErr[slot] = undefined
     let p
@@ -361,7 +392,10 @@ class Pool extends EventEmitter {
     }
     const tracked = P.resolve(p)
       .then((resource) => this.#createAdd(slot, resource))
-      .then((v) => P.resolve(v), (err) => P.reject(err))
+      .then(
+        (v) => P.resolve(v),
+        (err) => P.reject(err)
+      )
     this.#createOps[slot] = tracked
     tracked
       .then(() => {
@@ -372,7 +406,7 @@ class Pool extends EventEmitter {
       .catch((err) => this.#createFailed(slot, err))
   }
 
-  #createAdd (slot, resource) {
+  #createAdd(slot, resource) {
     if (resource === null || resource === undefined) {
       throw new Error(`factory.create resolved to ${resource}; a pool resource must be a value`)
     }
@@ -390,7 +424,7 @@ class Pool extends EventEmitter {
     this.#pump() // also resolves ready() once `min` are idle
   }
 
-  #createFailed (slot, err) {
+  #createFailed(slot, err) {
     this.#createOps[slot] = undefined
     this.#createErr[slot] = err
     if (this.#ctl(CTL.CREATE_FAILED, slot)) this.#pump()
@@ -400,7 +434,7 @@ class Pool extends EventEmitter {
   // promise (raced with the destroy timeout, if any), which leaves the set
   // one reaction after it settles; a failure of either is emitted. The core
   // learns when the destroy itself has settled (the slot is free then).
-  #startDestroy (slot) {
+  #startDestroy(slot) {
     const P = this.#P
     const resource = this.#res[slot]
     this.#res[slot] = undefined
@@ -424,7 +458,16 @@ class Pool extends EventEmitter {
       if (this.#destroyOps[slot] === wrapped) this.#destroyOps[slot] = undefined
     }
     wrapped
-      .then((v) => { untrack(); return P.resolve(v) }, (err) => { untrack(); return P.reject(err) })
+      .then(
+        (v) => {
+          untrack()
+          return P.resolve(v)
+        },
+        (err) => {
+          untrack()
+          return P.reject(err)
+        }
+      )
       .catch((err) => this.#emitLater(FACTORY_DESTROY_ERROR, err))
     const done = () => {
       this.#destroyTimeouts[slot] = undefined
@@ -434,14 +477,14 @@ class Pool extends EventEmitter {
   }
 
   // The core's destroy timer fired first: generic-pool's timeout rejection.
-  #destroyTimedOut (slot) {
+  #destroyTimedOut(slot) {
     const reject = this.#destroyTimeouts[slot]
     if (reject === undefined) return
     this.#destroyTimeouts[slot] = undefined
     reject(new Error('destroy timed out'))
   }
 
-  #startValidate (slot) {
+  #startValidate(slot) {
     const P = this.#P
     let p
     try {
@@ -449,31 +492,38 @@ class Pool extends EventEmitter {
     } catch (err) {
       p = P.reject(err)
     }
-    P.resolve(p).then((v) => P.resolve(v), (err) => P.reject(err)).then(
-      (valid) => {
-        if (this.#ctl(CTL.VALIDATED, slot, valid === false ? 0 : 1)) this.#pump()
-      },
-      (err) => {
-        // generic-pool leaves this rejection unhandled (a crash on Node >= 15):
-        // here the resource counts as invalid.
-        this.#emitLater(FACTORY_VALIDATE_ERROR, err)
-        if (this.#ctl(CTL.VALIDATED, slot, 0)) this.#pump()
-      }
-    )
+    P.resolve(p)
+      .then(
+        (v) => P.resolve(v),
+        (err) => P.reject(err)
+      )
+      .then(
+        (valid) => {
+          if (this.#ctl(CTL.VALIDATED, slot, valid === false ? 0 : 1)) this.#pump()
+        },
+        (err) => {
+          // generic-pool leaves this rejection unhandled (a crash on Node >= 15):
+          // here the resource counts as invalid.
+          this.#emitLater(FACTORY_VALIDATE_ERROR, err)
+          if (this.#ctl(CTL.VALIDATED, slot, 0)) this.#pump()
+        }
+      )
   }
 
   // An emit from a promise reaction: a throwing listener must not stop the
   // pool's own bookkeeping.
-  #emitLater (name, ...args) {
+  #emitLater(name, ...args) {
     try {
       this.emit(name, ...args)
     } catch (err) {
-      process.nextTick(() => { throw err })
+      process.nextTick(() => {
+        throw err
+      })
     }
   }
 
   // The promises of the loans out now (generic-pool's _resourceLoans).
-  #loansOut () {
+  #loansOut() {
     const out = []
     for (let slot = 0; slot < this.#res.length; slot++) {
       if (this.#res[slot] === undefined || this.#ctl(CTL.STATE, slot) !== SLOT.BORROWED) continue
@@ -489,14 +539,14 @@ class Pool extends EventEmitter {
 
   // A loan ends (release or destroy of a borrowed resource): before the
   // pool acts on it, as generic-pool resolves its loan first.
-  #endLoan (slot) {
+  #endLoan(slot) {
     const end = this.#loanEnd[slot]
     if (end === undefined) return
     this.#loanP[slot] = this.#loanEnd[slot] = undefined
     end()
   }
 
-  #checkReady () {
+  #checkReady() {
     if (this.#counts[C.AVAILABLE] < this.#config.min) return
     const waiters = this.#readyWaiters
     this.#readyWaiters = []
@@ -506,7 +556,7 @@ class Pool extends EventEmitter {
 
   // ------------------------------------------------------------ methods --
 
-  start () {
+  start() {
     this.#ctl(CTL.START)
     if (this.#pending()) this.#pump()
   }
@@ -515,7 +565,7 @@ class Pool extends EventEmitter {
    * @param {number} [priority] 0 is served first (generic-pool semantics)
    * @param {{signal?: AbortSignal}} [options] sluice addition
    */
-  acquire (priority, options) {
+  acquire(priority, options) {
     const P = this.#P
     if (this.#config.autostart === false && !this.#ctl(CTL.STARTED)) this.start()
     const signal = options === undefined ? undefined : signalOf(options)
@@ -596,20 +646,20 @@ class Pool extends EventEmitter {
 
   // generic-pool's rejection of a refused acquire (ACQ.DRAINING or
   // ACQ.FULL, as the core decided).
-  #refuse (code) {
+  #refuse(code) {
     return this.#P.reject(new Error(code === ACQ.DRAINING ? DRAINING : FULL))
   }
 
   // Listens for the abort of a waiter not queued yet (entry.token < 0 until
   // it is, and again once it is settled: a late abort does nothing).
-  #listen (signal) {
+  #listen(signal) {
     const entry = { signal, onAbort: undefined, token: -1, waiter: -1 }
     entry.onAbort = () => this.#aborted(entry)
     signal.addEventListener('abort', entry.onAbort, { once: true })
     return entry
   }
 
-  #unlisten (entry) {
+  #unlisten(entry) {
     try {
       entry.signal.removeEventListener('abort', entry.onAbort)
     } catch (err) {
@@ -617,7 +667,7 @@ class Pool extends EventEmitter {
     }
   }
 
-  #aborted (entry) {
+  #aborted(entry) {
     const token = entry.token
     if (token < 0) return
     if (this.#ctl(CTL.CANCEL, entry.waiter, token)) {
@@ -631,7 +681,7 @@ class Pool extends EventEmitter {
    * acquire, run fn(resource), release (or destroy if fn throws or
    * rejects). fn may return a plain value.
    */
-  use (fn, priority, options) {
+  use(fn, priority, options) {
     const P = this.#P
     if (typeof fn !== 'function') return P.reject(new TypeError('Expected `fn` to be a function'))
     return this.acquire(priority, options).then((resource) => {
@@ -655,35 +705,36 @@ class Pool extends EventEmitter {
     })
   }
 
-  #releaseQuiet (resource) {
+  #releaseQuiet(resource) {
     const slot = this.#slotOf.get(resource)
     if (slot !== undefined && this.#release(slot) && this.#pending()) this.#pump()
   }
 
-  #destroyQuiet (resource) {
+  #destroyQuiet(resource) {
     const slot = this.#slotOf.get(resource)
     if (slot !== undefined && this.#ctl(CTL.DESTROY, slot) && this.#pending()) this.#pump()
   }
 
-  isBorrowedResource (resource) {
+  isBorrowedResource(resource) {
     const slot = this.#slotOf.get(resource)
     return slot !== undefined && this.#ctl(CTL.STATE, slot) === SLOT.BORROWED
   }
 
-  release (resource) {
+  release(resource) {
     const slot = this.#slotOf.get(resource)
     if (slot === undefined || !this.#release(slot)) {
       return this.#P.reject(new Error('Resource not currently part of this pool'))
     }
     if (this.#loanEnd[slot] !== undefined) this.#endLoan(slot) // only once a drain() asked
     const hdr = this.#hdr
-    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0 || this.#readyWaiters.length > 0) this.#pump()
+    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0 || this.#readyWaiters.length > 0)
+      this.#pump()
     // One shared fulfilled promise: release is the hot path and the value is
     // always undefined.
     return this.#resolved
   }
 
-  destroy (resource) {
+  destroy(resource) {
     const slot = this.#slotOf.get(resource)
     if (slot === undefined || !this.#ctl(CTL.DESTROY, slot)) {
       return this.#P.reject(new Error('Resource not currently part of this pool'))
@@ -698,7 +749,7 @@ class Pool extends EventEmitter {
   // point returned. One fix: if clients still wait then (the last one timed
   // out or was aborted before the others were served), it waits for them
   // too, instead of resolving while they can still borrow.
-  drain () {
+  drain() {
     const P = this.#P
     this.#ctl(CTL.DRAIN)
     const returned = () => {
@@ -710,12 +761,12 @@ class Pool extends EventEmitter {
     return this.#requestsSettled().then(returned).then(noop)
   }
 
-  #requestsSettled () {
+  #requestsSettled() {
     const tail = this.#ctl(CTL.TAIL)
     return tail >= 0 ? this.#wprom[tail].then(noop, noop) : this.#P.resolve()
   }
 
-  clear () {
+  clear() {
     const P = this.#P
     const creates = []
     for (const op of this.#createOps) if (op !== undefined) creates.push(op.then(noop, noop))
@@ -728,7 +779,7 @@ class Pool extends EventEmitter {
     })
   }
 
-  ready () {
+  ready() {
     return new this.#P((resolve) => {
       if (this.#counts[C.AVAILABLE] >= this.#config.min) {
         resolve()
@@ -740,7 +791,7 @@ class Pool extends EventEmitter {
   }
 
   /** sluice addition: a snapshot of the counts. */
-  stats () {
+  stats() {
     const c = this.#counts
     return {
       size: c[C.SIZE],
@@ -756,16 +807,30 @@ class Pool extends EventEmitter {
     }
   }
 
-  get size () { return this.#counts[C.SIZE] }
-  get available () { return this.#counts[C.AVAILABLE] }
-  get borrowed () { return this.#counts[C.BORROWED] }
-  get pending () { return this.#counts[C.PENDING] }
-  get spareResourceCapacity () { return this.#counts[C.SPARE] }
-  get max () { return this.#config.max }
-  get min () { return this.#config.min }
+  get size() {
+    return this.#counts[C.SIZE]
+  }
+  get available() {
+    return this.#counts[C.AVAILABLE]
+  }
+  get borrowed() {
+    return this.#counts[C.BORROWED]
+  }
+  get pending() {
+    return this.#counts[C.PENDING]
+  }
+  get spareResourceCapacity() {
+    return this.#counts[C.SPARE]
+  }
+  get max() {
+    return this.#config.max
+  }
+  get min() {
+    return this.#config.min
+  }
 }
 
-function createPool (factory, config) {
+function createPool(factory, config) {
   return new Pool(undefined, undefined, undefined, factory, config)
 }
 

@@ -74,15 +74,17 @@ const MAX_SHUTDOWN_STEPS = 200
 const SEEDS = [...FIXED_SEEDS]
 if (process.env.SLUICE_DIFF_SEED !== undefined && process.env.SLUICE_DIFF_SEED !== '') {
   const extra = Number(process.env.SLUICE_DIFF_SEED)
-  if (!Number.isInteger(extra)) throw new RangeError(`SLUICE_DIFF_SEED must be an integer, got ${process.env.SLUICE_DIFF_SEED}`)
+  if (!Number.isInteger(extra))
+    throw new RangeError(`SLUICE_DIFF_SEED must be an integer, got ${process.env.SLUICE_DIFF_SEED}`)
   SEEDS.push(extra)
 }
-if (!(Number.isInteger(RUNS) && RUNS > 0)) throw new RangeError('SLUICE_DIFF_RUNS must be a positive integer')
+if (!(Number.isInteger(RUNS) && RUNS > 0))
+  throw new RangeError('SLUICE_DIFF_RUNS must be a positive integer')
 
 // Microtasks since the start of the current step (one harness steps at a
 // time, and its microtasks are over before the other one starts).
 let tick = 0
-async function flush (n) {
+async function flush(n) {
   for (let i = 0; i < n; i++) {
     tick++
     await null
@@ -93,7 +95,7 @@ async function flush (n) {
 
 // One implementation under test, with its manual factory and its log.
 class Harness {
-  constructor (lib, cfg) {
+  constructor(lib, cfg) {
     this.log = []
     this.creates = [] // pending factory.create calls: {id, settle}
     this.destroys = [] // pending factory.destroy calls: {id, settle}
@@ -136,19 +138,23 @@ class Harness {
       }
     }
     this.pool = lib.createPool(factory, cfg.opts)
-    this.pool.on('factoryCreateError', (err) => this.note(`event factoryCreateError ${err && err.message}`))
-    this.pool.on('factoryDestroyError', (err) => this.note(`event factoryDestroyError ${err && err.message}`))
+    this.pool.on('factoryCreateError', (err) =>
+      this.note(`event factoryCreateError ${err && err.message}`)
+    )
+    this.pool.on('factoryDestroyError', (err) =>
+      this.note(`event factoryDestroyError ${err && err.message}`)
+    )
     this.note(`max=${this.pool.max} min=${this.pool.min}`)
   }
 
   // A log entry, pinned to the microtask it happens on.
-  note (line, stamp = true) {
+  note(line, stamp = true) {
     this.log.push(stamp ? `${line} @${tick}` : line)
   }
 
   // Calls fn (which returns one of the pool's promises) and logs how and
   // when that promise settles.
-  track (label, fn, { onValue } = {}) {
+  track(label, fn, { onValue } = {}) {
     let p
     try {
       p = fn()
@@ -161,11 +167,13 @@ class Harness {
       this.unsettled.delete(label)
       this.note(line)
     }
-    p.then((v) => settled(onValue ? onValue(v) : `${label} ok`),
-      (err) => settled(`${label} ! ${err && err.message}`))
+    p.then(
+      (v) => settled(onValue ? onValue(v) : `${label} ok`),
+      (err) => settled(`${label} ! ${err && err.message}`)
+    )
   }
 
-  acquire (priority) {
+  acquire(priority) {
     const w = this.nextWaiter++
     this.note(`acquire#${w}(${priority})`)
     this.track(`acq#${w}`, () => this.pool.acquire(priority), {
@@ -177,20 +185,20 @@ class Harness {
   }
 
   // op: 'release' | 'destroy'
-  giveBack (op, resource, what) {
+  giveBack(op, resource, what) {
     const label = `${op}#${this.nextOp++}`
     this.note(`${label}(${what})`)
     this.track(label, () => this.pool[op](resource))
   }
 
-  returnBorrowed (op, index) {
+  returnBorrowed(op, index) {
     const [id] = this.borrowed.splice(index, 1)
     this.giveBack(op, this.byId.get(id), `#${id}`)
   }
 
   // A resource the test does not hold: one of this pool's (idle, released
   // or destroyed), or a foreign object.
-  returnNotBorrowed (op, kind, pick) {
+  returnNotBorrowed(op, kind, pick) {
     if (kind === 'own') {
       const ids = [...this.byId.keys()].filter((id) => !this.borrowed.includes(id))
       if (ids.length > 0) {
@@ -202,25 +210,25 @@ class Harness {
     this.giveBack(op, { id: 'foreign' }, 'foreign')
   }
 
-  settleOne (list, index, name, arg) {
+  settleOne(list, index, name, arg) {
     const [item] = list.splice(index, 1)
     this.note(`settle ${name}#${item.id}${arg === undefined ? '' : ' ' + arg}`)
     item.settle(arg)
   }
 
-  drain () {
+  drain() {
     const label = `drain#${this.nextOp++}`
     this.note(label)
     this.track(label, () => this.pool.drain())
   }
 
-  clear () {
+  clear() {
     const label = `clear#${this.nextOp++}`
     this.note(label)
     this.track(label, () => this.pool.clear())
   }
 
-  counts () {
+  counts() {
     const p = this.pool
     // From the final clear() on, `available` is left out (divergence 3).
     const available = this.finalCleared ? '' : ` available=${p.available}`
@@ -230,7 +238,7 @@ class Harness {
 
 // Applies one command to one harness. Every choice depends only on the
 // harness's own state, which is the same in both as long as the logs agree.
-function apply (h, cmd) {
+function apply(h, cmd) {
   switch (cmd.t) {
     case 'acquire':
       h.acquire(cmd.priority)
@@ -278,7 +286,7 @@ function apply (h, cmd) {
 // The next shutdown command, decided from a harness's state, or null when
 // done: release everything held, settle validations (valid) and creates,
 // drain once, settle destroys, clear once.
-function nextShutdownCommand (h, state) {
+function nextShutdownCommand(h, state) {
   if (h.borrowed.length > 0) return { t: 'release', pick: 0 }
   if (h.validates.length > 0) return { t: 'validate', pick: 0, valid: true }
   if (h.creates.length > 0) return { t: 'create', pick: 0 }
@@ -294,7 +302,7 @@ function nextShutdownCommand (h, state) {
   return null
 }
 
-async function step (harnesses, cmd, n) {
+async function step(harnesses, cmd, n) {
   for (const h of harnesses) {
     h.note(`-- step ${n}: ${JSON.stringify(cmd)}`, false)
     tick = 0
@@ -304,17 +312,25 @@ async function step (harnesses, cmd, n) {
     // The queue must be quiet by now, or steps would bleed into each other.
     const len = h.log.length
     await flush(QUIET_TICKS)
-    assert.equal(h.log.length, len, `microtasks still running after step ${n}: ${h.log.slice(len).join(', ')}`)
+    assert.equal(
+      h.log.length,
+      len,
+      `microtasks still running after step ${n}: ${h.log.slice(len).join(', ')}`
+    )
   }
   const [a, b] = harnesses
   if (a.log.length !== b.log.length || a.log.some((line, i) => line !== b.log[i])) {
-    assert.deepStrictEqual(b.log, a.log, `sluice (actual) diverges from generic-pool (expected) at step ${n}`)
+    assert.deepStrictEqual(
+      b.log,
+      a.log,
+      `sluice (actual) diverges from generic-pool (expected) at step ${n}`
+    )
   }
 }
 
 const stats = { scenarios: 0, commands: 0, shutdown: 0, entries: 0 }
 
-async function runScenario (cfg, cmds) {
+async function runScenario(cfg, cmds) {
   const harnesses = [new Harness(genericPool, cfg), new Harness(sluice, cfg)]
   let n = 0
   await step(harnesses, { t: 'read' }, n++)
@@ -323,12 +339,17 @@ async function runScenario (cfg, cmds) {
   const state = { drained: false, cleared: false }
   let shutdown = 0
   for (let cmd; (cmd = nextShutdownCommand(harnesses[0], state)) !== null;) {
-    if (++shutdown > MAX_SHUTDOWN_STEPS) assert.fail(`shutdown not finished after ${MAX_SHUTDOWN_STEPS} steps`)
+    if (++shutdown > MAX_SHUTDOWN_STEPS)
+      assert.fail(`shutdown not finished after ${MAX_SHUTDOWN_STEPS} steps`)
     await step(harnesses, cmd, n++)
   }
   for (const h of harnesses) {
     assert.deepEqual([...h.unsettled], [], 'promises left unsettled after shutdown')
-    assert.equal(h.creates.length + h.destroys.length + h.validates.length, 0, 'factory calls left pending')
+    assert.equal(
+      h.creates.length + h.destroys.length + h.validates.length,
+      0,
+      'factory calls left pending'
+    )
     assert.equal(h.pool.borrowed, 0)
     assert.equal(h.pool.pending, 0)
   }
@@ -340,29 +361,51 @@ async function runScenario (cfg, cmds) {
 
 // ------------------------------------------------------------ arbitraries --
 
-const configArb = fc.record({
-  max: fc.integer({ min: 1, max: 4 }),
-  min: fc.integer({ min: 0, max: 3 }),
-  fifo: fc.boolean(),
-  priorityRange: fc.integer({ min: 1, max: 3 }),
-  maxWaitingClients: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
-  validate: fc.boolean(),
-  testOnBorrow: fc.nat({ max: 2 }).map((n) => n > 0)
-}).map((c) => {
-  const opts = { max: c.max, min: c.min, fifo: c.fifo, priorityRange: c.priorityRange, autostart: true }
-  if (c.maxWaitingClients !== undefined) opts.maxWaitingClients = c.maxWaitingClients
-  if (c.validate) opts.testOnBorrow = c.testOnBorrow
-  return { validate: c.validate, opts }
-})
+const configArb = fc
+  .record({
+    max: fc.integer({ min: 1, max: 4 }),
+    min: fc.integer({ min: 0, max: 3 }),
+    fifo: fc.boolean(),
+    priorityRange: fc.integer({ min: 1, max: 3 }),
+    maxWaitingClients: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+    validate: fc.boolean(),
+    testOnBorrow: fc.nat({ max: 2 }).map((n) => n > 0)
+  })
+  .map((c) => {
+    const opts = {
+      max: c.max,
+      min: c.min,
+      fifo: c.fifo,
+      priorityRange: c.priorityRange,
+      autostart: true
+    }
+    if (c.maxWaitingClients !== undefined) opts.maxWaitingClients = c.maxWaitingClients
+    if (c.validate) opts.testOnBorrow = c.testOnBorrow
+    return { validate: c.validate, opts }
+  })
 
 const pick = fc.nat({ max: 7 })
 // drain is rare, or most scenarios would spend their second half refusing
 // acquires ('pool is draining'); the shutdown drains anyway.
 const commandArb = fc.oneof(
-  { weight: 18, arbitrary: fc.record({ t: fc.constant('acquire'), priority: fc.constantFrom(undefined, 0, 1, 2, -1, 5) }) },
+  {
+    weight: 18,
+    arbitrary: fc.record({
+      t: fc.constant('acquire'),
+      priority: fc.constantFrom(undefined, 0, 1, 2, -1, 5)
+    })
+  },
   { weight: 12, arbitrary: fc.record({ t: fc.constant('release'), pick }) },
   { weight: 5, arbitrary: fc.record({ t: fc.constant('destroy'), pick }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('giveBackNotHeld'), op: fc.constantFrom('release', 'destroy'), kind: fc.constantFrom('own', 'foreign'), pick }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant('giveBackNotHeld'),
+      op: fc.constantFrom('release', 'destroy'),
+      kind: fc.constantFrom('own', 'foreign'),
+      pick
+    })
+  },
   { weight: 15, arbitrary: fc.record({ t: fc.constant('create'), pick }) },
   { weight: 8, arbitrary: fc.record({ t: fc.constant('destroyDone'), pick }) },
   { weight: 10, arbitrary: fc.record({ t: fc.constant('validate'), pick, valid: fc.boolean() }) },
@@ -371,21 +414,37 @@ const commandArb = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('read') }) }
 )
 
-const property = fc.asyncProperty(configArb, fc.array(commandArb, { maxLength: MAX_COMMANDS, size: 'max' }), runScenario)
+const property = fc.asyncProperty(
+  configArb,
+  fc.array(commandArb, { maxLength: MAX_COMMANDS, size: 'max' }),
+  runScenario
+)
 
 for (const seed of SEEDS) {
   const label = FIXED_SEEDS.includes(seed) ? '' : ' (SLUICE_DIFF_SEED)'
-  test(`sluice/generic-pool logs equal generic-pool's after every step, seed ${seed}${label}`, { timeout: 120000 }, async (t) => {
-    const before = { ...stats }
-    const start = Date.now()
-    await fc.assert(property, { seed, numRuns: RUNS, timeout: RUN_TIMEOUT_MS, verbose: 1, includeErrorInReport: true })
-    t.diagnostic(`seed ${seed}: ${stats.scenarios - before.scenarios} scenarios, ${stats.commands - before.commands} random commands + ${stats.shutdown - before.shutdown} shutdown commands compared, ${stats.entries - before.entries} log entries per implementation, ${Date.now() - start} ms`)
-  })
+  test(
+    `sluice/generic-pool logs equal generic-pool's after every step, seed ${seed}${label}`,
+    { timeout: 120000 },
+    async (t) => {
+      const before = { ...stats }
+      const start = Date.now()
+      await fc.assert(property, {
+        seed,
+        numRuns: RUNS,
+        timeout: RUN_TIMEOUT_MS,
+        verbose: 1,
+        includeErrorInReport: true
+      })
+      t.diagnostic(
+        `seed ${seed}: ${stats.scenarios - before.scenarios} scenarios, ${stats.commands - before.commands} random commands + ${stats.shutdown - before.shutdown} shutdown commands compared, ${stats.entries - before.entries} log entries per implementation, ${Date.now() - start} ms`
+      )
+    }
+  )
 }
 
 // ------------------------------------- the divergences found, now fixed --
 
-async function settlementsAfterLastRelease (lib) {
+async function settlementsAfterLastRelease(lib) {
   const log = []
   let k = 0
   const pool = lib.createPool({ create: async () => ({}), destroy: async () => {} }, { max: 1 })
@@ -398,20 +457,31 @@ async function settlementsAfterLastRelease (lib) {
 }
 
 test('drain() settles 4 microtasks after the release() that returns the last loan, as generic-pool', async () => {
-  assert.deepEqual(await settlementsAfterLastRelease(sluice), await settlementsAfterLastRelease(genericPool))
+  assert.deepEqual(
+    await settlementsAfterLastRelease(sluice),
+    await settlementsAfterLastRelease(genericPool)
+  )
   assert.deepEqual(await settlementsAfterLastRelease(genericPool), ['release @0', 'drain @4'])
 })
 
-async function clearTiming (lib) {
+async function clearTiming(lib) {
   let k = 0
   let settleDestroy
-  const pool = lib.createPool({
-    create: async () => ({}),
-    destroy: () => new Promise((resolve) => { settleDestroy = resolve })
-  }, { max: 1 })
+  const pool = lib.createPool(
+    {
+      create: async () => ({}),
+      destroy: () =>
+        new Promise((resolve) => {
+          settleDestroy = resolve
+        })
+    },
+    { max: 1 }
+  )
   await pool.release(await pool.acquire())
   let at
-  pool.clear().then(() => { at = k })
+  pool.clear().then(() => {
+    at = k
+  })
   for (let i = 0; i < 20; i++) await null
   settleDestroy()
   for (; k < 20; k++) await null

@@ -19,7 +19,7 @@ const BINDING = path.join(__dirname, '..', 'lib', 'binding.js')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function makeFactory (extra = {}) {
+function makeFactory(extra = {}) {
   let id = 0
   return {
     create: () => Promise.resolve({ id: id++ }),
@@ -29,15 +29,18 @@ function makeFactory (extra = {}) {
 }
 
 // Synchronous work that keeps the loop from turning (a busy server).
-function busy (ms) {
+function busy(ms) {
   const end = performance.now() + ms
   while (performance.now() < end);
 }
 
 // 'pending' if `p` has not settled within `ms`.
-function within (p, ms) {
+function within(p, ms) {
   return Promise.race([
-    p.then((v) => ({ value: v }), (err) => ({ error: err })),
+    p.then(
+      (v) => ({ value: v }),
+      (err) => ({ error: err })
+    ),
     sleep(ms).then(() => 'pending')
   ])
 }
@@ -45,10 +48,12 @@ function within (p, ms) {
 // The pool's own timers (leak, destroy timeout, evictor) are unref'd, as
 // generic-pool's are: keep the loop alive while the tests wait on them.
 let keepAlive
-before(() => { keepAlive = setInterval(() => {}, 1000) })
+before(() => {
+  keepAlive = setInterval(() => {}, 1000)
+})
 after(() => clearInterval(keepAlive))
 
-async function shutdown (pool) {
+async function shutdown(pool) {
   await pool.drain()
   await pool.clear()
 }
@@ -63,7 +68,10 @@ describe('deadlines count from a fresh clock after busy work', () => {
     const held = await pool.acquire()
     busy(50)
     const t0 = performance.now()
-    const err = await pool.acquire().then(() => null, (e) => e)
+    const err = await pool.acquire().then(
+      () => null,
+      (e) => e
+    )
     const elapsed = performance.now() - t0
     assert.ok(err instanceof TimeoutError, String(err))
     assert.ok(elapsed >= 25, `rejected after ${elapsed.toFixed(2)} ms, asked for 30`)
@@ -85,12 +93,16 @@ describe('deadlines count from a fresh clock after busy work', () => {
   })
 
   test('destroyTimeoutMillis', async () => {
-    const pool = createPool(makeFactory({ destroy: () => new Promise(() => {}) }),
-      { max: 1, destroyTimeoutMillis: 30 })
+    const pool = createPool(makeFactory({ destroy: () => new Promise(() => {}) }), {
+      max: 1,
+      destroyTimeoutMillis: 30
+    })
     const r = await pool.acquire()
     busy(50)
     const t0 = performance.now()
-    const failed = new Promise((resolve) => pool.once('factoryDestroyError', (err) => resolve([err, performance.now()])))
+    const failed = new Promise((resolve) =>
+      pool.once('factoryDestroyError', (err) => resolve([err, performance.now()]))
+    )
     pool.destroy(r)
     const [err, t1] = await failed
     assert.match(err.message, /destroy timed out/)
@@ -100,9 +112,18 @@ describe('deadlines count from a fresh clock after busy work', () => {
 
   test('idleTimeoutMillis (the idle stamp of a release)', async () => {
     let destroyed
-    const gone = new Promise((resolve) => { destroyed = resolve })
-    const pool = createPool(makeFactory({ destroy: () => { destroyed(performance.now()); return Promise.resolve() } }),
-      { max: 1, idleTimeoutMillis: 30, evictionRunIntervalMillis: 5, numTestsPerEvictionRun: 1 })
+    const gone = new Promise((resolve) => {
+      destroyed = resolve
+    })
+    const pool = createPool(
+      makeFactory({
+        destroy: () => {
+          destroyed(performance.now())
+          return Promise.resolve()
+        }
+      }),
+      { max: 1, idleTimeoutMillis: 30, evictionRunIntervalMillis: 5, numTestsPerEvictionRun: 1 }
+    )
     const r = await pool.acquire()
     busy(50)
     const t0 = performance.now()
@@ -115,14 +136,19 @@ describe('deadlines count from a fresh clock after busy work', () => {
   test('the create retry backoff (10 ms after a failure)', async () => {
     const calls = []
     let fail = true
-    const pool = createPool({
-      create: () => {
-        calls.push(performance.now())
-        return fail ? Promise.reject(new Error('no')) : Promise.resolve({})
+    const pool = createPool(
+      {
+        create: () => {
+          calls.push(performance.now())
+          return fail ? Promise.reject(new Error('no')) : Promise.resolve({})
+        },
+        destroy: () => Promise.resolve()
       },
-      destroy: () => Promise.resolve()
-    }, { max: 1 })
-    pool.on('factoryCreateError', () => { if (calls.length >= 2) fail = false })
+      { max: 1 }
+    )
+    pool.on('factoryCreateError', () => {
+      if (calls.length >= 2) fail = false
+    })
     await sleep(1)
     busy(50)
     const r = await pool.acquire()
@@ -139,18 +165,24 @@ describe('deadlines count from a fresh clock after busy work', () => {
 describe('re-entrant argument coercion', () => {
   // generic-pool: the nested acquire is queued first (the outer one is
   // queued once its priority is known), and each gets a resource in turn.
-  async function reentrantPriority (mod) {
+  async function reentrantPriority(mod) {
     const pool = mod.createPool(makeFactory(), { max: 1 })
     const held = await pool.acquire()
     const order = []
     let inner
     const priority = {
-      valueOf () {
-        inner = pool.acquire().then((r) => { order.push('inner'); return r })
+      valueOf() {
+        inner = pool.acquire().then((r) => {
+          order.push('inner')
+          return r
+        })
         return 0
       }
     }
-    const outer = pool.acquire(priority).then((r) => { order.push('outer'); return r })
+    const outer = pool.acquire(priority).then((r) => {
+      order.push('outer')
+      return r
+    })
     assert.equal(pool.pending, 2)
     pool.release(held)
     const a = await within(Promise.race([inner, outer]), 1000)
@@ -174,7 +206,15 @@ describe('re-entrant argument coercion', () => {
   test('a priority whose valueOf throws: nothing is queued, the error is thrown', async () => {
     const pool = createPool(makeFactory(), { max: 1 })
     const held = await pool.acquire()
-    assert.throws(() => pool.acquire({ valueOf () { throw new Error('bad priority') } }), /bad priority/)
+    assert.throws(
+      () =>
+        pool.acquire({
+          valueOf() {
+            throw new Error('bad priority')
+          }
+        }),
+      /bad priority/
+    )
     assert.throws(() => pool.acquire(Symbol('p')), TypeError)
     assert.equal(pool.pending, 0)
     pool.release(held)
@@ -187,7 +227,12 @@ describe('re-entrant argument coercion', () => {
       const pool = mod.createPool(makeFactory(), { max: 1 })
       const drained = pool.drain()
       let coerced = 0
-      const p = pool.acquire({ valueOf () { coerced++; return 0 } })
+      const p = pool.acquire({
+        valueOf() {
+          coerced++
+          return 0
+        }
+      })
       assert.ok(p instanceof Promise)
       await assert.rejects(p, { message: 'pool is draining and cannot accept work' })
       assert.equal(coerced, 0)
@@ -202,7 +247,7 @@ describe('re-entrant argument coercion', () => {
     let inner
     const ac = new AbortController()
     const options = {
-      get signal () {
+      get signal() {
         if (inner === undefined) inner = pool.acquire()
         return ac.signal
       }
@@ -225,7 +270,7 @@ describe('re-entrant argument coercion', () => {
     let inner
     let armed = false
     class ReentrantPromise extends Promise {
-      constructor (executor) {
+      constructor(executor) {
         super(executor)
         if (armed) {
           armed = false
@@ -258,7 +303,9 @@ describe('abort signal registration', () => {
     const pool = createPool(makeFactory(), { max: 1 })
     const held = await pool.acquire()
     const ac = new AbortController()
-    ac.signal.addEventListener = () => { throw new Error('no listeners today') }
+    ac.signal.addEventListener = () => {
+      throw new Error('no listeners today')
+    }
     assert.throws(() => pool.acquire(0, { signal: ac.signal }), /no listeners today/)
     assert.equal(pool.pending, 0)
     pool.release(held)
@@ -287,7 +334,11 @@ describe('abort signal registration', () => {
   // In a child process: the error is rethrown asynchronously, as an uncaught
   // exception, which node:test would count against this file.
   test('a signal whose removeEventListener throws: the grant still settles, the error is rethrown', () => {
-    const r = spawnSync(process.execPath, ['-e', `
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `
       const { createPool } = require(${JSON.stringify(LIB)})
       const log = []
       process.on('uncaughtException', (err) => log.push('uncaught ' + err.message))
@@ -305,9 +356,16 @@ describe('abort signal registration', () => {
         log.push('available ' + pool.available)
         console.log(JSON.stringify(log))
       })()
-    `], { encoding: 'utf8', timeout: 30000 })
+    `
+      ],
+      { encoding: 'utf8', timeout: 30000 }
+    )
     assert.equal(r.status, 0, r.stderr)
-    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()), ['granted', 'uncaught sticky', 'available 1'])
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()), [
+      'granted',
+      'uncaught sticky',
+      'available 1'
+    ])
   })
 })
 
@@ -315,7 +373,12 @@ describe('abort signal registration', () => {
 // C holds the pool's JS only while a callback of C's own could still need
 // it.
 test('3,000 pools dropped with a borrowed resource and queued acquires are collected', () => {
-  const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '-e',
+      `
     const { binding } = require(${JSON.stringify(BINDING)})
     const { createPool } = require(${JSON.stringify(LIB)})
     const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -348,7 +411,10 @@ test('3,000 pools dropped with a borrowed resource and queued acquires are colle
       console.log(JSON.stringify({ peak, counts, heapBefore, heapAfter, rssBefore, rssAfter: process.memoryUsage().rss }))
       process.exit(0)
     })()
-  `], { encoding: 'utf8', timeout: 120000 })
+  `
+    ],
+    { encoding: 'utf8', timeout: 120000 }
+  )
   assert.equal(r.status, 0, r.stderr)
   const out = JSON.parse(r.stdout.trim().split('\n').pop())
   const growth = (out.heapAfter - out.heapBefore) / 1048576
@@ -363,7 +429,12 @@ test('3,000 pools dropped with a borrowed resource and queued acquires are colle
 // The same once the reason C held the pool ends quietly: a create retry
 // (backoff) whose waiter timed out, firing with nothing left to do.
 test('pools dropped after a create retry with nothing left to do are collected', () => {
-  const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '-e',
+      `
     const { binding } = require(${JSON.stringify(BINDING)})
     const { createPool } = require(${JSON.stringify(LIB)})
     const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -391,7 +462,10 @@ test('pools dropped after a create retry with nothing left to do are collected',
       console.log(JSON.stringify({ peak, pools: c.pools, poolTimers: c.poolTimers }))
       process.exit(0)
     })()
-  `], { encoding: 'utf8', timeout: 60000 })
+  `
+    ],
+    { encoding: 'utf8', timeout: 60000 }
+  )
   assert.equal(r.status, 0, r.stderr)
   const out = JSON.parse(r.stdout.trim().split('\n').pop())
   assert.deepEqual(out, { peak: 200, pools: 0, poolTimers: 0 })
@@ -400,10 +474,17 @@ test('pools dropped after a create retry with nothing left to do are collected',
 // generic-pool's refusals, decided in C (issue 9, structure 4): a rejected
 // promise of the pool's Promise class, with generic-pool's messages.
 describe('refusals', () => {
-  for (const mod of [['generic-pool', genericPool], ['sluice', { createPool }]]) {
+  for (const mod of [
+    ['generic-pool', genericPool],
+    ['sluice', { createPool }]
+  ]) {
     test(`${mod[0]}: draining and maxWaitingClients reject with the pool's Promise`, async () => {
       class MyPromise extends Promise {}
-      const pool = mod[1].createPool(makeFactory(), { max: 1, maxWaitingClients: 1, Promise: MyPromise })
+      const pool = mod[1].createPool(makeFactory(), {
+        max: 1,
+        maxWaitingClients: 1,
+        Promise: MyPromise
+      })
       const held = await pool.acquire()
       const waiting = pool.acquire()
       const full = pool.acquire()

@@ -16,17 +16,17 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const tick = () => new Promise((resolve) => setImmediate(resolve))
 const LIB = path.join(__dirname, '..', 'lib', 'generic-pool.js')
 
-function makeFactory (extra = {}) {
+function makeFactory(extra = {}) {
   const f = {
     nextId: 0,
     created: [],
     destroyed: [],
-    create () {
+    create() {
       const r = { id: f.nextId++ }
       f.created.push(r)
       return Promise.resolve(r)
     },
-    destroy (r) {
+    destroy(r) {
       f.destroyed.push(r)
       return Promise.resolve()
     },
@@ -35,12 +35,12 @@ function makeFactory (extra = {}) {
   return f
 }
 
-async function shutdown (pool) {
+async function shutdown(pool) {
   await pool.drain()
   await pool.clear()
 }
 
-async function waitFor (predicate, ms = 1000) {
+async function waitFor(predicate, ms = 1000) {
   const deadline = Date.now() + ms
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error('condition not reached in time')
@@ -85,12 +85,27 @@ describe('bad input', () => {
     assert.throws(() => createPool(f, { maxUses: 0 }), { name: 'RangeError', message: /maxUses/ })
     assert.throws(() => createPool(f, { maxUses: 1.5 }), { name: 'RangeError', message: /maxUses/ })
     assert.throws(() => createPool(f, { maxUses: '2' }), { name: 'TypeError', message: /maxUses/ })
-    assert.throws(() => createPool(f, { maxLifetimeMillis: -1 }), { name: 'RangeError', message: /maxLifetimeMillis/ })
-    assert.throws(() => createPool(f, { leakDetectionMillis: NaN }), { name: 'RangeError', message: /leakDetectionMillis/ })
-    assert.throws(() => createPool(f, { propagateCreateError: 'yes' }), { name: 'TypeError', message: /propagateCreateError/ })
-    assert.throws(() => createPool(f, { priorityRange: 2 ** 21 }), { name: 'RangeError', message: /priorityRange/ })
+    assert.throws(() => createPool(f, { maxLifetimeMillis: -1 }), {
+      name: 'RangeError',
+      message: /maxLifetimeMillis/
+    })
+    assert.throws(() => createPool(f, { leakDetectionMillis: NaN }), {
+      name: 'RangeError',
+      message: /leakDetectionMillis/
+    })
+    assert.throws(() => createPool(f, { propagateCreateError: 'yes' }), {
+      name: 'TypeError',
+      message: /propagateCreateError/
+    })
+    assert.throws(() => createPool(f, { priorityRange: 2 ** 21 }), {
+      name: 'RangeError',
+      message: /priorityRange/
+    })
     assert.throws(() => createPool(f, { Promise: 5 }), { name: 'TypeError', message: /Promise/ })
-    assert.throws(() => createPool(f, { testOnBorrow: true }), { name: 'TypeError', message: /validate/ })
+    assert.throws(() => createPool(f, { testOnBorrow: true }), {
+      name: 'TypeError',
+      message: /validate/
+    })
   })
 
   test('acquire options and use(fn)', async () => {
@@ -106,7 +121,10 @@ describe('bad input', () => {
   test("an invalid acquireTimeoutMillis throws generic-pool's Error from acquire()", async () => {
     for (const acquireTimeoutMillis of [-5, 'abc']) {
       const pool = createPool(makeFactory(), { acquireTimeoutMillis })
-      assert.throws(() => pool.acquire(), { name: 'Error', message: 'delay must be a positive int' })
+      assert.throws(() => pool.acquire(), {
+        name: 'Error',
+        message: 'delay must be a positive int'
+      })
       assert.equal(pool.pending, 0)
       await shutdown(pool)
     }
@@ -151,7 +169,9 @@ describe('safe behaviour', () => {
     const ac = new AbortController()
     const last = pool.acquire(0, { signal: ac.signal })
     let drained = false
-    const drain = pool.drain().then(() => { drained = true })
+    const drain = pool.drain().then(() => {
+      drained = true
+    })
     ac.abort()
     await assert.rejects(last, { name: 'AbortError' })
     await tick()
@@ -168,13 +188,16 @@ describe('safe behaviour', () => {
 
   test('a create that throws synchronously is a failed create, retried; acquire does not throw', async () => {
     let calls = 0
-    const pool = createPool({
-      create () {
-        if (++calls === 1) throw new Error('sync boom')
-        return { id: calls }
+    const pool = createPool(
+      {
+        create() {
+          if (++calls === 1) throw new Error('sync boom')
+          return { id: calls }
+        },
+        destroy() {}
       },
-      destroy () {}
-    }, { max: 1 })
+      { max: 1 }
+    )
     const errors = []
     pool.on('factoryCreateError', (e) => errors.push(e.message))
     const r = await pool.acquire()
@@ -185,7 +208,15 @@ describe('safe behaviour', () => {
   })
 
   test('createPool with min > 0 and a throwing create does not throw', async () => {
-    const pool = createPool({ create () { throw new Error('down') }, destroy () {} }, { min: 2, max: 2 })
+    const pool = createPool(
+      {
+        create() {
+          throw new Error('down')
+        },
+        destroy() {}
+      },
+      { min: 2, max: 2 }
+    )
     pool.on('factoryCreateError', () => {})
     assert.equal(pool.size, 2) // in flight until the failure is reported
     await tick()
@@ -194,7 +225,15 @@ describe('safe behaviour', () => {
   })
 
   test('a destroy that throws synchronously emits factoryDestroyError; counts stay right', async () => {
-    const pool = createPool({ create: async () => ({}), destroy () { throw new Error('d') } }, { max: 1 })
+    const pool = createPool(
+      {
+        create: async () => ({}),
+        destroy() {
+          throw new Error('d')
+        }
+      },
+      { max: 1 }
+    )
     const seen = []
     pool.on('factoryDestroyError', (e) => seen.push(e.message))
     const r = await pool.acquire()
@@ -207,21 +246,38 @@ describe('safe behaviour', () => {
   })
 
   test('a validate that throws synchronously is invalid and emits factoryValidateError', async () => {
-    const f = makeFactory({ validate: (r) => { if (r.id === 0) throw new Error('v'); return true } })
+    const f = makeFactory({
+      validate: (r) => {
+        if (r.id === 0) throw new Error('v')
+        return true
+      }
+    })
     const pool = createPool(f, { max: 1, testOnBorrow: true })
     const seen = []
     pool.on('factoryValidateError', (e) => seen.push(e.message))
     const r = await pool.acquire()
     assert.equal(r.id, 1)
     assert.deepEqual(seen, ['v'])
-    assert.deepEqual(f.destroyed.map((x) => x.id), [0])
+    assert.deepEqual(
+      f.destroyed.map((x) => x.id),
+      [0]
+    )
     pool.release(r)
     await shutdown(pool)
   })
 
   test('create failures back off: a burst of rejected creates is a handful of calls, not thousands', async () => {
     let calls = 0
-    const pool = createPool({ create: () => { calls++; return Promise.reject(new Error('x')) }, destroy () {} }, { max: 3, acquireTimeoutMillis: 80 })
+    const pool = createPool(
+      {
+        create: () => {
+          calls++
+          return Promise.reject(new Error('x'))
+        },
+        destroy() {}
+      },
+      { max: 3, acquireTimeoutMillis: 80 }
+    )
     pool.on('factoryCreateError', () => {})
     const ps = [pool.acquire(), pool.acquire(), pool.acquire()]
     for (const p of ps) await assert.rejects(p, TimeoutError)
@@ -231,10 +287,14 @@ describe('safe behaviour', () => {
 
   test('ready() resolves once failing creates recover (min refilled with backoff)', async () => {
     let calls = 0
-    const pool = createPool({
-      create: () => (++calls <= 2 ? Promise.reject(new Error('not yet')) : Promise.resolve({ id: calls })),
-      destroy () {}
-    }, { min: 2, max: 2 })
+    const pool = createPool(
+      {
+        create: () =>
+          ++calls <= 2 ? Promise.reject(new Error('not yet')) : Promise.resolve({ id: calls }),
+        destroy() {}
+      },
+      { min: 2, max: 2 }
+    )
     pool.on('factoryCreateError', () => {})
     await pool.ready()
     assert.equal(pool.available, 2)
@@ -247,8 +307,20 @@ describe('safe behaviour', () => {
     const onUnhandled = (e) => unhandled.push(e)
     process.on('unhandledRejection', onUnhandled)
     try {
-      assert.equal(await pool.use((r) => { pool.release(r); return 1 }), 1)
-      await assert.rejects(pool.use((r) => { pool.destroy(r); throw new Error('after destroy') }), /after destroy/)
+      assert.equal(
+        await pool.use((r) => {
+          pool.release(r)
+          return 1
+        }),
+        1
+      )
+      await assert.rejects(
+        pool.use((r) => {
+          pool.destroy(r)
+          throw new Error('after destroy')
+        }),
+        /after destroy/
+      )
       await sleep(10)
     } finally {
       process.removeListener('unhandledRejection', onUnhandled)
@@ -259,7 +331,7 @@ describe('safe behaviour', () => {
 
   test('a resource of 0 or a string is fine; only null/undefined are refused', async () => {
     let n = 0
-    const pool = createPool({ create: () => n++, destroy () {} }, { max: 2 })
+    const pool = createPool({ create: () => n++, destroy() {} }, { max: 2 })
     const a = await pool.acquire()
     const b = await pool.acquire()
     assert.deepEqual([a, b], [0, 1])
@@ -270,14 +342,21 @@ describe('safe behaviour', () => {
   })
 
   test('a throwing event listener does not break the pool (rethrown asynchronously)', async () => {
-    const { stdout, status } = spawnSync(process.execPath, ['-e', `
+    const { stdout, status } = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `
       const { createPool } = require(${JSON.stringify(LIB)})
       let calls = 0
       const pool = createPool({ create: () => (++calls === 1 ? Promise.reject(new Error('c')) : Promise.resolve({ calls })), destroy () {} })
       pool.on('factoryCreateError', () => { throw new Error('listener') })
       process.on('uncaughtException', (e) => console.log('uncaught', e.message))
       pool.acquire().then((r) => { console.log('got', r.calls); pool.release(r); return pool.drain() }).then(() => pool.clear())
-    `], { encoding: 'utf8', timeout: 5000 })
+    `
+      ],
+      { encoding: 'utf8', timeout: 5000 }
+    )
     assert.equal(status, 0)
     assert.match(stdout, /uncaught listener/)
     assert.match(stdout, /got 2/)
@@ -301,7 +380,12 @@ describe('additions', () => {
 
   test('maxLifetimeMillis: the evictor also removes expired idle resources, min is refilled', async () => {
     const f = makeFactory()
-    const pool = createPool(f, { min: 1, max: 1, maxLifetimeMillis: 20, evictionRunIntervalMillis: 10 })
+    const pool = createPool(f, {
+      min: 1,
+      max: 1,
+      maxLifetimeMillis: 20,
+      evictionRunIntervalMillis: 10
+    })
     await waitFor(() => f.destroyed.length >= 1)
     await waitFor(() => pool.available === 1)
     assert.ok(f.created.length >= 2)
@@ -320,8 +404,16 @@ describe('additions', () => {
   test('stats() has every count', async () => {
     const pool = createPool(makeFactory(), { max: 2, min: 1 })
     assert.deepEqual(pool.stats(), {
-      size: 1, available: 0, borrowed: 0, pending: 0, spareResourceCapacity: 1,
-      creating: 1, validating: 0, destroying: 0, max: 2, min: 1
+      size: 1,
+      available: 0,
+      borrowed: 0,
+      pending: 0,
+      spareResourceCapacity: 1,
+      creating: 1,
+      validating: 0,
+      destroying: 0,
+      max: 2,
+      min: 1
     })
     await shutdown(pool)
   })
@@ -356,8 +448,13 @@ describe('additions', () => {
   test('propagateCreateError with priorities rejects the highest-priority waiter', async () => {
     const boom = new Error('boom')
     let calls = 0
-    const pool = createPool({ create: () => (++calls === 1 ? Promise.reject(boom) : Promise.resolve({ calls })), destroy () {} },
-      { max: 1, priorityRange: 2, propagateCreateError: true })
+    const pool = createPool(
+      {
+        create: () => (++calls === 1 ? Promise.reject(boom) : Promise.resolve({ calls })),
+        destroy() {}
+      },
+      { max: 1, priorityRange: 2, propagateCreateError: true }
+    )
     pool.on('factoryCreateError', () => {})
     const low = pool.acquire(1)
     const high = pool.acquire(0)
@@ -381,7 +478,10 @@ describe('batches larger than the event window', () => {
   })
 
   test('700 waiters time out in one timer callback', async () => {
-    const pool = createPool({ create: () => new Promise(() => {}), destroy () {} }, { max: 1, acquireTimeoutMillis: 20 })
+    const pool = createPool(
+      { create: () => new Promise(() => {}), destroy() {} },
+      { max: 1, acquireTimeoutMillis: 20 }
+    )
     const ps = []
     for (let i = 0; i < 700; i++) ps.push(pool.acquire())
     const results = await Promise.allSettled(ps)
@@ -394,7 +494,13 @@ describe('batches larger than the event window', () => {
     const pool = createPool(makeFactory(), { max: 1 })
     const order = []
     const ps = []
-    for (let i = 0; i < 100000; i++) ps.push(pool.acquire().then((r) => { order.push(i); pool.release(r) }))
+    for (let i = 0; i < 100000; i++)
+      ps.push(
+        pool.acquire().then((r) => {
+          order.push(i)
+          pool.release(r)
+        })
+      )
     assert.equal(pool.pending, 100000)
     await Promise.all(ps)
     assert.equal(order.length, 100000)
@@ -405,16 +511,19 @@ describe('batches larger than the event window', () => {
   test('a create that re-enters the pool keeps events in order', async () => {
     let inner
     let entered = false
-    const pool = createPool({
-      create () {
-        if (!entered) {
-          entered = true
-          inner = pool.acquire() // re-entrant acquire from inside the pump
-        }
-        return Promise.resolve({})
+    const pool = createPool(
+      {
+        create() {
+          if (!entered) {
+            entered = true
+            inner = pool.acquire() // re-entrant acquire from inside the pump
+          }
+          return Promise.resolve({})
+        },
+        destroy() {}
       },
-      destroy () {}
-    }, { max: 2 })
+      { max: 2 }
+    )
     const a = await pool.acquire()
     const b = await inner
     assert.notEqual(a, b)
@@ -427,30 +536,48 @@ describe('batches larger than the event window', () => {
 describe('process and threads', () => {
   test('an idle pool with min > 0 and an evictor does not keep the process alive', () => {
     const t0 = Date.now()
-    const r = spawnSync(process.execPath, ['-e', `
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `
       const { createPool } = require(${JSON.stringify(LIB)})
       const pool = createPool({ create: async () => ({}), destroy: async () => {} },
         { min: 2, max: 4, evictionRunIntervalMillis: 10, idleTimeoutMillis: 60000, leakDetectionMillis: 100, destroyTimeoutMillis: 100 })
       pool.acquire().then((r) => { console.log('acquired'); pool.release(r) })
-    `], { encoding: 'utf8', timeout: 10000 })
+    `
+      ],
+      { encoding: 'utf8', timeout: 10000 }
+    )
     assert.equal(r.status, 0, r.stderr)
     assert.match(r.stdout, /acquired/)
     assert.ok(Date.now() - t0 < 5000)
   })
 
   test('a waiter with an acquire timeout keeps the process alive until it times out', () => {
-    const r = spawnSync(process.execPath, ['-e', `
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `
       const { createPool } = require(${JSON.stringify(LIB)})
       const pool = createPool({ create: () => new Promise(() => {}), destroy () {} }, { acquireTimeoutMillis: 50 })
       pool.acquire().catch((e) => console.log(e.name))
-    `], { encoding: 'utf8', timeout: 10000 })
+    `
+      ],
+      { encoding: 'utf8', timeout: 10000 }
+    )
     assert.equal(r.status, 0, r.stderr)
     assert.match(r.stdout, /TimeoutError/)
   })
 
   test('a served or aborted waiter leaves no timer keeping the process alive', () => {
     const t0 = Date.now()
-    const r = spawnSync(process.execPath, ['-e', `
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `
       const { createPool } = require(${JSON.stringify(LIB)})
       const pool = createPool({ create: async () => ({}), destroy: async () => {} }, { max: 1, acquireTimeoutMillis: 60000 })
       ;(async () => {
@@ -464,14 +591,22 @@ describe('process and threads', () => {
         pool.release(await q)
         console.log('done')
       })()
-    `], { encoding: 'utf8', timeout: 10000 })
+    `
+      ],
+      { encoding: 'utf8', timeout: 10000 }
+    )
     assert.equal(r.status, 0, r.stderr)
     assert.match(r.stdout, /aborted\ndone/)
     assert.ok(Date.now() - t0 < 5000)
   })
 
   test('pools that are dropped are collected and close their timers', () => {
-    const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-e',
+        `
       const { binding } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'binding.js'))})
       const { createPool } = require(${JSON.stringify(LIB)})
       const before = binding.debugCounts().uvHandles
@@ -483,7 +618,10 @@ describe('process and threads', () => {
         for (let i = 0; i < 5; i++) { global.gc(); await new Promise((r) => setTimeout(r, 10)) }
         console.log(JSON.stringify({ before, after: binding.debugCounts().uvHandles }))
       })()
-    `], { encoding: 'utf8', timeout: 20000 })
+    `
+      ],
+      { encoding: 'utf8', timeout: 20000 }
+    )
     assert.equal(r.status, 0, r.stderr)
     const { before, after } = JSON.parse(r.stdout.trim().split('\n').pop())
     assert.ok(after - before < 50, `uv handles ${before} -> ${after}`)
@@ -522,13 +660,16 @@ describe('process and threads', () => {
   }
 
   test('a worker terminated while a create is in flight', async () => {
-    const w = new Worker(`
+    const w = new Worker(
+      `
       const { parentPort } = require('node:worker_threads')
       const { createPool } = require(${JSON.stringify(LIB)})
       const pool = createPool({ create: () => new Promise((r) => setTimeout(() => r({}), 200)), destroy () {} }, { max: 1 })
       pool.acquire()
       parentPort.postMessage('waiting')
-    `, { eval: true })
+    `,
+      { eval: true }
+    )
     await new Promise((resolve) => w.once('message', resolve))
     await w.terminate()
   })
@@ -537,7 +678,10 @@ describe('process and threads', () => {
 test('a max that parses to Infinity (a numeric string too long for a double) is a RangeError, not an endless create loop', () => {
   const { createPool } = require('../lib/generic-pool.js')
   const factory = { create: () => ({}), destroy: () => {} }
-  assert.throws(() => createPool(factory, { max: '9'.repeat(400), min: '9'.repeat(400) }), { name: 'RangeError', message: /`max`/ })
+  assert.throws(() => createPool(factory, { max: '9'.repeat(400), min: '9'.repeat(400) }), {
+    name: 'RangeError',
+    message: /`max`/
+  })
   // generic-pool's own quirk is kept: the number Infinity parses to NaN, so max is 1.
   const pool = createPool(factory, { max: Infinity, autostart: false })
   assert.equal(pool.max, 1)

@@ -305,18 +305,13 @@ static void sl__ensure_minimum(sl_pool_t* p) {
  * runs, and min is refilled. */
 static void sl__destroy_slot(sl_pool_t* p, int32_t s) {
   switch (p->slots[s].state) {
-    case SL_SLOT_IDLE:
-      sl__list_remove(p, &p->idle, sl__slot_link, s);
-      break;
+    case SL_SLOT_IDLE: sl__list_remove(p, &p->idle, sl__slot_link, s); break;
     case SL_SLOT_BORROWED:
       p->nborrowed--;
       sl__aux_remove(p, &p->leaks, s);
       break;
-    case SL_SLOT_VALIDATING:
-      p->nvalidating--;
-      break;
-    default:
-      return;
+    case SL_SLOT_VALIDATING: p->nvalidating--; break;
+    default: return;
   }
   p->slots[s].state = SL_SLOT_DESTROYING;
   p->ndestroying++;
@@ -699,7 +694,8 @@ int sl_pool_started(const sl_pool_t* p) {
 int sl_pool_check(const sl_pool_t* p) {
   if (p->closing || p->draining)
     return UV_ECANCELED;
-  if (p->cfg.max - sl__size(p) < 1 && p->idle.len < 1 && (int64_t) p->npending >= p->cfg.max_waiting)
+  if (p->cfg.max - sl__size(p) < 1 && p->idle.len < 1 &&
+      (int64_t) p->npending >= p->cfg.max_waiting)
     return UV_EBUSY;
   return 0;
 }

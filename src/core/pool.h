@@ -91,11 +91,11 @@ enum sl_pool_event {
 
 /* Indexes into the counts storage. */
 enum sl_pool_count {
-  SL_POOL_SIZE = 0,      /* idle + borrowed + validating + creating */
-  SL_POOL_AVAILABLE,     /* idle */
+  SL_POOL_SIZE = 0,  /* idle + borrowed + validating + creating */
+  SL_POOL_AVAILABLE, /* idle */
   SL_POOL_BORROWED,
-  SL_POOL_PENDING,       /* queued waiters */
-  SL_POOL_SPARE,         /* max - size */
+  SL_POOL_PENDING, /* queued waiters */
+  SL_POOL_SPARE,   /* max - size */
   SL_POOL_CREATING,
   SL_POOL_VALIDATING,
   SL_POOL_DESTROYING,
@@ -143,15 +143,15 @@ typedef struct sl_pool_config_s {
   int fifo;                /* 1: oldest idle first; 0: newest first */
   int test_on_borrow;
   int propagate_create_error;
-  double acquire_timeout;  /* > 0 to enable */
-  double destroy_timeout;  /* > 0 to enable */
-  double eviction_interval;/* > 0 to enable */
-  double soft_idle;        /* > 0 to enable */
-  double idle;             /* NaN never evicts */
-  double max_lifetime;     /* > 0 to enable */
-  double leak_ms;          /* > 0 to enable */
-  double backoff_min;      /* first create retry delay (ms), e.g. 10 */
-  double backoff_max;      /* cap of the doubling delay, e.g. 1000 */
+  double acquire_timeout;   /* > 0 to enable */
+  double destroy_timeout;   /* > 0 to enable */
+  double eviction_interval; /* > 0 to enable */
+  double soft_idle;         /* > 0 to enable */
+  double idle;              /* NaN never evicts */
+  double max_lifetime;      /* > 0 to enable */
+  double leak_ms;           /* > 0 to enable */
+  double backoff_min;       /* first create retry delay (ms), e.g. 10 */
+  double backoff_max;       /* cap of the doubling delay, e.g. 1000 */
 } sl_pool_config_t;
 
 /* Index-linked list node and list. -1 is "none". */
@@ -179,38 +179,38 @@ typedef struct sl_pool_slot_s {
 } sl_pool_slot_t;
 
 typedef struct sl_pool_waiter_s {
-  sl_link_t link;    /* its priority level, or the free list (next only) */
-  sl_link_t tlink;   /* the timeout list */
+  sl_link_t link;  /* its priority level, or the free list (next only) */
+  sl_link_t tlink; /* the timeout list */
   double deadline;
   uint32_t token;
   uint32_t level;
   uint8_t queued;
-  uint8_t timed;     /* in the timeout list */
+  uint8_t timed; /* in the timeout list */
 } sl_pool_waiter_t;
 
 struct sl_pool_s {
-  void* data;                /* the embedder's */
+  void* data; /* the embedder's */
   uv_loop_t* loop;
   const sl_pool_ops_t* ops;
   sl_pool_config_t cfg;
-  double* counts;            /* SL_POOL_NCOUNTS, caller-provided */
+  double* counts; /* SL_POOL_NCOUNTS, caller-provided */
 
   sl_pool_slot_t* slots;
-  uint32_t nslots;           /* high-water mark */
+  uint32_t nslots; /* high-water mark */
   uint32_t cap_slots;
-  int32_t free_slot;         /* free list head through link.next */
+  int32_t free_slot; /* free list head through link.next */
 
   sl_pool_waiter_t* waiters;
   uint32_t nwaiters;
   uint32_t cap_waiters;
   int32_t free_waiter;
 
-  sl_list_t* levels;         /* priority_range FIFOs of waiters */
-  uint32_t min_level;        /* no level below this is non-empty */
-  sl_list_t timeouts;        /* waiters with a deadline, by deadline */
-  sl_list_t idle;            /* IDLE slots, head is dispatched first */
-  sl_list_t leaks;           /* BORROWED slots not yet reported, by deadline */
-  sl_list_t destroys;        /* DESTROYING slots with a deadline */
+  sl_list_t* levels;  /* priority_range FIFOs of waiters */
+  uint32_t min_level; /* no level below this is non-empty */
+  sl_list_t timeouts; /* waiters with a deadline, by deadline */
+  sl_list_t idle;     /* IDLE slots, head is dispatched first */
+  sl_list_t leaks;    /* BORROWED slots not yet reported, by deadline */
+  sl_list_t destroys; /* DESTROYING slots with a deadline */
 
   uint32_t ncreating;
   uint32_t nborrowed;
@@ -218,24 +218,24 @@ struct sl_pool_s {
   uint32_t ndestroying;
   uint32_t npending;
 
-  int32_t evict_last;        /* slot examined last by the evictor, or -1 */
-  uint64_t evict_seq;        /* its idle_seq then */
-  uint64_t idle_seq;         /* last idle_seq handed out: pool-wide, so a
+  int32_t evict_last; /* slot examined last by the evictor, or -1 */
+  uint64_t evict_seq; /* its idle_seq then */
+  uint64_t idle_seq;  /* last idle_seq handed out: pool-wide, so a
                               * reused slot never matches a stale cursor */
 
-  double backoff;            /* next create retry delay */
-  int backoff_active;        /* creates wait for the backoff timer */
-  int32_t holds;             /* sl_pool_hold: reasons to keep the loop alive */
+  double backoff;     /* next create retry delay */
+  int backoff_active; /* creates wait for the backoff timer */
+  int32_t holds;      /* sl_pool_hold: reasons to keep the loop alive */
 
   int started;
   int draining;
-  int drain_waiting;         /* draining: the evictor stops once empty */
+  int drain_waiting; /* draining: the evictor stops once empty */
   int closing;
   int open_timers;
-  int produced;              /* a callback was made since the last flush */
+  int produced; /* a callback was made since the last flush */
 
-  int32_t sync_waiter;       /* the waiter of the acquire in progress */
-  int32_t sync_slot;         /* the slot it got, or -1 */
+  int32_t sync_waiter; /* the waiter of the acquire in progress */
+  int32_t sync_slot;   /* the slot it got, or -1 */
 
   uv_timer_t timeout_timer;
   uv_timer_t evict_timer;

@@ -62,17 +62,17 @@ typedef struct sl_pool_handle_s {
   sl_penv_t* penv;
   struct sl_pool_handle_s* next; /* penv->pools */
   struct sl_pool_handle_s* prev;
-  napi_ref buffer;               /* the shared ArrayBuffer: keeps `counts` alive */
-  napi_ref pump;                 /* JS: consumes events (weak unless needed) */
-  uint32_t pump_refs;            /* 0 or 1 */
+  napi_ref buffer;    /* the shared ArrayBuffer: keeps `counts` alive */
+  napi_ref pump;      /* JS: consumes events (weak unless needed) */
+  uint32_t pump_refs; /* 0 or 1 */
   int32_t* hdr;
   int32_t* win;
-  int32_t* q;                    /* overflow events, [qhead, qtail) triples */
+  int32_t* q; /* overflow events, [qhead, qtail) triples */
   uint32_t qhead;
   uint32_t qtail;
   uint32_t qcap;
-  uint32_t refs;                 /* JS functions alive */
-  int timers_closed;             /* the core's `closed` has run */
+  uint32_t refs;     /* JS functions alive */
+  int timers_closed; /* the core's `closed` has run */
 } sl_pool_handle_t;
 
 static sl_pool_handle_t* sl__ph_of(sl_pool_t* pool) {
@@ -235,10 +235,9 @@ static void sl__ph_op_closed(sl_pool_t* p) {
     sl__ph_free(h);
 }
 
-static const sl_pool_ops_t sl__ph_ops = {
-  sl__ph_op_create, sl__ph_op_destroy, sl__ph_op_validate, sl__ph_op_resolve,
-  sl__ph_op_reject, sl__ph_op_emit, sl__ph_op_flush, sl__ph_op_closed
-};
+static const sl_pool_ops_t sl__ph_ops = {sl__ph_op_create,  sl__ph_op_destroy, sl__ph_op_validate,
+                                         sl__ph_op_resolve, sl__ph_op_reject,  sl__ph_op_emit,
+                                         sl__ph_op_flush,   sl__ph_op_closed};
 
 /* ------------------------------------------------------------ methods --- */
 

@@ -25,12 +25,12 @@
 #include "core/alloc.h"
 #include "core/pool.h"
 
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit(1);                                                                 \
-    }                                                                          \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
+      exit(1);                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* What the fake embedder was told, in order. */
@@ -80,12 +80,30 @@ static void f_create(sl_pool_t* p, uint32_t s) {
     to_fail[nto_fail++] = s;
   }
 }
-static void f_destroy(sl_pool_t* p, uint32_t s) { (void) p; push(E_DESTROY, s, 0, 0); }
-static void f_validate(sl_pool_t* p, uint32_t s) { (void) p; push(E_VALIDATE, s, 0, 0); }
-static void f_resolve(sl_pool_t* p, uint32_t t, uint32_t s) { (void) p; push(E_RESOLVE, t, s, 0); }
-static void f_reject(sl_pool_t* p, uint32_t t, int r, uint32_t s) { (void) p; push(E_REJECT, t, s, r); }
-static void f_emit(sl_pool_t* p, int e, uint32_t s) { (void) p; push(E_EMIT, s, 0, e); }
-static void f_closed(sl_pool_t* p) { (void) p; closed_calls++; }
+static void f_destroy(sl_pool_t* p, uint32_t s) {
+  (void) p;
+  push(E_DESTROY, s, 0, 0);
+}
+static void f_validate(sl_pool_t* p, uint32_t s) {
+  (void) p;
+  push(E_VALIDATE, s, 0, 0);
+}
+static void f_resolve(sl_pool_t* p, uint32_t t, uint32_t s) {
+  (void) p;
+  push(E_RESOLVE, t, s, 0);
+}
+static void f_reject(sl_pool_t* p, uint32_t t, int r, uint32_t s) {
+  (void) p;
+  push(E_REJECT, t, s, r);
+}
+static void f_emit(sl_pool_t* p, int e, uint32_t s) {
+  (void) p;
+  push(E_EMIT, s, 0, e);
+}
+static void f_closed(sl_pool_t* p) {
+  (void) p;
+  closed_calls++;
+}
 
 static void fail_queued_creates(sl_pool_t* p) {
   int i, n = nto_fail;
@@ -103,7 +121,7 @@ static void f_flush(sl_pool_t* p) {
 }
 
 static const sl_pool_ops_t ops = {f_create, f_destroy, f_validate, f_resolve,
-                                  f_reject, f_emit, f_flush, f_closed};
+                                  f_reject, f_emit,    f_flush,    f_closed};
 
 static int count(int kind) {
   int i, n = 0;
@@ -188,22 +206,21 @@ static void keepalive_cb(uv_timer_t* t) {
 #define WAIT_LIMIT_MS 20000
 
 static void wait_timed_out(const char* what, int line) {
-  fprintf(stderr, "%s:%d: CHECK failed: no %s within %d ms\n", __FILE__, line, what,
-          WAIT_LIMIT_MS);
+  fprintf(stderr, "%s:%d: CHECK failed: no %s within %d ms\n", __FILE__, line, what, WAIT_LIMIT_MS);
   exit(1);
 }
 
 /* Runs the loop one iteration at a time until `cond` holds. */
-#define RUN_UNTIL(cond)                                                        \
-  do {                                                                         \
-    uint64_t deadline_ = uv_hrtime() + (uint64_t) WAIT_LIMIT_MS * 1000000;     \
-    CHECK(uv_timer_start(&keepalive, keepalive_cb, 2, 2) == 0);                \
-    while (!(cond)) {                                                          \
-      if (uv_hrtime() > deadline_)                                             \
-        wait_timed_out(#cond, __LINE__);                                       \
-      uv_run(&loop, UV_RUN_ONCE);                                              \
-    }                                                                          \
-    CHECK(uv_timer_stop(&keepalive) == 0);                                     \
+#define RUN_UNTIL(cond)                                                                            \
+  do {                                                                                             \
+    uint64_t deadline_ = uv_hrtime() + (uint64_t) WAIT_LIMIT_MS * 1000000;                         \
+    CHECK(uv_timer_start(&keepalive, keepalive_cb, 2, 2) == 0);                                    \
+    while (!(cond)) {                                                                              \
+      if (uv_hrtime() > deadline_)                                                                 \
+        wait_timed_out(#cond, __LINE__);                                                           \
+      uv_run(&loop, UV_RUN_ONCE);                                                                  \
+    }                                                                                              \
+    CHECK(uv_timer_stop(&keepalive) == 0);                                                         \
   } while (0)
 
 static int has_emit(int event, uint32_t slot) {
@@ -244,7 +261,8 @@ static void test_basic(void) {
   CHECK(counts[SL_POOL_SIZE] == 1 && counts[SL_POOL_PENDING] == 1 && counts[SL_POOL_CREATING] == 1);
   s2 = add_resource();
   CHECK(last(E_RESOLVE)->a == 7 && last(E_RESOLVE)->b == s2);
-  CHECK(counts[SL_POOL_BORROWED] == 1 && counts[SL_POOL_PENDING] == 0 && counts[SL_POOL_AVAILABLE] == 0);
+  CHECK(counts[SL_POOL_BORROWED] == 1 && counts[SL_POOL_PENDING] == 0 &&
+        counts[SL_POOL_AVAILABLE] == 0);
   /* Double release, release of a never-used slot. */
   CHECK(sl_pool_release(&pool, s2) == 0);
   CHECK(sl_pool_release(&pool, s2) == UV_EINVAL);

@@ -22,9 +22,9 @@
       ],
       "include_dirs": ["src"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "xcode_settings": {
-        "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+        "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
       },
       "configurations": {
         "Release": {
@@ -32,7 +32,6 @@
         }
       },
       "conditions": [
-        ["OS=='linux'", { "libraries": ["-ldl"] }],
         ["sluice_werror=='true'", {
           "cflags_c": ["-Werror"],
           "xcode_settings": { "GCC_TREAT_WARNINGS_AS_ERRORS": "YES" }

@@ -91,9 +91,52 @@ uint64_t sl_env_now(sl_env_t* senv) {
   return uv_now(senv->loop);
 }
 
+/* Node unloads an addon when a worker env that loaded it ends; if only
+ * workers load it, statics (the registry of shared gates) would vanish with
+ * it. Opening the library once more, by the path lib/ loaded it from, and
+ * never closing it keeps it loaded for the life of the process. libuv's
+ * uv_dlopen works the same on every platform (dlopen, LoadLibraryExW), and
+ * the addon then needs no dl* symbol of its own from the C library (glibc
+ * moved those to version 2.34). Best effort: if it fails, named gates still
+ * work as long as some thread keeps the addon loaded. */
+static uv_mutex_t sl__pin_lock;
+static uv_once_t sl__pin_once = UV_ONCE_INIT;
+static int sl__pinned;
+static uv_lib_t sl__pin_lib;
+
+static void sl__pin_init(void) {
+  if (uv_mutex_init(&sl__pin_lock) != 0)
+    abort(); /* cannot happen with pthreads short of memory exhaustion */
+}
+
+static void sl__pin(const char* file) {
+  uv_once(&sl__pin_once, sl__pin_init);
+  uv_mutex_lock(&sl__pin_lock);
+  if (!sl__pinned && uv_dlopen(file, &sl__pin_lib) == 0)
+    sl__pinned = 1;
+  uv_mutex_unlock(&sl__pin_lock);
+}
+
+/* The addon's path, to pin it: at most PATH_MAX-ish bytes. */
+static int sl__setup_pin(napi_env env, napi_value v) {
+  char file[4096];
+  size_t len = 0;
+  napi_valuetype t;
+  SL_CHECK_INT(env, napi_typeof(env, v, &t));
+  if (t == napi_undefined)
+    return 0;
+  if (t != napi_string)
+    return sl_throw_type(env, "Expected `file` to be a string");
+  SL_CHECK_INT(env, napi_get_value_string_utf8(env, v, file, sizeof(file), &len));
+  if (len + 1 < sizeof(file))
+    sl__pin(file);
+  return 0;
+}
+
+/* setup(TimeoutError, file?) -> scratch Float64Array */
 napi_value sl_env_setup(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], ab, ta;
+  size_t argc = 2;
+  napi_value argv[2], ab, ta;
   sl_env_t* senv = sl_env_get(env);
   void* data;
 
@@ -113,6 +156,8 @@ napi_value sl_env_setup(napi_env env, napi_callback_info info) {
     }
     SL_CHECK(env, napi_create_reference(env, argv[0], 1, &senv->timeout_ctor));
   }
+  if (argc >= 2 && sl__setup_pin(env, argv[1]) != 0)
+    return NULL;
   if (senv->scratch == NULL) {
     SL_CHECK(env, napi_create_arraybuffer(env, SL_SCRATCH * sizeof(double), &data, &ab));
     SL_CHECK(env, napi_create_typedarray(env, napi_float64_array, SL_SCRATCH, ab, 0, &ta));

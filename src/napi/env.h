@@ -80,7 +80,8 @@ void sl_env_handle_closed(sl_env_t* senv);
  * too, so call this before arming a timer). */
 uint64_t sl_env_now(sl_env_t* senv);
 
-/* setup(TimeoutError) -> scratch Float64Array (module.c exports it). */
+/* setup(TimeoutError, file?) -> scratch Float64Array (module.c exports it).
+ * `file` is the addon's own path: the first call pins the library. */
 napi_value sl_env_setup(napi_env env, napi_callback_info info);
 
 #endif /* SLUICE_NAPI_ENV_H */

@@ -1,28 +1,9 @@
-#define _GNU_SOURCE /* dladdr */
 /* sluice: the addon's entry point. It only initialises: the env, each
  * binding, and the protocol tables that lib/ reads (protocol.h). */
 #include "env.h"
 #include "gate.h"
 #include "pool.h"
 #include "protocol.h"
-
-#ifndef _WIN32
-#include <dlfcn.h>
-#endif
-
-/* Node dlcloses an addon when a worker env that loaded it ends; if only
- * workers load it, statics (the registry of shared gates) would vanish with
- * it. Reopening ourselves with RTLD_NODELETE pins the library for the life
- * of the process. (Windows: a DLL is unloaded with FreeLibrary only when its
- * count drops to 0; see issue 8 for the Windows build.) */
-static uv_once_t sl__pin_once = UV_ONCE_INIT;
-static void sl__pin_library(void) {
-#ifndef _WIN32
-  Dl_info info;
-  if (dladdr((void*) &sl__pin_library, &info) != 0 && info.dli_fname != NULL)
-    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
-#endif
-}
 
 /* { NAME: value, ... } from one X-macro table. */
 #define SL__PROP(name, value) {#name, (double) (value)},
@@ -90,7 +71,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   sl_env_t* senv;
   napi_value fn;
 
-  uv_once(&sl__pin_once, sl__pin_library);
   senv = sl_env_new(env);
   if (senv == NULL)
     return NULL;

@@ -1,8 +1,10 @@
 'use strict'
-// `npm test`: the formatting check (Prettier, `npm run format:check`), the C
-// core's own tests (built with AddressSanitizer and UBSan), then the JS
-// suite with node:test. A formatting difference fails the run, at the end:
-// the tests still run and report.
+// `npm test`: the formatting check (Prettier, `npm run format:check`), then
+// the C core's own tests (built with AddressSanitizer and UBSan) beside the
+// JS suite (node:test): the C tests use one core at a time (gcc, then each
+// test), so they run alongside and their output follows the suite's. A
+// formatting difference fails the run, at the end: the tests still run and
+// report.
 //
 // The million-operation cases are not here: `npm run test:stress`
 // (scripts/stress.js) runs them, and CI runs it after npm test.
@@ -21,7 +23,7 @@
 //
 // `node scripts/test.js --c` runs only the C tests, `--js` only the JS suite,
 // `--format` only the formatting check.
-const { spawnSync } = require('node:child_process')
+const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 const os = require('node:os')
@@ -49,12 +51,29 @@ const FORMAT_PENDING = [
 ]
 
 // What each part said, for the summary at the end.
-const summary = []
+const summary = new Map()
 
+// Runs a command; resolves with its exit status (1 if a signal ended it).
 function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts })
-  if (r.error) throw r.error
-  return r.status
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: 'inherit', cwd: root, ...opts })
+    child.once('error', reject)
+    child.once('close', (code) => resolve(code === null ? 1 : code))
+  })
+}
+
+// Where a part writes: the terminal, or a file printed later.
+function terminalOutput() {
+  return { stdio: 'inherit', log: console.log, error: console.error }
+}
+function fileOutput(file) {
+  const fd = fs.openSync(file, 'w')
+  return {
+    fd,
+    stdio: ['ignore', fd, fd],
+    log: (msg) => fs.writeSync(fd, msg + '\n'),
+    error: (msg) => fs.writeSync(fd, msg + '\n')
+  }
 }
 
 function nodeHeaders() {
@@ -105,17 +124,17 @@ function formatTargets(dir = '') {
 
 // Prettier over the tree (.prettierrc.json; ignored: .gitignore,
 // .prettierignore and FORMAT_PENDING). --cache keeps a rerun fast.
-function formatCheck() {
+async function formatCheck() {
   let prettier
   try {
     prettier = require.resolve('prettier/bin/prettier.cjs', { paths: [root] })
   } catch {
     console.error('\n*** formatting NOT checked: prettier is not installed (npm install) ***\n')
-    summary.push('formatting: NOT checked (prettier not installed)')
+    summary.set('format', 'formatting: NOT checked (prettier not installed)')
     return 1
   }
   console.log('# format: prettier --check')
-  const status = run(process.execPath, [
+  const status = await run(process.execPath, [
     prettier,
     '--check',
     '--cache',
@@ -128,14 +147,15 @@ function formatCheck() {
     console.error(
       '\n*** formatting: the files above differ from the project style. Run `npm run format` to rewrite them. ***\n'
     )
-    summary.push(`formatting: FAILED${later}`)
+    summary.set('format', `formatting: FAILED${later}`)
     return 1
   }
-  summary.push(`formatting: ok${later}`)
+  summary.set('format', `formatting: ok${later}`)
   return 0
 }
 
-function cTests() {
+async function cTests(out_ = terminalOutput()) {
+  const { log, error, stdio } = out_
   const dir = path.join(root, 'test', 'c')
   const tests = fs.existsSync(dir)
     ? fs
@@ -154,12 +174,12 @@ function cTests() {
       : !inc
         ? 'no uv.h (Node headers)'
         : 'no libuv to link (Debian: apt-get install libuv1-dev)'
-    console.error(`\n*** C core tests NOT run: ${why} ***\n`)
-    summary.push(`C core tests: NOT RUN (${why})${requireC ? ', required' : ''}`)
+    error(`\n*** C core tests NOT run: ${why} ***\n`)
+    summary.set('c', `C core tests: NOT RUN (${why})${requireC ? ', required' : ''}`)
     return requireC ? 1 : 0
   }
   if (useValgrind && spawnSync('valgrind', ['--version']).status !== 0) {
-    console.error('\n*** valgrind NOT found (Debian: apt-get install valgrind) ***\n')
+    error('\n*** valgrind NOT found (Debian: apt-get install valgrind) ***\n')
     return 1
   }
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ctest-'))
@@ -191,39 +211,40 @@ function cTests() {
       '-fno-omit-frame-pointer'
     ]
     const link = [src, ...sources, ...uv, '-lpthread', '-ldl', '-lm']
-    console.log(`# C: building ${t}`)
-    if (run(cc, [...common, ...sanitize, ...link, '-o', exe]) !== 0) {
+    log(`# C: building ${t}`)
+    if ((await run(cc, [...common, ...sanitize, ...link, '-o', exe], { stdio })) !== 0) {
       failed++
       continue
     }
-    console.log(`# C: running ${t}`)
+    log(`# C: running ${t}`)
     if (
-      run(exe, [], {
+      (await run(exe, [], {
+        stdio,
         env: {
           ...process.env,
           ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0',
           UBSAN_OPTIONS: 'print_stacktrace=1'
         }
-      }) !== 0
+      })) !== 0
     ) {
       failed++
       continue
     }
     if (!useValgrind) continue
     if (valgrindSkip.includes(t)) {
-      console.error(`\n*** C: ${t} NOT run under valgrind (SLUICE_VALGRIND_SKIP) ***\n`)
+      error(`\n*** C: ${t} NOT run under valgrind (SLUICE_VALGRIND_SKIP) ***\n`)
       continue
     }
     // memcheck cannot run an ASan binary: the same test, uninstrumented.
     const plain = `${exe}-plain`
-    console.log(`# C: building ${t} without sanitizers for valgrind`)
-    if (run(cc, [...common, ...link, '-o', plain]) !== 0) {
+    log(`# C: building ${t} without sanitizers for valgrind`)
+    if ((await run(cc, [...common, ...link, '-o', plain], { stdio })) !== 0) {
       failed++
       continue
     }
-    console.log(`# C: running ${t} under valgrind`)
+    log(`# C: running ${t} under valgrind`)
     if (
-      run(
+      (await run(
         'valgrind',
         [
           '-q',
@@ -234,21 +255,21 @@ function cTests() {
           '--track-origins=yes',
           plain
         ],
-        { timeout: 5 * 60 * 1000 }
-      ) !== 0
+        { stdio, timeout: 5 * 60 * 1000 }
+      )) !== 0
     ) {
-      console.error(`# C: ${t} failed under valgrind`)
+      error(`# C: ${t} failed under valgrind`)
       failed++
     }
   }
   fs.rmSync(out, { recursive: true, force: true })
-  console.log(`# C core tests: ${tests.length - failed} passed, ${failed} failed`)
-  summary.push(`C core tests: ${tests.length - failed} passed, ${failed} failed`)
+  log(`# C core tests: ${tests.length - failed} passed, ${failed} failed`)
+  summary.set('c', `C core tests: ${tests.length - failed} passed, ${failed} failed`)
   return failed ? 1 : 0
 }
 
 // The module under test must load: a failure is a failed run, never a skip.
-function jsTests() {
+async function jsTests() {
   try {
     require(path.join(root, 'lib', 'binding.js'))
   } catch (err) {
@@ -256,7 +277,7 @@ function jsTests() {
       '\n*** sluice: the addon does not load. Run `npm install` (or `npm run build`). ***\n',
       err.message
     )
-    summary.push('JS suite: NOT RUN, the addon does not load (a failure)')
+    summary.set('js', 'JS suite: NOT RUN, the addon does not load (a failure)')
     return 1
   }
   const dir = path.join(root, 'test')
@@ -265,22 +286,40 @@ function jsTests() {
     .filter((f) => /\.test\.(m?js)$/.test(f))
     .sort()
     .map((f) => path.join('test', f))
-  const status = run(process.execPath, ['--test', '--test-concurrency=2', ...files])
-  summary.push(`JS suite (${files.length} files): ${status === 0 ? 'ok' : 'FAILED'}`)
+  const status = await run(process.execPath, ['--test', '--test-concurrency=2', ...files])
+  summary.set('js', `JS suite (${files.length} files): ${status === 0 ? 'ok' : 'FAILED'}`)
   return status
 }
 
-const parts = {
-  format: formatCheck,
-  c: cTests,
-  js: jsTests
+async function main() {
+  let status = 0
+  if (only === null || only === 'format') status = (await formatCheck()) || status
+  if (only === 'c') status = (await cTests()) || status
+  if (only === 'js') status = (await jsTests()) || status
+  if (only === null) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-test-'))
+    const cOut = fileOutput(path.join(dir, 'c.log'))
+    console.log('# C core tests: running beside the JS suite; their output follows it')
+    const [c, js] = await Promise.all([cTests(cOut), jsTests()])
+    fs.closeSync(cOut.fd)
+    console.log('\n# C core tests: their output')
+    process.stdout.write(fs.readFileSync(path.join(dir, 'c.log')))
+    fs.rmSync(dir, { recursive: true, force: true })
+    status = c || js || status
+  }
+  if (summary.size > 1) {
+    console.log('\n# summary')
+    for (const part of ['format', 'c', 'js']) {
+      if (summary.has(part)) console.log(`#   ${summary.get(part)}`)
+    }
+  }
+  return status
 }
-let status = 0
-for (const [name, fn] of Object.entries(parts)) {
-  if (only === null || only === name) status = fn() || status
-}
-if (summary.length > 1) {
-  console.log('\n# summary')
-  for (const line of summary) console.log(`#   ${line}`)
-}
-process.exit(status)
+
+main().then(
+  (status) => process.exit(status),
+  (err) => {
+    console.error(err)
+    process.exit(1)
+  }
+)

@@ -9,7 +9,8 @@
 // (outside the tracked tree; reused by later runs). SLUICE_NODE_VERSIONS
 // chooses the majors (default "22 24"); arguments do too:
 //   node scripts/node-versions.js 22
-// Linux x64 only: elsewhere it says so and exits 0.
+// Linux x64 only: elsewhere it says so and exits 0. With the suite, it runs
+// the stress cases (scripts/stress.js): V8's heap differs across majors.
 const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
@@ -63,11 +64,12 @@ function nodeBinary(major) {
   return version ? { bin, version } : null
 }
 
-function runSuite(bin) {
+function runSuite(bin, script, args = []) {
   return new Promise((resolve) => {
     // scripts/test.js --js runs `process.execPath --test` on every test file:
-    // the runner, its test processes and their child processes are all `bin`.
-    const child = spawn(bin, [path.join(__dirname, 'test.js'), '--js'], {
+    // the runner, its test processes and their child processes are all `bin`
+    // (scripts/stress.js too).
+    const child = spawn(bin, [path.join(__dirname, script), ...args], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit']
     })
@@ -109,8 +111,18 @@ async function main() {
       continue
     }
     const t1 = Date.now()
-    console.log(`\n## node-versions: the JS suite on Node ${node.version}`)
-    const r = await runSuite(node.bin)
+    console.log(`\n## node-versions: the JS suite and the stress cases on Node ${node.version}`)
+    const suite = await runSuite(node.bin, 'test.js', ['--js'])
+    const stress = await runSuite(node.bin, 'stress.js')
+    const add = (k) => (suite[k] === null || stress[k] === null ? null : suite[k] + stress[k])
+    const r = {
+      code: suite.code || stress.code,
+      tests: add('tests'),
+      pass: add('pass'),
+      fail: add('fail'),
+      cancelled: add('cancelled'),
+      skipped: add('skipped')
+    }
     const ok = r.code === 0 && r.pass !== null && r.fail === 0 && !r.cancelled
     rows.push({
       major,

@@ -38,14 +38,13 @@ const only = ['c', 'js', 'format'].find((k) => process.argv.includes(`--${k}`)) 
 // work, left out of the formatting check until `npm run format` has been
 // run on them. Empty this list then (and delete it).
 const FORMAT_PENDING = [
-  'lib/',
+  'lib/errors.js',
+  'lib/executor.js',
+  'lib/p-limit.js',
+  'lib/semaphore.js',
   'test/semaphore.test.js',
   'test/shared.test.js',
-  'test/pool.test.js',
-  'test/pool-regressions.test.js',
   'test/gate-regressions.test.js',
-  'test/generic-pool-conformance.test.js',
-  'test/diff-pool.test.js',
   'test/diff-plimit.test.js',
   'test/p-limit-conformance.test.mjs'
 ]

@@ -6,7 +6,7 @@
  * by `err.name === 'TimeoutError'`; it is also exported for `instanceof`.
  */
 class TimeoutError extends Error {
-  constructor (message) {
+  constructor(message) {
     super(message)
     this.name = 'TimeoutError'
   }

@@ -4,7 +4,7 @@
 // clears it at once (so that nothing keeps them alive by accident).
 const captured = { resolve: undefined, reject: undefined }
 
-function executor (resolve, reject) {
+function executor(resolve, reject) {
   captured.resolve = resolve
   captured.reject = reject
 }

@@ -30,22 +30,21 @@ const starting = new Set()
 // A function that calls `run` through a WeakRef. Made here, outside
 // pLimit(), so that its closure holds nothing but the WeakRef (closures made
 // in one scope share that scope's variables).
-function weakly (run) {
+function weakly(run) {
   const ref = new WeakRef(run)
   return (slot) => ref.deref()(slot)
 }
 const noop = () => {}
 
-
 // p-limit runs `(async () => fn(...args))()`: a sync throw becomes a
 // rejection with the same error, values and thenables are adopted. One
 // shared async function does that without a closure per task.
-async function call (function_, args) {
+async function call(function_, args) {
   return args === undefined ? function_() : function_(...args)
 }
 
 // The same for a native promise fn returned: a promise that adopts it.
-async function adopt (value) {
+async function adopt(value) {
   return value
 }
 const resolved = Promise.resolve()
@@ -59,20 +58,23 @@ const resolved = Promise.resolve()
 // p-limit has them: the adoption job calls then(), which lets the caller's
 // promise adopt the outcome and then releases the permit.
 class Settled {
-  constructor (ok, value, release) {
+  constructor(ok, value, release) {
     this.ok = ok
     this.value = value
     this.release = release
   }
 
-  then (resolve, reject) {
-    (this.ok ? Promise.resolve(this.value) : Promise.reject(this.value)).then(resolve, reject)
+  then(resolve, reject) {
+    ;(this.ok ? Promise.resolve(this.value) : Promise.reject(this.value)).then(resolve, reject)
     this.release()
   }
 }
 
-function validateConcurrency (concurrency) {
-  if (!((Number.isInteger(concurrency) || concurrency === Number.POSITIVE_INFINITY) && concurrency > 0)) {
+function validateConcurrency(concurrency) {
+  if (!(
+    (Number.isInteger(concurrency) || concurrency === Number.POSITIVE_INFINITY) &&
+    concurrency > 0
+  )) {
     throw new TypeError('Expected `concurrency` to be a number from 1 and up')
   }
 }
@@ -80,12 +82,12 @@ function validateConcurrency (concurrency) {
 /**
  * @param {number | {concurrency: number, rejectOnClear?: boolean}} concurrency
  */
-function pLimit (concurrency) {
+function pLimit(concurrency) {
   let rejectOnClear = false
   let name
 
   if (typeof concurrency === 'object') {
-    ({ concurrency, rejectOnClear = false, name } = concurrency)
+    ;({ concurrency, rejectOnClear = false, name } = concurrency)
   }
 
   // sluice's addition: a `name` shares the limit with every thread of the
@@ -133,13 +135,13 @@ function pLimit (concurrency) {
   // grant it at any time: its reaction holds it strongly.
   let unstarted = 0
   let run
-  function hold () {
+  function hold() {
     const k = scratch[2]
     if (k === 0 || name !== undefined) return
     if (unstarted === 0) starting.add(run)
     unstarted += k
   }
-  function started () {
+  function started() {
     if (name !== undefined) return
     if (--unstarted === 0) starting.delete(run)
   }
@@ -153,7 +155,7 @@ function pLimit (concurrency) {
   // Default: returns what the caller's promise (derived from go) adopts.
   // A slot is free again. When every slot is (no task waits for its go),
   // the arrays start over, so the memory of a big burst is given back.
-  function freeSlot (slot) {
+  function freeSlot(slot) {
     fns[slot] = undefined
     argv[slot] = undefined
     if (freeSlots.push(slot) === fns.length && fns.length > 1024) {
@@ -167,7 +169,7 @@ function pLimit (concurrency) {
     }
   }
 
-  function runSlot (slot) {
+  function runSlot(slot) {
     const function_ = fns[slot]
     const args = argv[slot]
     freeSlot(slot)
@@ -214,7 +216,7 @@ function pLimit (concurrency) {
 
   // rejectOnClear: p-limit's run(), to the letter: resolve the caller's
   // promise with `result`, then release one tick after `result` settles.
-  function runSlotResolving (slot) {
+  function runSlotResolving(slot) {
     const function_ = fns[slot]
     const args = argv[slot]
     const resolve = resolvers[slot]
@@ -228,22 +230,23 @@ function pLimit (concurrency) {
   }
 
   // The reactions of go promises: started() first, then the task.
-  run = resolvers === undefined
-    ? (slot) => {
-        started()
-        return runSlot(slot)
-      }
-    : (slot) => {
-        started()
-        runSlotResolving(slot)
-      }
+  run =
+    resolvers === undefined
+      ? (slot) => {
+          started()
+          return runSlot(slot)
+        }
+      : (slot) => {
+          started()
+          runSlotResolving(slot)
+        }
   const onGo = name === undefined ? weakly(run) : run
 
   // A method, so that `limit` is neither a constructor nor has a prototype,
   // like p-limit's arrow function, while it can still read `arguments`
   // (no rest array per call).
   const { generator } = {
-    generator (function_) {
+    generator(function_) {
       let args
       if (arguments.length > 1) {
         args = new Array(arguments.length - 1)
@@ -273,7 +276,7 @@ function pLimit (concurrency) {
     }
   }
 
-  function clearQueue () {
+  function clearQueue() {
     const slots = ctl(OP.CLEAR)
     hold()
     if (rejecters === undefined) {
@@ -303,7 +306,7 @@ function pLimit (concurrency) {
     },
     concurrency: {
       get: getConcurrency,
-      set (newConcurrency) {
+      set(newConcurrency) {
         validateConcurrency(newConcurrency)
         ctl(OP.SET_PERMITS, newConcurrency)
         concurrencyValue = newConcurrency
@@ -315,7 +318,7 @@ function pLimit (concurrency) {
       }
     },
     map: {
-      async value (iterable, function_) {
+      async value(iterable, function_) {
         const promises = []
         try {
           Array.from(iterable, (value, index) => {
@@ -341,7 +344,7 @@ function pLimit (concurrency) {
  * @param {(...args: any[]) => any} function_
  * @param {number | {concurrency: number, rejectOnClear?: boolean}} options
  */
-function limitFunction (function_, options) {
+function limitFunction(function_, options) {
   const limit = pLimit(options)
   const limitedFunction = (...arguments_) => limit(() => function_(...arguments_))
   Object.defineProperty(limitedFunction, 'clearQueue', {

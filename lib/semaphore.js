@@ -4,7 +4,7 @@
 // are libuv timers in C; the promise is rejected from their callback.
 const { binding, scratch, OP } = require('./binding.js')
 
-function checkCount (value, name) {
+function checkCount(value, name) {
   if (typeof value !== 'number') {
     throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof value}`)
   }
@@ -13,24 +13,27 @@ function checkCount (value, name) {
   }
 }
 
-function checkPermits (value, name) {
+function checkPermits(value, name) {
   if (typeof value !== 'number') {
     throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof value}`)
   }
   if (!(value === Infinity || (Number.isInteger(value) && value >= 0))) {
-    throw new RangeError(`Expected \`${name}\` to be a non-negative integer or Infinity, got ${value}`)
+    throw new RangeError(
+      `Expected \`${name}\` to be a non-negative integer or Infinity, got ${value}`
+    )
   }
 }
 
 const DEFAULTS = Object.freeze({ priority: 0, signal: undefined, timeout: 0 })
 
-function readOptions (options) {
+function readOptions(options) {
   if (options === undefined) return DEFAULTS
   if (options === null || typeof options !== 'object') {
     throw new TypeError('Expected `options` to be an object')
   }
   const { priority = 0, signal, timeout = 0 } = options
-  if (typeof priority !== 'number') throw new TypeError('Expected `options.priority` to be a number')
+  if (typeof priority !== 'number')
+    throw new TypeError('Expected `options.priority` to be a number')
   if (!Number.isInteger(priority) || priority < -0x80000000 || priority > 0x7fffffff) {
     throw new RangeError(`Expected \`options.priority\` to be a 32-bit integer, got ${priority}`)
   }
@@ -39,7 +42,9 @@ function readOptions (options) {
   }
   if (typeof timeout !== 'number') throw new TypeError('Expected `options.timeout` to be a number')
   if (!(timeout >= 0 && timeout <= 0xffffffff)) {
-    throw new RangeError(`Expected \`options.timeout\` to be a number of milliseconds from 0 to 4294967295, got ${timeout}`)
+    throw new RangeError(
+      `Expected \`options.timeout\` to be a number of milliseconds from 0 to 4294967295, got ${timeout}`
+    )
   }
   return { priority, signal, timeout }
 }
@@ -55,7 +60,7 @@ class Semaphore {
    * @param {{name?: string}} [options] `name` shares the semaphore with every
    *   thread of the process that opens the same name
    */
-  constructor (permits, options) {
+  constructor(permits, options) {
     let name
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') {
@@ -80,14 +85,15 @@ class Semaphore {
    * @param {{priority?: number, signal?: AbortSignal, timeout?: number}} [options]
    * @returns {Promise<void>}
    */
-  acquire (n = 1, options) {
+  acquire(n = 1, options) {
     checkCount(n, 'n')
     if (options === undefined) {
       // The common case: nothing for the native side to parse.
       return (n === 1 ? this.#take() : this.#take(undefined, n)) ?? Promise.resolve()
     }
     const { priority, signal, timeout } = readOptions(options)
-    if (signal === undefined) return this.#take(undefined, n, priority, timeout) ?? Promise.resolve()
+    if (signal === undefined)
+      return this.#take(undefined, n, priority, timeout) ?? Promise.resolve()
     if (signal.aborted) return Promise.reject(signal.reason)
     // The listener is added before the waiter is queued, so a throwing
     // addEventListener leaves nothing queued; it cancels by the waiter's
@@ -135,7 +141,7 @@ class Semaphore {
    * @param {number} [n=1]
    * @returns {boolean}
    */
-  tryAcquire (n = 1) {
+  tryAcquire(n = 1) {
     checkCount(n, 'n')
     return this.#ctl(OP.TRY_TAKE, n)
   }
@@ -144,7 +150,7 @@ class Semaphore {
    * Returns `n` permits. Releasing more than are held is a RangeError.
    * @param {number} [n=1]
    */
-  release (n = 1) {
+  release(n = 1) {
     checkCount(n, 'n')
     this.#release(n)
   }
@@ -156,7 +162,7 @@ class Semaphore {
    * @param {{priority?: number, signal?: AbortSignal, timeout?: number}} [options]
    * @returns {Promise<T>}
    */
-  async use (fn, options) {
+  async use(fn, options) {
     if (typeof fn !== 'function') throw new TypeError('Expected `fn` to be a function')
     await this.acquire(1, options)
     try {
@@ -167,18 +173,24 @@ class Semaphore {
   }
 
   /** The number of permits; setting it grants waiters that now fit. */
-  get permits () { return this.#ctl(OP.PERMITS) }
-  set permits (value) {
+  get permits() {
+    return this.#ctl(OP.PERMITS)
+  }
+  set permits(value) {
     checkPermits(value, 'permits')
     this.#ctl(OP.SET_PERMITS, value)
     this.#ctl(OP.DISPATCH)
   }
 
   /** Permits free now (negative after `permits` was lowered below the in-use count). */
-  get available () { return this.#ctl(OP.AVAILABLE) }
+  get available() {
+    return this.#ctl(OP.AVAILABLE)
+  }
 
   /** Acquires waiting. */
-  get pending () { return this.#ctl(OP.PENDING) }
+  get pending() {
+    return this.#ctl(OP.PENDING)
+  }
 }
 
 module.exports = { Semaphore }

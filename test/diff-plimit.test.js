@@ -48,18 +48,19 @@ const RUNS = Number(process.env.SLUICE_DIFF_RUNS || 300)
 const SEEDS = [...FIXED_SEEDS]
 if (process.env.SLUICE_DIFF_SEED !== undefined && process.env.SLUICE_DIFF_SEED !== '') {
   const extra = Number(process.env.SLUICE_DIFF_SEED)
-  if (!Number.isInteger(extra)) throw new RangeError(`SLUICE_DIFF_SEED must be an integer, got ${process.env.SLUICE_DIFF_SEED}`)
+  if (!Number.isInteger(extra))
+    throw new RangeError(`SLUICE_DIFF_SEED must be an integer, got ${process.env.SLUICE_DIFF_SEED}`)
   SEEDS.push(extra)
 }
 
 const QUIET = 40 // ticks with no other log entry before the ticker stops
 const MAX_TICKS = 20000
 
-const immediate = () => new Promise(resolve => setImmediate(resolve))
+const immediate = () => new Promise((resolve) => setImmediate(resolve))
 
 // ------------------------------------------------------------- formatting --
 
-function fmtPrimitive (v) {
+function fmtPrimitive(v) {
   if (typeof v === 'string') return JSON.stringify(v)
   if (typeof v === 'bigint') return `${v}n`
   if (typeof v === 'symbol') return v.toString()
@@ -67,8 +68,8 @@ function fmtPrimitive (v) {
 }
 
 // Objects get an identity number: the order in which the run first saw them.
-function makeFmt (seen) {
-  return function fmt (v) {
+function makeFmt(seen) {
+  return function fmt(v) {
     if (v === null || (typeof v !== 'object' && typeof v !== 'function')) return fmtPrimitive(v)
     let id = seen.indexOf(v)
     if (id === -1) id = seen.push(v) - 1
@@ -86,21 +87,37 @@ function makeFmt (seen) {
 // spec: { kind, k, mode, value } -> the function given to limit() (or the
 // non-function value itself). Every function logs `start <id>` with its
 // receiver and arguments when called.
-function makeTask (spec, id, L, fmt) {
+function makeTask(spec, id, L, fmt) {
   const startLog = (self, args) =>
-    L(`start ${id} this=${self === undefined ? 'undefined' : typeof self} args(${args.length})=[${args.map(fmt).join(',')}]`)
+    L(
+      `start ${id} this=${self === undefined ? 'undefined' : typeof self} args(${args.length})=[${args.map(fmt).join(',')}]`
+    )
   const k = spec.k
   switch (spec.kind) {
     case 'value':
-      return function (...args) { startLog(this, args); return `r${id}` }
+      return function (...args) {
+        startLog(this, args)
+        return `r${id}`
+      }
     case 'undefined':
-      return function (...args) { startLog(this, args) }
+      return function (...args) {
+        startLog(this, args)
+      }
     case 'throw':
-      return function (...args) { startLog(this, args); throw new Error(`x${id}`) }
+      return function (...args) {
+        startLog(this, args)
+        throw new Error(`x${id}`)
+      }
     case 'throwType':
-      return function (...args) { startLog(this, args); throw new TypeError(`t${id}`) }
+      return function (...args) {
+        startLog(this, args)
+        throw new TypeError(`t${id}`)
+      }
     case 'throwString':
-      return function (...args) { startLog(this, args); throw `s${id}` } // eslint-disable-line no-throw-literal
+      return function (...args) {
+        startLog(this, args)
+        throw `s${id}`
+      } // eslint-disable-line no-throw-literal
     case 'async':
       return async function (...args) {
         startLog(this, args)
@@ -114,11 +131,20 @@ function makeTask (spec, id, L, fmt) {
         throw new RangeError(`ar${id}`)
       }
     case 'promise':
-      return function (...args) { startLog(this, args); return Promise.resolve(`p${id}`) }
+      return function (...args) {
+        startLog(this, args)
+        return Promise.resolve(`p${id}`)
+      }
     case 'promiseReject':
-      return function (...args) { startLog(this, args); return Promise.reject(new Error(`pr${id}`)) }
+      return function (...args) {
+        startLog(this, args)
+        return Promise.reject(new Error(`pr${id}`))
+      }
     case 'thenable':
-      return function (...args) { startLog(this, args); return makeThenable(spec.mode, k, id, L) }
+      return function (...args) {
+        startLog(this, args)
+        return makeThenable(spec.mode, k, id, L)
+      }
     case 'nonFunction':
       return spec.value
     default:
@@ -126,26 +152,49 @@ function makeTask (spec, id, L, fmt) {
   }
 }
 
-function later (k, fn) {
+function later(k, fn) {
   let p = Promise.resolve()
   for (let j = 0; j < k; j++) p = p.then(() => {})
   p.then(fn)
 }
 
-function makeThenable (mode, k, id, L) {
+function makeThenable(mode, k, id, L) {
   return {
-    then (resolve, reject) {
+    then(resolve, reject) {
       L(`then ${id} ${typeof resolve}/${typeof reject}`)
       switch (mode) {
-        case 'resolve': resolve(`th${id}`); break
-        case 'reject': reject(new Error(`thr${id}`)); break
-        case 'throw': throw new SyntaxError(`tht${id}`)
-        case 'resolveLater': later(k, () => { L(`thenable ${id} resolves`); resolve(`thl${id}`) }); break
-        case 'rejectLater': later(k, () => { L(`thenable ${id} rejects`); reject(new Error(`thlr${id}`)) }); break
-        case 'nested': resolve(makeThenable('resolve', k, `${id}n`, L)); break
-        case 'twice': resolve(`tw${id}`); reject(new Error('ignored')); resolve('ignored'); break
-        case 'hang': break
-        default: throw new Error(`unknown thenable mode ${mode}`)
+        case 'resolve':
+          resolve(`th${id}`)
+          break
+        case 'reject':
+          reject(new Error(`thr${id}`))
+          break
+        case 'throw':
+          throw new SyntaxError(`tht${id}`)
+        case 'resolveLater':
+          later(k, () => {
+            L(`thenable ${id} resolves`)
+            resolve(`thl${id}`)
+          })
+          break
+        case 'rejectLater':
+          later(k, () => {
+            L(`thenable ${id} rejects`)
+            reject(new Error(`thlr${id}`))
+          })
+          break
+        case 'nested':
+          resolve(makeThenable('resolve', k, `${id}n`, L))
+          break
+        case 'twice':
+          resolve(`tw${id}`)
+          reject(new Error('ignored'))
+          resolve('ignored')
+          break
+        case 'hang':
+          break
+        default:
+          throw new Error(`unknown thenable mode ${mode}`)
       }
     }
   }
@@ -155,10 +204,13 @@ function makeThenable (mode, k, id, L) {
 
 // Runs one scenario against one implementation ({ pLimit, limitFunction }),
 // returns { log, ops }.
-async function runScenario (impl, sc) {
+async function runScenario(impl, sc) {
   const log = []
   let events = 0
-  const L = s => { events++; log.push(s) }
+  const L = (s) => {
+    events++
+    log.push(s)
+  }
   const seen = []
   const fmt = makeFmt(seen)
   let driverDone = false
@@ -168,8 +220,8 @@ async function runScenario (impl, sc) {
   const observe = (id, p) => {
     L(`returned ${id} ${p instanceof Promise ? 'Promise' : typeof p}`)
     p.then(
-      v => L(`settled ${id} ok ${fmt(v)}`),
-      e => L(`settled ${id} err ${fmt(e)}`)
+      (v) => L(`settled ${id} ok ${fmt(v)}`),
+      (e) => L(`settled ${id} err ${fmt(e)}`)
     )
   }
 
@@ -195,22 +247,28 @@ async function runScenario (impl, sc) {
     log.push('ticker end')
   })()
 
-  const options = sc.options.form === 'number'
-    ? sc.options.concurrency
-    : sc.options.form === 'object'
-      ? { concurrency: sc.options.concurrency, rejectOnClear: sc.options.rejectOnClear }
-      : { concurrency: sc.options.concurrency }
+  const options =
+    sc.options.form === 'number'
+      ? sc.options.concurrency
+      : sc.options.form === 'object'
+        ? { concurrency: sc.options.concurrency, rejectOnClear: sc.options.rejectOnClear }
+        : { concurrency: sc.options.concurrency }
 
   const driver = (async () => {
     let limit
     let lf
     if (sc.api === 'pLimit') {
       limit = impl.pLimit(options)
-      L(`created concurrency=${limit.concurrency} active=${limit.activeCount} pending=${limit.pendingCount}`)
+      L(
+        `created concurrency=${limit.concurrency} active=${limit.activeCount} pending=${limit.pendingCount}`
+      )
     } else {
-      const target = sc.target === 'nonFunction'
-        ? 42
-        : function (spec, id, ...rest) { return makeTask(spec, id, L, fmt).apply(this, rest) }
+      const target =
+        sc.target === 'nonFunction'
+          ? 42
+          : function (spec, id, ...rest) {
+              return makeTask(spec, id, L, fmt).apply(this, rest)
+            }
       lf = impl.limitFunction(target, options)
       L(`created limitFunction ${typeof lf} ${typeof lf.clearQueue}`)
     }
@@ -221,17 +279,23 @@ async function runScenario (impl, sc) {
       switch (c.op) {
         case 'call': {
           const fn = makeTask(c.spec, i, L, fmt)
-          L(`call ${i} ${c.spec.kind}${c.spec.mode ? '/' + c.spec.mode : ''} k=${c.spec.k} args=${c.args.length}`)
+          L(
+            `call ${i} ${c.spec.kind}${c.spec.mode ? '/' + c.spec.mode : ''} k=${c.spec.k} args=${c.args.length}`
+          )
           observe(i, lf ? lf(c.spec, i, ...c.args) : limit(fn, ...c.args))
           break
         }
         case 'counts':
-          L(`counts active=${limit.activeCount} pending=${limit.pendingCount} concurrency=${limit.concurrency}`)
+          L(
+            `counts active=${limit.activeCount} pending=${limit.pendingCount} concurrency=${limit.concurrency}`
+          )
           break
         case 'set':
           L(`set ${c.value}`)
           limit.concurrency = c.value
-          L(`set done concurrency=${limit.concurrency} active=${limit.activeCount} pending=${limit.pendingCount}`)
+          L(
+            `set done concurrency=${limit.concurrency} active=${limit.activeCount} pending=${limit.pendingCount}`
+          )
           break
         case 'clear':
           L(limit ? `clear active=${limit.activeCount} pending=${limit.pendingCount}` : 'clear')
@@ -239,10 +303,10 @@ async function runScenario (impl, sc) {
           if (limit) L(`cleared active=${limit.activeCount} pending=${limit.pendingCount}`)
           break
         case 'map': {
-          const values = c.items.map(s => `${i}|${JSON.stringify(s)}`)
+          const values = c.items.map((s) => `${i}|${JSON.stringify(s)}`)
           let iterable = values
           if (c.iterable === 'generator' || c.throwAt !== null) {
-            iterable = (function * () {
+            iterable = (function* () {
               for (let j = 0; j < values.length; j++) {
                 L(`iter ${i} pull ${j}`)
                 if (j === c.throwAt) throw new EvalError(`iter${i}`)
@@ -254,10 +318,12 @@ async function runScenario (impl, sc) {
           const mapper = c.mapperNonFunction
             ? 'not a function'
             : function (value, index) {
-              const spec = JSON.parse(value.slice(value.indexOf('|') + 1))
-              return makeTask(spec, `${i}.${index}`, L, fmt).apply(this, arguments)
-            }
-          L(`map ${i} n=${c.items.length} ${c.iterable} throwAt=${c.throwAt} mapper=${typeof mapper}`)
+                const spec = JSON.parse(value.slice(value.indexOf('|') + 1))
+                return makeTask(spec, `${i}.${index}`, L, fmt).apply(this, arguments)
+              }
+          L(
+            `map ${i} n=${c.items.length} ${c.iterable} throwAt=${c.throwAt} mapper=${typeof mapper}`
+          )
           observe(`map${i}`, limit.map(iterable, mapper))
           break
         }
@@ -296,17 +362,37 @@ const kArb = fc.integer({ min: 0, max: 5 })
 const specArb = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('value'), k: fc.constant(0) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('undefined'), k: fc.constant(0) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constantFrom('throw', 'throwType', 'throwString'), k: fc.constant(0) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constantFrom('throw', 'throwType', 'throwString'),
+      k: fc.constant(0)
+    })
+  },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('async'), k: kArb }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('asyncReject'), k: kArb }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constantFrom('promise', 'promiseReject'), k: fc.constant(0) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constantFrom('promise', 'promiseReject'), k: fc.constant(0) })
+  },
   {
     weight: 3,
     arbitrary: fc.record({
       kind: fc.constant('thenable'),
       k: kArb,
       mode: fc.oneof(
-        { weight: 10, arbitrary: fc.constantFrom('resolve', 'reject', 'throw', 'resolveLater', 'rejectLater', 'nested', 'twice') },
+        {
+          weight: 10,
+          arbitrary: fc.constantFrom(
+            'resolve',
+            'reject',
+            'throw',
+            'resolveLater',
+            'rejectLater',
+            'nested',
+            'twice'
+          )
+        },
         { weight: 1, arbitrary: fc.constant('hang') }
       )
     })
@@ -340,17 +426,35 @@ const concurrencyArb = fc.oneof(
 
 const mapArb = fc.record({
   op: fc.constant('map'),
-  items: fc.array(specArb.filter(s => s.kind !== 'nonFunction'), { minLength: 0, maxLength: 6, size: 'max' }),
+  items: fc.array(
+    specArb.filter((s) => s.kind !== 'nonFunction'),
+    { minLength: 0, maxLength: 6, size: 'max' }
+  ),
   iterable: fc.constantFrom('array', 'generator'),
-  throwAt: fc.oneof({ weight: 4, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 5 }) }),
-  mapperNonFunction: fc.oneof({ weight: 12, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
+  throwAt: fc.oneof(
+    { weight: 4, arbitrary: fc.constant(null) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 5 }) }
+  ),
+  mapperNonFunction: fc.oneof(
+    { weight: 12, arbitrary: fc.constant(false) },
+    { weight: 1, arbitrary: fc.constant(true) }
+  )
 })
 
 const pLimitCommandArb = fc.oneof(
   { weight: 10, arbitrary: callArb },
   { weight: 5, arbitrary: awaitArb },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('counts') }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('set'), value: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 5 }) }, { weight: 1, arbitrary: fc.constant(Infinity) }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('set'),
+      value: fc.oneof(
+        { weight: 8, arbitrary: fc.integer({ min: 1, max: 5 }) },
+        { weight: 1, arbitrary: fc.constant(Infinity) }
+      )
+    })
+  },
   { weight: 2, arbitrary: clearArb },
   { weight: 2, arbitrary: mapArb },
   { weight: 1, arbitrary: drainArb }
@@ -363,19 +467,33 @@ const limitFunctionCommandArb = fc.oneof(
   { weight: 1, arbitrary: drainArb }
 )
 
-const optionsArb = fc.record({
-  form: fc.constantFrom('number', 'object', 'objectNoReject'),
-  concurrency: concurrencyArb,
-  rejectOnClear: fc.boolean()
-}).map(o => o.form === 'object' ? o : { form: o.form, concurrency: o.concurrency, rejectOnClear: false })
+const optionsArb = fc
+  .record({
+    form: fc.constantFrom('number', 'object', 'objectNoReject'),
+    concurrency: concurrencyArb,
+    rejectOnClear: fc.boolean()
+  })
+  .map((o) =>
+    o.form === 'object' ? o : { form: o.form, concurrency: o.concurrency, rejectOnClear: false }
+  )
 
 const anyScenarioArb = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ api: fc.constant('pLimit'), options: optionsArb, commands: fc.array(pLimitCommandArb, { minLength: 1, maxLength: 30, size: 'max' }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      api: fc.constant('pLimit'),
+      options: optionsArb,
+      commands: fc.array(pLimitCommandArb, { minLength: 1, maxLength: 30, size: 'max' })
+    })
+  },
   {
     weight: 1,
     arbitrary: fc.record({
       api: fc.constant('limitFunction'),
-      target: fc.oneof({ weight: 12, arbitrary: fc.constant('function') }, { weight: 1, arbitrary: fc.constant('nonFunction') }),
+      target: fc.oneof(
+        { weight: 12, arbitrary: fc.constant('function') },
+        { weight: 1, arbitrary: fc.constant('nonFunction') }
+      ),
       options: optionsArb,
       commands: fc.array(limitFunctionCommandArb, { minLength: 1, maxLength: 30, size: 'max' })
     })
@@ -387,7 +505,7 @@ const scenarioArb = anyScenarioArb
 let reference // p-limit is ESM-only: loaded by getReference(), which every test awaits
 const subject = { pLimit: sluice, limitFunction: sluice.limitFunction }
 
-async function getReference () {
+async function getReference() {
   if (reference === undefined) {
     const mod = await import('p-limit')
     reference = { pLimit: mod.default, limitFunction: mod.limitFunction }
@@ -409,8 +527,16 @@ test('non-function task: same TypeError as p-limit', async () => {
   for (const impl of [reference, subject]) {
     const limit = impl.pLimit(1)
     const got = []
-    for (const [value, args] of [[42, []], [42, [1, 2]], [null, []], [undefined, ['a']]]) {
-      const e = await limit(value, ...args).then(() => null, e => e)
+    for (const [value, args] of [
+      [42, []],
+      [42, [1, 2]],
+      [null, []],
+      [undefined, ['a']]
+    ]) {
+      const e = await limit(value, ...args).then(
+        () => null,
+        (e) => e
+      )
       got.push(`${e.constructor.name} ${e.name}: ${e.message}`)
     }
     messages.push(got)
@@ -420,13 +546,13 @@ test('non-function task: same TypeError as p-limit', async () => {
 })
 
 for (const seed of SEEDS) {
-  test(`sluice/p-limit logs equal p-limit's, seed ${seed}${FIXED_SEEDS.includes(seed) ? '' : ' (SLUICE_DIFF_SEED)'}`, async t => {
+  test(`sluice/p-limit logs equal p-limit's, seed ${seed}${FIXED_SEEDS.includes(seed) ? '' : ' (SLUICE_DIFF_SEED)'}`, async (t) => {
     let scenarios = 0
     let commands = 0
     let entries = 0
     await getReference()
     await fc.assert(
-      fc.asyncProperty(scenarioArb, async sc => {
+      fc.asyncProperty(scenarioArb, async (sc) => {
         const a = await runScenario(reference, sc)
         const b = await runScenario(subject, sc)
         assert.deepEqual(b.log, a.log)
@@ -436,7 +562,9 @@ for (const seed of SEEDS) {
       }),
       { seed, numRuns: RUNS }
     )
-    t.diagnostic(`seed ${seed}: ${scenarios} scenarios, ${commands} commands compared, ${entries} log entries per implementation`)
+    t.diagnostic(
+      `seed ${seed}: ${scenarios} scenarios, ${commands} commands compared, ${entries} log entries per implementation`
+    )
   })
 }
 
@@ -447,41 +575,78 @@ test('rejectOnClear: the same AbortError (class, name, message, shared per clear
     const log = []
     const fmt = makeFmt([])
     const limit = impl.pLimit({ concurrency: 1, rejectOnClear: true })
-    const running = limit(async () => { for (let j = 0; j < 3; j++) await null; return 'ran' })
-    running.then(v => log.push(`running ${fmt(v)}`))
+    const running = limit(async () => {
+      for (let j = 0; j < 3; j++) await null
+      return 'ran'
+    })
+    running.then((v) => log.push(`running ${fmt(v)}`))
     const cleared = []
     for (let i = 0; i < 3; i++) {
-      cleared.push(limit(() => log.push(`started ${i}`)).then(v => log.push(`ok ${i} ${fmt(v)}`), e => log.push(`err ${i} ${fmt(e)}`)))
+      cleared.push(
+        limit(() => log.push(`started ${i}`)).then(
+          (v) => log.push(`ok ${i} ${fmt(v)}`),
+          (e) => log.push(`err ${i} ${fmt(e)}`)
+        )
+      )
     }
     log.push(`pending ${limit.pendingCount}`)
     limit.clearQueue()
     log.push(`pending ${limit.pendingCount}`)
     const second = limit(() => new Promise(() => {}))
-    second.catch(e => log.push(`err second ${fmt(e)}`))
+    second.catch((e) => log.push(`err second ${fmt(e)}`))
     limit.clearQueue()
     await Promise.all([running, ...cleared])
     await immediate()
     logs.push(log)
   }
   assert.deepEqual(logs[1], logs[0])
-  assert.ok(logs[0].includes('err 0 #0[object DOMException] DOMException AbortError: This operation was aborted'), logs[0].join('\n'))
-  assert.ok(logs[0].includes('err 2 #0[object DOMException] DOMException AbortError: This operation was aborted'), logs[0].join('\n'))
+  assert.ok(
+    logs[0].includes(
+      'err 0 #0[object DOMException] DOMException AbortError: This operation was aborted'
+    ),
+    logs[0].join('\n')
+  )
+  assert.ok(
+    logs[0].includes(
+      'err 2 #0[object DOMException] DOMException AbortError: This operation was aborted'
+    ),
+    logs[0].join('\n')
+  )
 })
 
 // The two divergences this test found, each in a few lines (now fixed).
-async function bothLogs (scenario) {
+async function bothLogs(scenario) {
   await getReference()
   return [await scenario(reference.pLimit), await scenario(subject.pLimit)]
 }
 
-for (const [kind, fn] of [['a primitive', () => 'a'], ['a plain object', () => ({ a: 1 })], ['a throw', () => { throw new Error('a') }]]) {
+for (const [kind, fn] of [
+  ['a primitive', () => 'a'],
+  ['a plain object', () => ({ a: 1 })],
+  [
+    'a throw',
+    () => {
+      throw new Error('a')
+    }
+  ]
+]) {
   test(`a task that settles synchronously (${kind}): its caller's promise adopts before the next task starts`, async () => {
-    const [a, b] = await bothLogs(async pLimit => {
+    const [a, b] = await bothLogs(async (pLimit) => {
       const log = []
       const limit = pLimit(1)
-      limit(fn).then(() => log.push('settled a'), () => log.push('rejected a'))
-      limit(async () => { log.push('start b'); await null; log.push('b after 1 await') })
-      for (let k = 1; k <= 6; k++) { await null; log.push(`tick ${k}`) }
+      limit(fn).then(
+        () => log.push('settled a'),
+        () => log.push('rejected a')
+      )
+      limit(async () => {
+        log.push('start b')
+        await null
+        log.push('b after 1 await')
+      })
+      for (let k = 1; k <= 6; k++) {
+        await null
+        log.push(`tick ${k}`)
+      }
       return log
     })
     assert.deepEqual(b, a)
@@ -489,42 +654,63 @@ for (const [kind, fn] of [['a primitive', () => 'a'], ['a plain object', () => (
 }
 
 test('a task returning a plain thenable: adopted in the same jobs as p-limit', async () => {
-  const [a, b] = await bothLogs(async pLimit => {
+  const [a, b] = await bothLogs(async (pLimit) => {
     const log = []
     const limit = pLimit(1)
-    limit(() => ({ then (resolve) { log.push('then called'); resolve('t') } })).then(v => log.push(`settled ${v}`))
-    limit(async () => { log.push('start b'); await null; log.push('b after 1 await') })
-    for (let k = 1; k <= 6; k++) { await null; log.push(`tick ${k}`) }
+    limit(() => ({
+      then(resolve) {
+        log.push('then called')
+        resolve('t')
+      }
+    })).then((v) => log.push(`settled ${v}`))
+    limit(async () => {
+      log.push('start b')
+      await null
+      log.push('b after 1 await')
+    })
+    for (let k = 1; k <= 6; k++) {
+      await null
+      log.push(`tick ${k}`)
+    }
     return log
   })
   assert.deepEqual(b, a)
 })
 
 test('rejectOnClear rejects inside clearQueue(), as p-limit does', async () => {
-  const [a, b] = await bothLogs(async pLimit => {
+  const [a, b] = await bothLogs(async (pLimit) => {
     const log = []
     const limit = pLimit({ concurrency: 1, rejectOnClear: true })
     limit(() => new Promise(() => {}))
-    limit(() => 'queued').catch(e => log.push(`caught ${e.name}`))
+    limit(() => 'queued').catch((e) => log.push(`caught ${e.name}`))
     limit.clearQueue()
-    for (let k = 1; k <= 3; k++) { await null; log.push(`tick ${k}`) }
+    for (let k = 1; k <= 3; k++) {
+      await null
+      log.push(`tick ${k}`)
+    }
     return log
   })
   assert.deepEqual(b, a)
 })
 
-test('AsyncLocalStorage: queued tasks run in their caller\'s store, with and without rejectOnClear', async () => {
+test("AsyncLocalStorage: queued tasks run in their caller's store, with and without rejectOnClear", async () => {
   const { AsyncLocalStorage } = require('node:async_hooks')
   const als = new AsyncLocalStorage()
-  const [a, b] = await bothLogs(async pLimit => {
+  const [a, b] = await bothLogs(async (pLimit) => {
     const log = []
     for (const rejectOnClear of [false, true]) {
       const limit = pLimit({ concurrency: 1, rejectOnClear })
-      await Promise.all(['A', 'B', 'C'].map(id => als.run(id, () => limit(async () => {
-        log.push(`${rejectOnClear} start ${id}:${als.getStore()}`)
-        await null
-        log.push(`${rejectOnClear} end ${id}:${als.getStore()}`)
-      }))))
+      await Promise.all(
+        ['A', 'B', 'C'].map((id) =>
+          als.run(id, () =>
+            limit(async () => {
+              log.push(`${rejectOnClear} start ${id}:${als.getStore()}`)
+              await null
+              log.push(`${rejectOnClear} end ${id}:${als.getStore()}`)
+            })
+          )
+        )
+      )
     }
     return log
   })

@@ -244,7 +244,10 @@ test('bug 9: semaphores and limiters dropped with queued work are collected, def
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1))
   assert.equal(out.rest, true, r.stdout)
   assert.equal(out.waiters, 0)
-  assert.ok(out.grown < 5, `the heap grew by ${out.grown.toFixed(1)} MB after dropping 200k waiters`)
+  assert.ok(
+    out.grown < 5,
+    `the heap grew by ${out.grown.toFixed(1)} MB after dropping 200k waiters`
+  )
 })
 
 test('bug 9: a dropped semaphore whose waiter has a timeout lives until the timeout rejects it', () => {

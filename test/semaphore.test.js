@@ -13,17 +13,23 @@ const { binding } = require('../lib/binding.js')
 const LIB = path.join(__dirname, '..', 'lib', 'index.js')
 const BINDING = path.join(__dirname, '..', 'lib', 'binding.js')
 
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 // Two turns of the loop: microtasks drained, and the close callbacks of any
 // uv handle closed during the previous turn have run.
-const turn = () => new Promise(resolve => setImmediate(() => setImmediate(resolve)))
+const turn = () => new Promise((resolve) => setImmediate(() => setImmediate(resolve)))
 
 // Follows a promise without awaiting it.
-function track (promise) {
+function track(promise) {
   const t = { state: 'pending', value: undefined, error: undefined }
   promise.then(
-    v => { t.state = 'resolved'; t.value = v },
-    e => { t.state = 'rejected'; t.error = e }
+    (v) => {
+      t.state = 'resolved'
+      t.value = v
+    },
+    (e) => {
+      t.state = 'rejected'
+      t.error = e
+    }
   )
   return t
 }
@@ -31,7 +37,9 @@ function track (promise) {
 // Every test leaves no native waiter and no open timer behind (compared to
 // before it ran, so that one failure does not fail every later test).
 let before
-beforeEach(() => { before = binding.debugCounts() })
+beforeEach(() => {
+  before = binding.debugCounts()
+})
 afterEach(async () => {
   await turn()
   const c = binding.debugCounts()
@@ -39,20 +47,28 @@ afterEach(async () => {
   assert.equal(c.uvHandles, before.uvHandles, 'the test left uv handles open')
 })
 
-function runChild (source, args = []) {
+function runChild(source, args = []) {
   return spawnSync(process.execPath, [...args, '-e', source], { encoding: 'utf8', timeout: 20000 })
 }
 
 describe('constructor', () => {
   test('wrong types are TypeErrors naming `permits`', () => {
     for (const bad of [undefined, null, '1', 'x', {}, [], 1n, true, Symbol('s'), () => 1]) {
-      assert.throws(() => new Semaphore(bad), { name: 'TypeError', message: /`permits`/ }, String(typeof bad))
+      assert.throws(
+        () => new Semaphore(bad),
+        { name: 'TypeError', message: /`permits`/ },
+        String(typeof bad)
+      )
     }
   })
 
   test('negative, fractional and NaN are RangeErrors naming `permits`', () => {
     for (const bad of [-1, -0.5, 1.5, NaN, -Infinity, Number.MIN_VALUE, -(2 ** 53)]) {
-      assert.throws(() => new Semaphore(bad), { name: 'RangeError', message: /`permits`/ }, String(bad))
+      assert.throws(
+        () => new Semaphore(bad),
+        { name: 'RangeError', message: /`permits`/ },
+        String(bad)
+      )
     }
   })
 
@@ -86,7 +102,10 @@ describe('constructor', () => {
     for (const bad of [null, 'x', 5, true]) {
       assert.throws(() => new Semaphore(1, bad), { name: 'TypeError', message: /`options`/ })
     }
-    assert.throws(() => new Semaphore(1, { name: 5 }), { name: 'TypeError', message: /`options.name`/ })
+    assert.throws(() => new Semaphore(1, { name: 5 }), {
+      name: 'TypeError',
+      message: /`options.name`/
+    })
     assert.equal(new Semaphore(2, {}).permits, 2)
   })
 })
@@ -123,12 +142,20 @@ describe('acquire', () => {
     const order = []
     const all = []
     for (let i = 0; i < 20; i++) {
-      all.push(sem.acquire().then(() => { order.push(i); sem.release() }))
+      all.push(
+        sem.acquire().then(() => {
+          order.push(i)
+          sem.release()
+        })
+      )
     }
     assert.equal(sem.pending, 20)
     sem.release()
     await Promise.all(all)
-    assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i))
+    assert.deepEqual(
+      order,
+      Array.from({ length: 20 }, (_, i) => i)
+    )
     assert.equal(sem.available, 1)
   })
 
@@ -136,9 +163,22 @@ describe('acquire', () => {
     const sem = new Semaphore(1)
     await sem.acquire()
     const order = []
-    const spec = [['a', 0], ['b', 5], ['c', -1], ['d', 5], ['e', 10], ['f', 0], ['g', -(2 ** 31)], ['h', 2 ** 31 - 1]]
+    const spec = [
+      ['a', 0],
+      ['b', 5],
+      ['c', -1],
+      ['d', 5],
+      ['e', 10],
+      ['f', 0],
+      ['g', -(2 ** 31)],
+      ['h', 2 ** 31 - 1]
+    ]
     const all = spec.map(([id, priority]) =>
-      sem.acquire(1, { priority }).then(() => { order.push(id); sem.release() }))
+      sem.acquire(1, { priority }).then(() => {
+        order.push(id)
+        sem.release()
+      })
+    )
     assert.equal(sem.pending, spec.length)
     sem.release()
     await Promise.all(all)
@@ -149,8 +189,14 @@ describe('acquire', () => {
     const sem = new Semaphore(1)
     await sem.acquire()
     const order = []
-    const low = sem.acquire(1, { priority: 0 }).then(() => { order.push('low'); sem.release() })
-    const high = sem.acquire(1, { priority: 1 }).then(() => { order.push('high'); sem.release() })
+    const low = sem.acquire(1, { priority: 0 }).then(() => {
+      order.push('low')
+      sem.release()
+    })
+    const high = sem.acquire(1, { priority: 1 }).then(() => {
+      order.push('high')
+      sem.release()
+    })
     sem.release()
     await Promise.all([low, high])
     assert.deepEqual(order, ['high', 'low'])
@@ -320,29 +366,47 @@ describe('use', () => {
   test('releases on reject and on a synchronous throw, with the same error', async () => {
     const sem = new Semaphore(1)
     const boom = new Error('boom')
-    await assert.rejects(sem.use(async () => { throw boom }), err => err === boom)
+    await assert.rejects(
+      sem.use(async () => {
+        throw boom
+      }),
+      (err) => err === boom
+    )
     assert.equal(sem.available, 1)
     const sync = new Error('sync')
-    await assert.rejects(sem.use(() => { throw sync }), err => err === sync)
+    await assert.rejects(
+      sem.use(() => {
+        throw sync
+      }),
+      (err) => err === sync
+    )
     assert.equal(sem.available, 1)
-    await assert.rejects(sem.use(() => Promise.reject(boom)), err => err === boom)
+    await assert.rejects(
+      sem.use(() => Promise.reject(boom)),
+      (err) => err === boom
+    )
     assert.equal(sem.available, 1)
   })
 
   test('the permit goes to the next waiter when fn ends', async () => {
     const sem = new Semaphore(1)
     const order = []
-    const runs = [1, 2, 3].map(i => sem.use(async () => {
-      order.push(`start ${i}`)
-      assert.equal(sem.available, 0)
-      await sleep(2)
-      order.push(`end ${i}`)
-      if (i === 2) throw new Error('two')
-      return i
-    }))
+    const runs = [1, 2, 3].map((i) =>
+      sem.use(async () => {
+        order.push(`start ${i}`)
+        assert.equal(sem.available, 0)
+        await sleep(2)
+        order.push(`end ${i}`)
+        if (i === 2) throw new Error('two')
+        return i
+      })
+    )
     const results = await Promise.allSettled(runs)
     assert.deepEqual(order, ['start 1', 'end 1', 'start 2', 'end 2', 'start 3', 'end 3'])
-    assert.deepEqual(results.map(r => r.status), ['fulfilled', 'rejected', 'fulfilled'])
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled']
+    )
     assert.equal(sem.available, 1)
   })
 
@@ -361,11 +425,30 @@ describe('use', () => {
     const sem = new Semaphore(1)
     await sem.acquire()
     let called = false
-    await assert.rejects(sem.use(() => { called = true }, { timeout: 10 }), TimeoutError)
+    await assert.rejects(
+      sem.use(
+        () => {
+          called = true
+        },
+        { timeout: 10 }
+      ),
+      TimeoutError
+    )
     const reason = new Error('stop')
-    await assert.rejects(sem.use(() => { called = true }, { signal: AbortSignal.abort(reason) }), err => err === reason)
+    await assert.rejects(
+      sem.use(
+        () => {
+          called = true
+        },
+        { signal: AbortSignal.abort(reason) }
+      ),
+      (err) => err === reason
+    )
     assert.equal(called, false)
-    await assert.rejects(sem.use(() => {}, { priority: 'x' }), { name: 'TypeError', message: /priority/ })
+    await assert.rejects(
+      sem.use(() => {}, { priority: 'x' }),
+      { name: 'TypeError', message: /priority/ }
+    )
     const order = []
     const low = sem.use(() => order.push('low'))
     const high = sem.use(() => order.push('high'), { priority: 3 })
@@ -380,7 +463,7 @@ describe('permits, available, pending', () => {
   test('raising permits grants waiters at once, in order', async () => {
     const sem = new Semaphore(0)
     const order = []
-    const all = [1, 2, 3, 4].map(i => sem.acquire(i === 3 ? 2 : 1).then(() => order.push(i)))
+    const all = [1, 2, 3, 4].map((i) => sem.acquire(i === 3 ? 2 : 1).then(() => order.push(i)))
     assert.equal(sem.pending, 4)
     sem.permits = 2
     assert.equal(sem.permits, 2)
@@ -440,10 +523,20 @@ describe('permits, available, pending', () => {
   test('the setter validates', () => {
     const sem = new Semaphore(1)
     for (const bad of [undefined, null, '2', {}, 2n]) {
-      assert.throws(() => { sem.permits = bad }, { name: 'TypeError', message: /`permits`/ })
+      assert.throws(
+        () => {
+          sem.permits = bad
+        },
+        { name: 'TypeError', message: /`permits`/ }
+      )
     }
     for (const bad of [-1, 1.5, NaN, -Infinity]) {
-      assert.throws(() => { sem.permits = bad }, { name: 'RangeError', message: /`permits`/ })
+      assert.throws(
+        () => {
+          sem.permits = bad
+        },
+        { name: 'RangeError', message: /`permits`/ }
+      )
     }
     assert.equal(sem.permits, 1)
     assert.equal(sem.available, 1)
@@ -451,8 +544,12 @@ describe('permits, available, pending', () => {
 
   test('available and pending are read-only', () => {
     const sem = new Semaphore(1)
-    assert.throws(() => { sem.available = 5 }, TypeError)
-    assert.throws(() => { sem.pending = 5 }, TypeError)
+    assert.throws(() => {
+      sem.available = 5
+    }, TypeError)
+    assert.throws(() => {
+      sem.pending = 5
+    }, TypeError)
     assert.equal(sem.available, 1)
     assert.equal(sem.pending, 0)
   })
@@ -465,9 +562,12 @@ describe('AbortSignal', () => {
     const p = sem.acquire(1, { signal: AbortSignal.abort(reason) })
     assert.equal(sem.available, 1)
     assert.equal(sem.pending, 0)
-    await assert.rejects(p, err => err === reason)
+    await assert.rejects(p, (err) => err === reason)
     const plain = AbortSignal.abort()
-    await assert.rejects(sem.acquire(1, { signal: plain }), err => err === plain.reason && err.name === 'AbortError')
+    await assert.rejects(
+      sem.acquire(1, { signal: plain }),
+      (err) => err === plain.reason && err.name === 'AbortError'
+    )
     assert.equal(sem.available, 1)
   })
 
@@ -476,10 +576,16 @@ describe('AbortSignal', () => {
     await sem.acquire()
     const ac = new AbortController()
     const order = []
-    const a = sem.acquire().then(() => { order.push('a'); sem.release() })
+    const a = sem.acquire().then(() => {
+      order.push('a')
+      sem.release()
+    })
     const b = sem.acquire(1, { signal: ac.signal })
     const bt = track(b)
-    const c = sem.acquire().then(() => { order.push('c'); sem.release() })
+    const c = sem.acquire().then(() => {
+      order.push('c')
+      sem.release()
+    })
     assert.equal(sem.pending, 3)
     const reason = new Error('cancelled')
     ac.abort(reason)
@@ -506,7 +612,7 @@ describe('AbortSignal', () => {
     ac.abort('no')
     assert.equal(sem.pending, 0)
     assert.equal(sem.available, 0)
-    await assert.rejects(big, err => err === 'no')
+    await assert.rejects(big, (err) => err === 'no')
     assert.equal(small.state, 'resolved')
     sem.release(3)
   })
@@ -536,7 +642,7 @@ describe('AbortSignal', () => {
       const ac = new AbortController()
       const p = sem.acquire(1, { signal: ac.signal })
       ac.abort(reason)
-      await assert.rejects(p, err => Object.is(err, reason))
+      await assert.rejects(p, (err) => Object.is(err, reason))
     }
     const ac = new AbortController()
     const p = sem.acquire(1, { signal: ac.signal })
@@ -552,10 +658,12 @@ describe('AbortSignal', () => {
     assert.equal(sem.pending, 3)
     ac.abort('all')
     assert.equal(sem.pending, 0)
-    for (const p of ps) await assert.rejects(p, err => err === 'all')
+    for (const p of ps) await assert.rejects(p, (err) => err === 'all')
     // AbortSignal.timeout's timer is unref'd: keep the loop alive meanwhile.
     const keep = setTimeout(() => {}, 10000)
-    await assert.rejects(sem.acquire(1, { signal: AbortSignal.timeout(10) }), { name: 'TimeoutError' })
+    await assert.rejects(sem.acquire(1, { signal: AbortSignal.timeout(10) }), {
+      name: 'TimeoutError'
+    })
     clearTimeout(keep)
     assert.equal(sem.pending, 0)
   })
@@ -565,7 +673,7 @@ describe('AbortSignal', () => {
     const ac = new AbortController()
     const p = sem.acquire(1, { signal: ac.signal, timeout: 10000 })
     ac.abort('first')
-    await assert.rejects(p, err => err === 'first')
+    await assert.rejects(p, (err) => err === 'first')
     const ac2 = new AbortController()
     await assert.rejects(sem.acquire(1, { signal: ac2.signal, timeout: 10 }), TimeoutError)
     assert.equal(getEventListeners(ac2.signal, 'abort').length, 0)
@@ -578,7 +686,10 @@ describe('timeout', () => {
   test('rejects with a TimeoutError and removes the waiter', async () => {
     const sem = new Semaphore(0)
     const start = Date.now()
-    const err = await sem.acquire(1, { timeout: 20 }).then(() => null, e => e)
+    const err = await sem.acquire(1, { timeout: 20 }).then(
+      () => null,
+      (e) => e
+    )
     assert.ok(err instanceof TimeoutError)
     assert.ok(err instanceof Error)
     assert.equal(err.name, 'TimeoutError')
@@ -586,15 +697,18 @@ describe('timeout', () => {
     // libuv timers count from the loop's cached time, which may lag a few ms.
     assert.ok(Date.now() - start >= 10, `timed out after ${Date.now() - start} ms`)
     assert.equal(sem.pending, 0)
-    const err3 = await sem.acquire(3, { timeout: 10 }).then(() => null, e => e)
+    const err3 = await sem.acquire(3, { timeout: 10 }).then(
+      () => null,
+      (e) => e
+    )
     assert.match(err3.message, /3 permits/)
   })
 
   test('timeouts fire in order, around other timers', async () => {
     const sem = new Semaphore(0)
     const events = []
-    const a = sem.acquire(1, { timeout: 10 }).catch(e => events.push(`a ${e.name}`))
-    const b = sem.acquire(1, { timeout: 50 }).catch(e => events.push(`b ${e.name}`))
+    const a = sem.acquire(1, { timeout: 10 }).catch((e) => events.push(`a ${e.name}`))
+    const b = sem.acquire(1, { timeout: 50 }).catch((e) => events.push(`b ${e.name}`))
     assert.equal(sem.pending, 2)
     await sleep(30)
     events.push(`pending ${sem.pending}`)
@@ -607,7 +721,10 @@ describe('timeout', () => {
     const sem = new Semaphore(2)
     await sem.acquire(1)
     const events = []
-    const big = sem.acquire(2, { timeout: 15 }).then(() => events.push('big'), e => events.push(`big ${e.name}`))
+    const big = sem.acquire(2, { timeout: 15 }).then(
+      () => events.push('big'),
+      (e) => events.push(`big ${e.name}`)
+    )
     const small = sem.acquire(1).then(() => events.push('small'))
     const after = sem.acquire(1).then(() => events.push('after'))
     assert.equal(sem.pending, 3)
@@ -649,7 +766,8 @@ describe('timeout', () => {
   })
 
   test('an unreferenced semaphore still times out (it is not collected with its timer)', () => {
-    const r = runChild(`
+    const r = runChild(
+      `
       const { Semaphore } = require(${JSON.stringify(LIB)})
       ;(async () => {
         try { await new Semaphore(0).acquire(1, { timeout: 300 }); console.log('granted') }
@@ -657,7 +775,9 @@ describe('timeout', () => {
       })()
       setInterval(() => { globalThis.gc() }, 5).unref()
       process.on('exit', () => console.log('exit'))
-    `, ['--expose-gc'])
+    `,
+      ['--expose-gc']
+    )
     assert.equal(r.status, 0, r.stderr)
     assert.equal(r.stdout, 'caught TimeoutError\nexit\n')
   })
@@ -700,8 +820,12 @@ describe('timeout', () => {
     `)
     assert.equal(r.signal, null, 'the child had to be killed: a timer kept it alive')
     assert.equal(r.status, 0, r.stderr)
-    assert.deepEqual(r.stdout.trim().split('\n').sort(),
-      ['aborted now', 'caught TimeoutError true', 'exit after a moment', 'granted early'])
+    assert.deepEqual(r.stdout.trim().split('\n').sort(), [
+      'aborted now',
+      'caught TimeoutError true',
+      'exit after a moment',
+      'granted early'
+    ])
   })
 })
 
@@ -711,27 +835,47 @@ describe('async context', () => {
     const sem = new Semaphore(1)
     await sem.acquire()
     const seen = []
-    const waiters = [1, 2, 3].map(id => als.run({ id }, async () => {
-      await sem.acquire()
-      seen.push([id, als.getStore().id])
-      await sleep(1)
-      seen.push([id, als.getStore().id])
-      als.run({ id: `releaser of ${id}` }, () => sem.release())
-    }))
+    const waiters = [1, 2, 3].map((id) =>
+      als.run({ id }, async () => {
+        await sem.acquire()
+        seen.push([id, als.getStore().id])
+        await sleep(1)
+        seen.push([id, als.getStore().id])
+        als.run({ id: `releaser of ${id}` }, () => sem.release())
+      })
+    )
     // Rejected from the timer's callback and from the abort, on a semaphore
     // that never grants.
     const stuck = new Semaphore(0)
     const timedOut = als.run({ id: 'timeout' }, async () => {
-      try { await stuck.acquire(1, { timeout: 5 }) } catch { return als.getStore().id }
+      try {
+        await stuck.acquire(1, { timeout: 5 })
+      } catch {
+        return als.getStore().id
+      }
     })
     const ac = new AbortController()
     const aborted = als.run({ id: 'abort' }, async () => {
-      try { await stuck.acquire(1, { signal: ac.signal }) } catch { return als.getStore().id }
+      try {
+        await stuck.acquire(1, { signal: ac.signal })
+      } catch {
+        return als.getStore().id
+      }
     })
     const used = als.run({ id: 'use' }, () => sem.use(() => als.getStore().id))
-    als.run({ id: 'main' }, () => { ac.abort(); sem.release() })
+    als.run({ id: 'main' }, () => {
+      ac.abort()
+      sem.release()
+    })
     await Promise.all(waiters)
-    assert.deepEqual(seen, [[1, 1], [1, 1], [2, 2], [2, 2], [3, 3], [3, 3]])
+    assert.deepEqual(seen, [
+      [1, 1],
+      [1, 1],
+      [2, 2],
+      [2, 2],
+      [3, 3],
+      [3, 3]
+    ])
     assert.equal(await timedOut, 'timeout')
     assert.equal(await aborted, 'abort')
     assert.equal(await used, 'use')
@@ -758,19 +902,34 @@ describe('bad input', () => {
       assert.throws(() => sem.acquire(1, bad), { name: 'TypeError', message: /`options`/ })
     }
     for (const bad of ['1', null, {}, true]) {
-      assert.throws(() => sem.acquire(1, { priority: bad }), { name: 'TypeError', message: /`options.priority`/ })
+      assert.throws(() => sem.acquire(1, { priority: bad }), {
+        name: 'TypeError',
+        message: /`options.priority`/
+      })
     }
     for (const bad of [1.5, NaN, Infinity, 2 ** 31, -(2 ** 31) - 1]) {
-      assert.throws(() => sem.acquire(1, { priority: bad }), { name: 'RangeError', message: /`options.priority`/ })
+      assert.throws(() => sem.acquire(1, { priority: bad }), {
+        name: 'RangeError',
+        message: /`options.priority`/
+      })
     }
     for (const bad of [null, {}, 'signal', new EventTarget(), { aborted: true, reason: 1 }]) {
-      assert.throws(() => sem.acquire(1, { signal: bad }), { name: 'TypeError', message: /`options.signal`/ })
+      assert.throws(() => sem.acquire(1, { signal: bad }), {
+        name: 'TypeError',
+        message: /`options.signal`/
+      })
     }
     for (const bad of ['10', null, {}]) {
-      assert.throws(() => sem.acquire(1, { timeout: bad }), { name: 'TypeError', message: /`options.timeout`/ })
+      assert.throws(() => sem.acquire(1, { timeout: bad }), {
+        name: 'TypeError',
+        message: /`options.timeout`/
+      })
     }
     for (const bad of [-1, NaN, Infinity, 2 ** 32]) {
-      assert.throws(() => sem.acquire(1, { timeout: bad }), { name: 'RangeError', message: /`options.timeout`/ })
+      assert.throws(() => sem.acquire(1, { timeout: bad }), {
+        name: 'RangeError',
+        message: /`options.timeout`/
+      })
     }
     // Validation comes before a pre-aborted signal is looked at.
     assert.throws(() => sem.acquire(0, { signal: AbortSignal.abort() }), RangeError)
@@ -787,7 +946,7 @@ describe('bad input', () => {
   })
 
   test('tryAcquire and release: n', () => {
-    for (const fn of [n => sem.tryAcquire(n), n => sem.release(n)]) {
+    for (const fn of [(n) => sem.tryAcquire(n), (n) => sem.release(n)]) {
       for (const bad of [null, '1', {}, 1n]) {
         assert.throws(() => fn(bad), { name: 'TypeError', message: /`n`/ })
       }
@@ -800,8 +959,14 @@ describe('bad input', () => {
 
   test('use: fn and options reject', async () => {
     await assert.rejects(sem.use(42), { name: 'TypeError', message: /`fn`/ })
-    await assert.rejects(sem.use(() => {}, 'x'), { name: 'TypeError', message: /`options`/ })
-    await assert.rejects(sem.use(() => {}, { timeout: -1 }), { name: 'RangeError', message: /`options.timeout`/ })
+    await assert.rejects(
+      sem.use(() => {}, 'x'),
+      { name: 'TypeError', message: /`options`/ }
+    )
+    await assert.rejects(
+      sem.use(() => {}, { timeout: -1 }),
+      { name: 'RangeError', message: /`options.timeout`/ }
+    )
     assert.deepEqual(counts(), [2, 2, 0])
   })
 })
@@ -838,13 +1003,18 @@ test('100,000 queued acquires over several priorities and weights', async () => 
   for (let i = 0; i < N; i++) {
     const priority = i % 3
     const n = 1 + (i % 4)
-    all[i] = sem.acquire(n, { priority }).then(() => { got.push(i); sem.release(n) })
+    all[i] = sem.acquire(n, { priority }).then(() => {
+      got.push(i)
+      sem.release(n)
+    })
   }
   assert.equal(sem.pending, N)
   sem.release(4)
   await Promise.all(all)
   // Priority 2 first, then 1, then 0; FIFO within each.
-  const expected = [2, 1, 0].flatMap(p => Array.from({ length: N }, (_, i) => i).filter(i => i % 3 === p))
+  const expected = [2, 1, 0].flatMap((p) =>
+    Array.from({ length: N }, (_, i) => i).filter((i) => i % 3 === p)
+  )
   assert.equal(got.length, N)
   assert.deepEqual(got, expected)
   assert.equal(sem.available, 4)
@@ -858,7 +1028,11 @@ test('native counts return to their baseline after 10,000 timeouts and aborts', 
   await sem.acquire()
   const controllers = []
   const all = []
-  const settle = p => p.then(() => ({ status: 'fulfilled' }), reason => ({ status: 'rejected', reason }))
+  const settle = (p) =>
+    p.then(
+      () => ({ status: 'fulfilled' }),
+      (reason) => ({ status: 'rejected', reason })
+    )
   for (let i = 0; i < 10000; i++) {
     const kind = i % 4
     if (kind === 0) {
@@ -885,9 +1059,15 @@ test('native counts return to their baseline after 10,000 timeouts and aborts', 
   assert.equal(sem.pending, 2500)
   sem.release() // the rest are granted one after another
   const results = await Promise.all(all)
-  assert.equal(results.filter(r => r.status === 'fulfilled').length, 2500)
-  assert.equal(results.filter(r => r.status === 'rejected' && r.reason instanceof TimeoutError).length, 2500)
-  assert.equal(results.filter(r => r.status === 'rejected' && r.reason.name === 'AbortError').length, 5000)
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 2500)
+  assert.equal(
+    results.filter((r) => r.status === 'rejected' && r.reason instanceof TimeoutError).length,
+    2500
+  )
+  assert.equal(
+    results.filter((r) => r.status === 'rejected' && r.reason.name === 'AbortError').length,
+    5000
+  )
   assert.equal(sem.available, 1)
   await turn()
   const after = binding.debugCounts()
@@ -896,7 +1076,8 @@ test('native counts return to their baseline after 10,000 timeouts and aborts', 
 })
 
 test('the raw binding answers garbage with TypeError/RangeError and never crashes', () => {
-  const r = runChild(`
+  const r = runChild(
+    `
     const assert = require('node:assert/strict')
     const { binding, scratch } = require(${JSON.stringify(BINDING)})
     const JUNK = ['x', '', {}, [], null, true, NaN, -1, 0.5, 1.5, 2 ** 32, 2 ** 53, 1e300, Infinity,
@@ -1016,7 +1197,9 @@ test('the raw binding answers garbage with TypeError/RangeError and never crashe
         console.log('ok')
       }, 20)
     }, 10)
-  `, ['--expose-gc'])
+  `,
+    ['--expose-gc']
+  )
   assert.equal(r.signal, null, r.stderr)
   assert.equal(r.status, 0, r.stderr)
   const lines = r.stdout.trim().split('\n')
@@ -1026,7 +1209,11 @@ test('the raw binding answers garbage with TypeError/RangeError and never crashe
 
 test('raw binding: a timeout still rejects when TimeoutError cannot be built; release(n, undefined) grants without limit', () => {
   const { spawnSync } = require('node:child_process')
-  const r = spawnSync(process.execPath, ['-e', `
+  const r = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `
     const { binding } = require(${JSON.stringify(require.resolve('../lib/binding.js'))})
     const [take, release] = binding.gate(2)
     take(); take()
@@ -1037,7 +1224,10 @@ test('raw binding: a timeout still rejects when TimeoutError cannot be built; re
       binding.setup(() => { throw new Error('not a constructor') })
       return t(undefined, 1, 0, 10)
     }).then(() => console.log('resolved'), e => console.log('rejected', e.name, e.message))
-  `], { encoding: 'utf8', timeout: 10000 })
+  `
+    ],
+    { encoding: 'utf8', timeout: 10000 }
+  )
   assert.equal(r.status, 0, r.stderr)
   assert.equal(r.stdout.trim(), 'rejected Error Timed out waiting for 1 permit')
 })

@@ -10,20 +10,25 @@ const { binding } = require('../lib/binding.js')
 
 const LIB = path.join(__dirname, '..', 'lib', 'index.js')
 let seq = 0
-const uniqueName = label => `sluice-test-${process.pid}-${label}-${++seq}`
+const uniqueName = (label) => `sluice-test-${process.pid}-${label}-${++seq}`
 
 // Runs `body` (a function source) in a worker with `data`; resolves with its
 // posted message, rejects with its error.
-function runWorker (body, data) {
+function runWorker(body, data) {
   return new Promise((resolve, reject) => {
-    const w = new Worker(`
+    const w = new Worker(
+      `
       const { parentPort, workerData } = require('node:worker_threads')
       const sluice = require(${JSON.stringify(LIB)})
       ;(${body})(sluice, workerData).then(v => parentPort.postMessage(v), e => { throw e })
-    `, { eval: true, workerData: data })
+    `,
+      { eval: true, workerData: data }
+    )
     w.once('message', resolve)
     w.once('error', reject)
-    w.once('exit', code => { if (code !== 0) reject(new Error(`worker exited ${code}`)) })
+    w.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`worker exited ${code}`))
+    })
   })
 }
 
@@ -41,13 +46,18 @@ test('workers and the main thread share one limit: never exceeded, reached, all 
   const cur = new Int32Array(new SharedArrayBuffer(8))
   const limit = pLimit({ concurrency: C, name })
   const task = eval(tracked) // eslint-disable-line no-eval
-  const workers = Array.from({ length: 4 }, () => runWorker(`async ({ pLimit }, { name, sab }) => {
+  const workers = Array.from({ length: 4 }, () =>
+    runWorker(
+      `async ({ pLimit }, { name, sab }) => {
     const cur = new Int32Array(sab)
     const task = ${tracked}
     const limit = pLimit({ name })
     await Promise.all(Array.from({ length: 40 }, () => limit(task, cur)))
     return 40
-  }`, { name, sab: cur.buffer }))
+  }`,
+      { name, sab: cur.buffer }
+    )
+  )
   const mine = Array.from({ length: 40 }, () => limit(task, cur))
   const counts = await Promise.all(workers)
   await Promise.all(mine)
@@ -62,14 +72,17 @@ test('a shared semaphore: the count any thread reads is the whole gate', async (
   const name = uniqueName('sem')
   const sem = new Semaphore(2, { name })
   await sem.acquire()
-  const other = await runWorker(`async ({ Semaphore }, { name }) => {
+  const other = await runWorker(
+    `async ({ Semaphore }, { name }) => {
     const sem = new Semaphore(undefined, { name })
     const seen = [sem.permits, sem.available]
     await sem.acquire()
     seen.push(sem.available)
     sem.release()
     return seen
-  }`, { name })
+  }`,
+    { name }
+  )
   assert.deepEqual(other, [2, 1, 0])
   assert.equal(sem.available, 1)
   sem.release()
@@ -80,14 +93,17 @@ test('a release in one thread wakes a waiter in another', async () => {
   const name = uniqueName('wake')
   const sem = new Semaphore(1, { name })
   await sem.acquire()
-  const waiting = runWorker(`async ({ Semaphore }, { name }) => {
+  const waiting = runWorker(
+    `async ({ Semaphore }, { name }) => {
     const sem = new Semaphore(undefined, { name })
     await sem.acquire()
     sem.release()
     return 'got it'
-  }`, { name })
+  }`,
+    { name }
+  )
   // The worker is queued behind us: wait until the gate shows it.
-  while (sem.pending === 0) await new Promise(r => setTimeout(r, 2))
+  while (sem.pending === 0) await new Promise((r) => setTimeout(r, 2))
   sem.release()
   assert.equal(await waiting, 'got it')
   assert.equal(sem.available, 1)
@@ -103,34 +119,56 @@ test('across threads a permit goes to the longest waiter of the highest priority
     Atomics.store(seq, 1 + Atomics.add(seq, 0, 1), 1)
     sem.release()
   })
-  const worker = runWorker(`async ({ Semaphore }, { name, sab }) => {
+  const worker = runWorker(
+    `async ({ Semaphore }, { name, sab }) => {
     const seq = new Int32Array(sab)
     const sem = new Semaphore(undefined, { name })
     await sem.acquire(1, { priority: 5 })
     Atomics.store(seq, 1 + Atomics.add(seq, 0, 1), 2)
     sem.release()
     return 'done'
-  }`, { name, sab: seq.buffer })
-  while (sem.pending < 2) await new Promise(r => setTimeout(r, 2))
+  }`,
+    { name, sab: seq.buffer }
+  )
+  while (sem.pending < 2) await new Promise((r) => setTimeout(r, 2))
   sem.release()
   await Promise.all([low, worker])
-  assert.deepEqual([seq[1], seq[2]], [2, 1], 'the worker\'s priority 5 waiter first, then main\'s priority 0')
+  assert.deepEqual(
+    [seq[1], seq[2]],
+    [2, 1],
+    "the worker's priority 5 waiter first, then main's priority 0"
+  )
 })
 
 test('the first opener sets the permits; a different number is a RangeError; none attaches', () => {
   const name = uniqueName('open')
   const a = pLimit({ concurrency: 4, name })
-  assert.throws(() => pLimit({ concurrency: 5, name }), { name: 'RangeError', message: /exists with 4 permits/ })
+  assert.throws(() => pLimit({ concurrency: 5, name }), {
+    name: 'RangeError',
+    message: /exists with 4 permits/
+  })
   const b = pLimit({ name })
   assert.equal(b.concurrency, 4)
   const c = pLimit({ concurrency: 4, name })
   b.concurrency = 6 // changes it for everyone
   assert.equal(a.concurrency, 6)
   assert.equal(c.concurrency, 6)
-  assert.throws(() => pLimit({ name: uniqueName('missing') }), { name: 'TypeError', message: /first opener must give/ })
-  assert.throws(() => pLimit({ concurrency: 2, name: 42 }), { name: 'TypeError', message: /`name`/ })
-  assert.throws(() => pLimit({ concurrency: 2, name: '' }), { name: 'RangeError', message: /`name`/ })
-  assert.throws(() => new Semaphore(1, { name: {} }), { name: 'TypeError', message: /options.name/ })
+  assert.throws(() => pLimit({ name: uniqueName('missing') }), {
+    name: 'TypeError',
+    message: /first opener must give/
+  })
+  assert.throws(() => pLimit({ concurrency: 2, name: 42 }), {
+    name: 'TypeError',
+    message: /`name`/
+  })
+  assert.throws(() => pLimit({ concurrency: 2, name: '' }), {
+    name: 'RangeError',
+    message: /`name`/
+  })
+  assert.throws(() => new Semaphore(1, { name: {} }), {
+    name: 'TypeError',
+    message: /options.name/
+  })
   assert.throws(() => new Semaphore(1, 'x'), { name: 'TypeError', message: /options/ })
 })
 
@@ -141,12 +179,15 @@ test('limitFunction shares by name too', async () => {
   const work = async () => {
     running++
     max = Math.max(max, running)
-    await new Promise(r => setTimeout(r, 1))
+    await new Promise((r) => setTimeout(r, 1))
     running--
   }
   const f = limitFunction(work, { concurrency: 2, name })
   const limit = pLimit({ name })
-  await Promise.all([...Array.from({ length: 10 }, () => f()), ...Array.from({ length: 10 }, () => limit(work))])
+  await Promise.all([
+    ...Array.from({ length: 10 }, () => f()),
+    ...Array.from({ length: 10 }, () => limit(work))
+  ])
   assert.equal(max, 2)
 })
 
@@ -156,7 +197,12 @@ test('names do not collide with unnamed gates, and each name is its own gate', a
   const unnamed = pLimit(1)
   const other = pLimit({ concurrency: 1, name: name + '-other' })
   let release
-  shared(() => new Promise(r => { release = r }))
+  shared(
+    () =>
+      new Promise((r) => {
+        release = r
+      })
+  )
   await null
   assert.equal(shared.activeCount, 1)
   assert.equal(unnamed.activeCount, 0)
@@ -171,9 +217,16 @@ test('clearQueue on a shared limit clears only the tasks queued through it', asy
   const a = pLimit({ concurrency: 1, name })
   const b = pLimit({ name })
   let release
-  a(() => new Promise(r => { release = r }))
+  a(
+    () =>
+      new Promise((r) => {
+        release = r
+      })
+  )
   let aSettled = false
-  a(() => 'a').finally(() => { aSettled = true })
+  a(() => 'a').finally(() => {
+    aSettled = true
+  })
   const fromB = b(() => 'b')
   assert.equal(a.pendingCount, 2, 'pendingCount is the whole gate')
   a.clearQueue()
@@ -182,7 +235,7 @@ test('clearQueue on a shared limit clears only the tasks queued through it', asy
   await null // the running task starts one microtask after limit()
   release()
   assert.equal(await fromB, 'b')
-  await new Promise(r => setTimeout(r, 10))
+  await new Promise((r) => setTimeout(r, 10))
   assert.equal(aSettled, false, 'the cleared task never settles, as in p-limit')
 })
 
@@ -192,7 +245,8 @@ test('100 workers terminated while holding and while waiting leave every permit 
   const sem = new Semaphore(P, { name })
   const workers = []
   for (let i = 0; i < 100; i++) {
-    const w = new Worker(`
+    const w = new Worker(
+      `
       const { parentPort, workerData } = require('node:worker_threads')
       const { Semaphore } = require(${JSON.stringify(LIB)})
       const sem = new Semaphore(undefined, { name: workerData })
@@ -200,13 +254,15 @@ test('100 workers terminated while holding and while waiting leave every permit 
       sem.acquire().then(() => parentPort.postMessage('holding'))
       sem.acquire(2).then(() => parentPort.postMessage('holding more'))
       setInterval(() => {}, 1000)
-    `, { eval: true, workerData: name })
-    workers.push(new Promise(resolve => w.once('message', () => resolve(w))))
+    `,
+      { eval: true, workerData: name }
+    )
+    workers.push(new Promise((resolve) => w.once('message', () => resolve(w))))
     if (workers.length % 10 === 0) {
       // Terminate in batches while others hold and wait.
       const batch = await Promise.all(workers.splice(0))
-      await new Promise(r => setTimeout(r, 5))
-      await Promise.all(batch.map(w => w.terminate()))
+      await new Promise((r) => setTimeout(r, 5))
+      await Promise.all(batch.map((w) => w.terminate()))
     }
   }
   assert.equal(sem.pending, 0, 'no waiter of a dead thread is left queued')
@@ -258,10 +314,17 @@ test('a thread waiting on a shared gate stays alive until granted, and exits aft
 
 test('named gates are freed when their last opener is collected', async () => {
   const before = binding.debugCounts().namedGates
-  ;(() => { for (let i = 0; i < 50; i++) pLimit({ concurrency: 1, name: uniqueName('gc') }) })()
+  ;(() => {
+    for (let i = 0; i < 50; i++) pLimit({ concurrency: 1, name: uniqueName('gc') })
+  })()
   assert.ok(binding.debugCounts().namedGates >= before + 50)
   if (typeof global.gc !== 'function') {
-    const r = spawnSync(process.execPath, ['--expose-gc', '-e', `
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-e',
+        `
       const { pLimit } = require(${JSON.stringify(LIB)})
       const { binding } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'binding.js'))})
       ;(() => { for (let i = 0; i < 50; i++) pLimit({ concurrency: 1, name: 'g' + i }) })()
@@ -275,7 +338,10 @@ test('named gates are freed when their last opener is collected', async () => {
         if (n === 0 || Date.now() - t0 > 5000) console.log(mid, n)
         else setTimeout(poll, 10)
       })()
-    `], { encoding: 'utf8' })
+    `
+      ],
+      { encoding: 'utf8' }
+    )
     assert.equal(r.status, 0, r.stderr)
     assert.equal(r.stdout.trim(), '50 0')
   }

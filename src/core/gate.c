@@ -675,7 +675,6 @@ void sl_gate_counts(sl_stake_t* s, sl_gate_counts_t* out) {
 }
 
 const sl_gate_backend_t sl_gate_local = {
-  sl_gate_try_take, sl_gate_acquire,     sl_gate_release, sl_gate_cancel,
-  sl_gate_clear,    sl_gate_dispatch,    sl_gate_set_permits,
-  sl_gate_counts,   sl_stake_held,       sl_stake_close,
+    sl_gate_try_take, sl_gate_acquire,     sl_gate_release, sl_gate_cancel, sl_gate_clear,
+    sl_gate_dispatch, sl_gate_set_permits, sl_gate_counts,  sl_stake_held,  sl_stake_close,
 };

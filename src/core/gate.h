@@ -76,17 +76,17 @@ enum sl_waiter_state {
 };
 
 struct sl_waiter_s {
-  sl_waiter_t* next;  /* queue link (gate level, out list or free list) */
-  sl_waiter_t* prev;  /* queue link, gate levels only */
-  sl_stake_t* stake;  /* whose request it is; never changes once queued */
-  void* data;         /* the binding's: the deferred to settle */
-  void* timer;        /* the binding's: a timeout timer, or NULL */
-  double value;       /* the binding's: what to resolve with */
-  uint64_t seq;       /* unique per ctx: with index, the waiter's token */
-  uint32_t index;     /* slot in its ctx's slab */
-  uint32_t n;         /* permits wanted */
-  int32_t priority;   /* higher runs first */
-  uint8_t state;      /* enum sl_waiter_state; written under the gate lock
+  sl_waiter_t* next; /* queue link (gate level, out list or free list) */
+  sl_waiter_t* prev; /* queue link, gate levels only */
+  sl_stake_t* stake; /* whose request it is; never changes once queued */
+  void* data;        /* the binding's: the deferred to settle */
+  void* timer;       /* the binding's: a timeout timer, or NULL */
+  double value;      /* the binding's: what to resolve with */
+  uint64_t seq;      /* unique per ctx: with index, the waiter's token */
+  uint32_t index;    /* slot in its ctx's slab */
+  uint32_t n;        /* permits wanted */
+  int32_t priority;  /* higher runs first */
+  uint8_t state;     /* enum sl_waiter_state; written under the gate lock
                        * once queued */
 };
 
@@ -114,8 +114,8 @@ struct sl_stake_s {
 struct sl_gate_s {
   uv_mutex_t lock; /* guards everything below when `shared` */
   int shared;
-  int64_t permits; /* capacity; SL_INFINITE for no limit */
-  int64_t in_use;  /* granted and not released; may exceed permits after
+  int64_t permits;  /* capacity; SL_INFINITE for no limit */
+  int64_t in_use;   /* granted and not released; may exceed permits after
                     * the capacity was lowered (running work is never
                     * preempted) */
   int64_t npending; /* waiters queued, all levels */
@@ -159,11 +159,11 @@ struct sl_ctx_s {
   int64_t keep; /* stakes of this ctx that another thread could unblock */
   /* The slab: touched only by the ctx's own thread. */
   sl_chunk_t** chunks;
-  uint32_t nchunks;  /* length of `chunks`; entries may be NULL */
-  uint64_t* room;    /* bit i: chunk i is NULL or has a free waiter */
-  uint32_t spare;    /* index+1 of the empty chunk kept as a spare, or 0 */
-  uint64_t seq;      /* last waiter sequence number handed out */
-  uint64_t live;     /* waiters not free */
+  uint32_t nchunks; /* length of `chunks`; entries may be NULL */
+  uint64_t* room;   /* bit i: chunk i is NULL or has a free waiter */
+  uint32_t spare;   /* index+1 of the empty chunk kept as a spare, or 0 */
+  uint64_t seq;     /* last waiter sequence number handed out */
+  uint64_t live;    /* waiters not free */
 };
 
 /* ---- context ---- */

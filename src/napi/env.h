@@ -34,8 +34,8 @@ struct sl_env_s {
   napi_ref timeout_ctor; /* TimeoutError, given by lib/binding.js */
   napi_ref resource;     /* the resource object of async_context */
   napi_async_context async_context;
-  napi_ref scratch;      /* Float64Array shared with JS for out-values */
-  double* scratch_data;  /* SL_SCRATCH doubles */
+  napi_ref scratch;     /* Float64Array shared with JS for out-values */
+  double* scratch_data; /* SL_SCRATCH doubles */
   uint64_t open_uv_handles;
   int closing; /* the env is being torn down */
   napi_async_cleanup_hook_handle cleanup;

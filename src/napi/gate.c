@@ -163,7 +163,8 @@ static napi_status sl__too_many(napi_env env, uint32_t n, int64_t permits, napi_
 /* Resolves a waiter's promise with its value (undefined if not a number). */
 static napi_status sl__resolve(napi_env env, sl_waiter_t* w) {
   napi_value v;
-  napi_status s = isnan(w->value) ? napi_get_undefined(env, &v) : napi_create_double(env, w->value, &v);
+  napi_status s =
+      isnan(w->value) ? napi_get_undefined(env, &v) : napi_create_double(env, w->value, &v);
   if (s == napi_ok)
     s = napi_resolve_deferred(env, w->data, v);
   return s;
@@ -346,8 +347,8 @@ static void sl__pin(sl_handle_t* h) {
 /* Settles a take that was not queued after all: refused (more than the
  * gate has, or no memory), or granted at once (a shared gate freed up since
  * try_take). */
-static napi_value sl__take_unqueued(napi_env env, sl_handle_t* h, int r, double value,
-                                    uint32_t n, napi_deferred deferred, napi_value promise) {
+static napi_value sl__take_unqueued(napi_env env, sl_handle_t* h, int r, double value, uint32_t n,
+                                    napi_deferred deferred, napi_value promise) {
   napi_value err, code, text;
   sl_gate_counts_t c;
   if (r == 0) {
@@ -586,17 +587,13 @@ static napi_value sl__ctl_op(napi_env env, sl_handle_t* h, int64_t op, size_t ar
       h->be->dispatch(&h->stake, &out);
       sl__settle(h->genv, &out);
       return NULL;
-    case SL_OP_CLEAR:
-      return sl__ctl_clear(env, h, argc >= 2 ? argv[1] : NULL);
+    case SL_OP_CLEAR: return sl__ctl_clear(env, h, argc >= 2 ? argv[1] : NULL);
     case SL_OP_TRY_TAKE:
       if (sl_arg_integer(env, argv[1], "n", 1, UINT32_MAX, &n) != 0)
         return NULL;
       return sl_bool(env, h->be->try_take(&h->stake, (uint32_t) n) == 0);
-    case SL_OP_CANCEL:
-      return sl__ctl_cancel(env, h, argc, argv);
-    default:
-      sl_throw_range(env, "Unknown gate operation");
-      return NULL;
+    case SL_OP_CANCEL: return sl__ctl_cancel(env, h, argc, argv);
+    default: sl_throw_range(env, "Unknown gate operation"); return NULL;
   }
 }
 
@@ -706,16 +703,22 @@ static int sl__open_named(napi_env env, sl_genv_t* genv, const char* name, size_
   r = sl_registry_open(name, len, permits, out, &existing);
   if (r == UV_EEXIST) {
     if (existing == SL_INFINITE)
-      snprintf(msg, sizeof(msg), "The shared limit \"%.*s\" exists with Infinity permits; open it "
-               "with that number or with none", (int) len, name);
+      snprintf(msg, sizeof(msg),
+               "The shared limit \"%.*s\" exists with Infinity permits; open it "
+               "with that number or with none",
+               (int) len, name);
     else
-      snprintf(msg, sizeof(msg), "The shared limit \"%.*s\" exists with %lld permits; open it "
-               "with that number or with none", (int) len, name, (long long) existing);
+      snprintf(msg, sizeof(msg),
+               "The shared limit \"%.*s\" exists with %lld permits; open it "
+               "with that number or with none",
+               (int) len, name, (long long) existing);
     return sl_throw_range(env, msg);
   }
   if (r == UV_ENOENT) {
-    snprintf(msg, sizeof(msg), "No shared limit is named \"%.*s\": the first opener must give "
-             "the number of permits", (int) len, name);
+    snprintf(msg, sizeof(msg),
+             "No shared limit is named \"%.*s\": the first opener must give "
+             "the number of permits",
+             (int) len, name);
     return sl_throw_type(env, msg);
   }
   return r == 0 ? 0 : sl_throw_uv(env, r);
@@ -900,9 +903,13 @@ int sl_gate_binding_counts(sl_env_t* senv, napi_value obj) {
       genv = senv->parts[i].data;
   if (genv == NULL)
     return 0;
-  SL_CHECK_INT(env, napi_set_named_property(env, obj, "waiters", sl_number(env, (double) genv->ctx.live)));
-  SL_CHECK_INT(env, napi_set_named_property(env, obj, "gates", sl_number(env, (double) genv->live_handles)));
-  SL_CHECK_INT(env, napi_set_named_property(env, obj, "namedGates", sl_number(env, (double) sl_registry_count())));
-  SL_CHECK_INT(env, napi_set_named_property(env, obj, "waiterChunks", sl_number(env, (double) sl_ctx_chunks(&genv->ctx))));
+  SL_CHECK_INT(
+      env, napi_set_named_property(env, obj, "waiters", sl_number(env, (double) genv->ctx.live)));
+  SL_CHECK_INT(
+      env, napi_set_named_property(env, obj, "gates", sl_number(env, (double) genv->live_handles)));
+  SL_CHECK_INT(env, napi_set_named_property(env, obj, "namedGates",
+                                            sl_number(env, (double) sl_registry_count())));
+  SL_CHECK_INT(env, napi_set_named_property(env, obj, "waiterChunks",
+                                            sl_number(env, (double) sl_ctx_chunks(&genv->ctx))));
   return 0;
 }

@@ -79,8 +79,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     return NULL;
   SL_CHECK(env, napi_create_function(env, "setup", NAPI_AUTO_LENGTH, sl_env_setup, NULL, &fn));
   SL_CHECK(env, napi_set_named_property(env, exports, "setup", fn));
-  SL_CHECK(env, napi_create_function(env, "debugCounts", NAPI_AUTO_LENGTH, sl__debug_counts, NULL,
-                                     &fn));
+  SL_CHECK(env,
+           napi_create_function(env, "debugCounts", NAPI_AUTO_LENGTH, sl__debug_counts, NULL, &fn));
   SL_CHECK(env, napi_set_named_property(env, exports, "debugCounts", fn));
   return exports;
 }

@@ -40,7 +40,7 @@
   X(DESTROY, 0)                                                                                    \
   X(CREATED, 1)                                                                                    \
   X(CREATE_FAILED, 2)                                                                              \
-  X(DESTROYED, 3)                                                                              \
+  X(DESTROYED, 3)                                                                                  \
   X(VALIDATED, 4)                                                                                  \
   X(CANCEL, 5)                                                                                     \
   X(DRAIN, 6)                                                                                      \

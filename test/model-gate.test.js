@@ -21,8 +21,15 @@
 // adds one (to replay), SLUICE_MODEL_SEED=random explores, and
 // SLUICE_MODEL_SCALE=<x> runs more or fewer sequences. A failure prints the
 // shrunk command sequence and the seed/path to replay it.
+//
+// Each model (semaphore, p-limit) runs in a child process of its own, both
+// at once: this file, with SLUICE_MODEL_GATE_CHILD=<model>, runs the model's
+// seeds and prints what it ran. There no test runner is loaded: node:test's
+// async hook, which tracks every promise to report activity after a test,
+// took ~40% of the CPU of these promise-heavy sequences.
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
+const { execFile } = require('node:child_process')
 const fc = require('fast-check')
 const { modelSeeds } = require('./model-seeds.js')
 const { Semaphore, TimeoutError } = require('../lib/index.js')
@@ -32,6 +39,7 @@ const { binding } = require('../lib/binding.js')
 const SCALE = Number(process.env.SLUICE_MODEL_SCALE || 1)
 const { seeds: SEEDS, extra: EXTRA_SEED } = modelSeeds([0x51c1, 0x51c2, 0x51c3, 0x51c4])
 const LONG = 3600 * 1000
+const CHILD = process.env.SLUICE_MODEL_GATE_CHILD
 
 // Drains microtasks without entering the event loop: promise chains settle,
 // timers cannot fire.
@@ -582,49 +590,18 @@ async function runLimit(concurrency, rejectOnClear, cmds) {
 
 // ------------------------------------------------------------------ tests --
 
-function seedsFor(name, t, runs) {
-  t.diagnostic(
-    `${name}: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${runs} sequences per seed`
-  )
-}
+const RUNS = Math.max(1, Math.round(110 * SCALE))
 
-// Every sequence ran, every kind of command ran and every outcome was
-// reached (see `ran`). At SLUICE_MODEL_SCALE < 1 a few sequences cannot be
-// expected to reach every outcome: there only the sequences are counted.
-function assertCoverage(t, name, { sequences, commands, statuses, runs }) {
-  assert.equal(sequences, SEEDS.length * runs, `${name}: sequences run`)
-  const seen = (map, keys) => keys.map((k) => `${k} ${map.get(k) || 0}`).join(', ')
-  t.diagnostic(`${name}: commands run: ${seen(ran, commands)}`)
-  t.diagnostic(`${name}: waiters at the end of a sequence: ${seen(outcomes, statuses)}`)
-  if (SCALE < 1) return
-  for (const c of commands) assert.ok(ran.get(c) > 0, `${name}: no ${c} command ever ran`)
-  for (const s of statuses)
-    assert.ok(outcomes.get(s) > 0, `${name}: no waiter ever ended ${s.split(':')[1]}`)
-}
-
-test('Semaphore against the gate model', async (t) => {
-  const base = binding.debugCounts()
-  const before = operations
-  const sequencesBefore = sequences
-  const runs = Math.max(1, Math.round(110 * SCALE))
-  seedsFor('semaphore', t, runs)
-  const property = fc.asyncProperty(
-    fc.oneof(fc.integer({ min: 0, max: 5 }), fc.constant(Infinity)),
-    fc.commands(semCommands, { maxCommands: 200, size: 'max' }),
-    (permits, cmds) => runSemaphore(permits, cmds)
-  )
-  for (const seed of SEEDS) {
-    await fc.assert(property, { seed, numRuns: runs, verbose: 1, includeErrorInReport: true })
-  }
-  await immediate()
-  await immediate()
-  const after = binding.debugCounts()
-  assert.equal(after.waiters, base.waiters, 'native waiters left behind')
-  assert.equal(after.uvHandles, base.uvHandles, 'timers left open')
-  t.diagnostic(`semaphore: ${operations - before} operations checked against the model`)
-  assertCoverage(t, 'semaphore', {
-    runs,
-    sequences: sequences - sequencesBefore,
+// The two models: how a sequence starts, what it must have exercised.
+const MODELS = {
+  semaphore: {
+    title: 'Semaphore',
+    property: () =>
+      fc.asyncProperty(
+        fc.oneof(fc.integer({ min: 0, max: 5 }), fc.constant(Infinity)),
+        fc.commands(semCommands, { maxCommands: 200, size: 'max' }),
+        (permits, cmds) => runSemaphore(permits, cmds)
+      ),
     commands: [
       'SemAcquire',
       'SemAcquireAborted',
@@ -634,33 +611,106 @@ test('Semaphore against the gate model', async (t) => {
       'SemSetPermits',
       'SemAdvance'
     ],
-    statuses: ['granted', 'aborted', 'timedout', 'refused'].map((s) => 'semaphore:' + s)
-  })
-})
-
-test('p-limit against the gate model', async (t) => {
-  const base = binding.debugCounts()
-  const before = operations
-  const sequencesBefore = sequences
-  const runs = Math.max(1, Math.round(110 * SCALE))
-  seedsFor('p-limit', t, runs)
-  const property = fc.asyncProperty(
-    fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constant(Infinity)),
-    fc.boolean(),
-    fc.commands(limitCommands, { maxCommands: 200, size: 'max' }),
-    (concurrency, rejectOnClear, cmds) => runLimit(concurrency, rejectOnClear, cmds)
-  )
-  for (const seed of SEEDS) {
-    await fc.assert(property, { seed, numRuns: runs, verbose: 1, includeErrorInReport: true })
+    statuses: ['granted', 'aborted', 'timedout', 'refused']
+  },
+  'p-limit': {
+    title: 'p-limit',
+    property: () =>
+      fc.asyncProperty(
+        fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constant(Infinity)),
+        fc.boolean(),
+        fc.commands(limitCommands, { maxCommands: 200, size: 'max' }),
+        (concurrency, rejectOnClear, cmds) => runLimit(concurrency, rejectOnClear, cmds)
+      ),
+    commands: ['LimitAdd', 'LimitFinish', 'LimitConcurrency', 'LimitClear'],
+    statuses: ['granted', 'done', 'cleared', 'cleared-rejected']
   }
+}
+
+// A child: every seed of one model, then what it ran as one JSON line. No
+// waiter or timer of the addon is left behind.
+async function runModel(name) {
+  const base = binding.debugCounts()
+  const property = MODELS[name].property()
+  for (const seed of SEEDS) {
+    await fc.assert(property, { seed, numRuns: RUNS, verbose: 1, includeErrorInReport: true })
+  }
+  await immediate()
   await immediate()
   const after = binding.debugCounts()
   assert.equal(after.waiters, base.waiters, 'native waiters left behind')
-  t.diagnostic(`p-limit: ${operations - before} operations checked against the model`)
-  assertCoverage(t, 'p-limit', {
-    runs,
-    sequences: sequences - sequencesBefore,
-    commands: ['LimitAdd', 'LimitFinish', 'LimitConcurrency', 'LimitClear'],
-    statuses: ['granted', 'done', 'cleared', 'cleared-rejected'].map((s) => 'p-limit:' + s)
+  assert.equal(after.uvHandles, base.uvHandles, 'timers left open')
+  return {
+    name,
+    operations,
+    sequences,
+    ran: Object.fromEntries(ran),
+    outcomes: Object.fromEntries(outcomes)
+  }
+}
+
+function spawnModel(name) {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [__filename],
+      {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+        timeout: 300000,
+        env: { ...process.env, SLUICE_MODEL_GATE_CHILD: name }
+      },
+      (err, stdout, stderr) => resolve({ err, stdout, stderr })
+    )
   })
-})
+}
+
+// Both children start with the first test that needs one.
+let children = null
+function child(name) {
+  if (children === null) {
+    children = Object.fromEntries(Object.keys(MODELS).map((n) => [n, spawnModel(n)]))
+  }
+  return children[name]
+}
+
+async function checkModel(t, name) {
+  const { title, commands, statuses } = MODELS[name]
+  t.diagnostic(
+    `${name}: seeds ${SEEDS.join(', ')} (${EXTRA_SEED === undefined ? 'fixed; SLUICE_MODEL_SEED=<n>|random adds one' : 'added: ' + EXTRA_SEED}), ${RUNS} sequences per seed, in a child process`
+  )
+  const r = await child(name)
+  if (r.err) {
+    const why = r.err.killed ? 'killed (timeout)' : `exit ${r.err.code}`
+    assert.fail(`${title} model: ${why}\n${r.stderr}`)
+  }
+  const out = JSON.parse(r.stdout.trim().split('\n').pop())
+  assert.equal(out.name, name)
+  t.diagnostic(`${name}: ${out.operations} operations checked against the model`)
+  // Every sequence ran, every kind of command ran and every outcome was
+  // reached (see `ran`). At SLUICE_MODEL_SCALE < 1 a few sequences cannot
+  // be expected to reach every outcome: there only the sequences count.
+  assert.equal(out.sequences, SEEDS.length * RUNS, `${name}: sequences run`)
+  const seen = (map, keys) => keys.map((k) => `${k} ${map[k] || 0}`).join(', ')
+  const keys = statuses.map((s) => `${name}:${s}`)
+  t.diagnostic(`${name}: commands run: ${seen(out.ran, commands)}`)
+  t.diagnostic(`${name}: waiters at the end of a sequence: ${seen(out.outcomes, keys)}`)
+  if (SCALE < 1) return
+  for (const c of commands) assert.ok(out.ran[c] > 0, `${name}: no ${c} command ever ran`)
+  for (const k of keys) {
+    assert.ok(out.outcomes[k] > 0, `${name}: no waiter ever ended ${k.split(':')[1]}`)
+  }
+}
+
+if (CHILD !== undefined) {
+  runModel(CHILD).then(
+    (out) => console.log(JSON.stringify(out)),
+    (err) => {
+      console.error(err && err.stack ? err.stack : err)
+      process.exitCode = 1
+    }
+  )
+} else {
+  test('Semaphore against the gate model', (t) => checkModel(t, 'semaphore'))
+  test('p-limit against the gate model', (t) => checkModel(t, 'p-limit'))
+}

@@ -2,6 +2,9 @@
 #include "alloc.h"
 
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /* Written only by single-threaded tests before the allocations they aim at;
  * in production it stays 0 and is only read. */
@@ -31,4 +34,10 @@ void* sl_realloc(void* ptr, size_t size) {
 
 void sl_free(void* ptr) {
   free(ptr);
+}
+
+void sl_alloc_trim(void) {
+#ifdef __GLIBC__
+  (void) malloc_trim(0);
+#endif
 }

@@ -113,6 +113,8 @@ sl_waiter_t* sl_ctx_waiter_new(sl_ctx_t* ctx) {
     if (c == NULL)
       return NULL;
     ctx->chunks[i] = c;
+    if (++ctx->nlive_chunks > ctx->peak_chunks)
+      ctx->peak_chunks = ctx->nlive_chunks;
   }
   if (c->live == 0 && ctx->spare == i + 1)
     ctx->spare = 0; /* the spare is in use again */
@@ -160,6 +162,12 @@ void sl_ctx_waiter_free(sl_ctx_t* ctx, sl_waiter_t* w) {
   }
   sl_free(c);
   ctx->chunks[i] = NULL;
+  /* A burst is over: hand what it freed (these chunks, and whatever the
+   * embedder freed with them) back to the system, once. */
+  if (--ctx->nlive_chunks <= 2 && ctx->peak_chunks >= SL_TRIM_PEAK) {
+    ctx->peak_chunks = ctx->nlive_chunks;
+    sl_alloc_trim();
+  }
 }
 
 sl_waiter_t* sl_ctx_waiter_find(sl_ctx_t* ctx, uint32_t index, uint64_t seq) {
@@ -176,10 +184,7 @@ sl_waiter_t* sl_ctx_waiter_find(sl_ctx_t* ctx, uint32_t index, uint64_t seq) {
 }
 
 uint32_t sl_ctx_chunks(const sl_ctx_t* ctx) {
-  uint32_t i, n = 0;
-  for (i = 0; i < ctx->nchunks; i++)
-    n += ctx->chunks[i] != NULL;
-  return n;
+  return ctx->nlive_chunks;
 }
 
 void sl_ctx_take_ready(sl_ctx_t* ctx, sl_wlist_t* out) {

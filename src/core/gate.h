@@ -134,7 +134,10 @@ struct sl_gate_s {
  * whose waiters are all free is given back to the allocator (one empty
  * chunk is kept as a spare, so a queue that swings around a chunk boundary
  * does not allocate and free on every turn). New waiters come from the
- * lowest chunk with room, so after a burst the high chunks empty out. */
+ * lowest chunk with room, so after a burst the high chunks empty out. When a
+ * burst of at least SL_TRIM_PEAK chunks is over (2 or fewer left), the C
+ * library is asked to return freed memory to the system (sl_alloc_trim). */
+#define SL_TRIM_PEAK 16
 #define SL_CHUNK_SHIFT 10
 #define SL_CHUNK_SIZE (1u << SL_CHUNK_SHIFT)
 
@@ -159,11 +162,13 @@ struct sl_ctx_s {
   int64_t keep; /* stakes of this ctx that another thread could unblock */
   /* The slab: touched only by the ctx's own thread. */
   sl_chunk_t** chunks;
-  uint32_t nchunks; /* length of `chunks`; entries may be NULL */
-  uint64_t* room;   /* bit i: chunk i is NULL or has a free waiter */
-  uint32_t spare;   /* index+1 of the empty chunk kept as a spare, or 0 */
-  uint64_t seq;     /* last waiter sequence number handed out */
-  uint64_t live;    /* waiters not free */
+  uint32_t nchunks;      /* length of `chunks`; entries may be NULL */
+  uint64_t* room;        /* bit i: chunk i is NULL or has a free waiter */
+  uint32_t spare;        /* index+1 of the empty chunk kept as a spare, or 0 */
+  uint32_t nlive_chunks; /* chunks allocated */
+  uint32_t peak_chunks;  /* the most allocated since the last trim */
+  uint64_t seq;          /* last waiter sequence number handed out */
+  uint64_t live;         /* waiters not free */
 };
 
 /* ---- context ---- */

@@ -1,16 +1,20 @@
-// Types for `sluice/generic-pool`: the shape of @types/generic-pool 3.x,
-// plus sluice's additions (marked "sluice addition").
+// Types for `sluice/generic-pool`: the surface of generic-pool 3's own types
+// (createPool, Pool, Factory, Options), plus sluice's additions (marked
+// "sluice addition"). This file holds the declarations; generic-pool.d.mts
+// re-exports them. lib/generic-pool.js exports { createPool, Pool,
+// TimeoutError }.
 import { EventEmitter } from 'node:events'
 
 /** Rejected when an acquire waits longer than `acquireTimeoutMillis` (message `ResourceRequest timed out`). */
-export class TimeoutError extends Error {
+export declare class TimeoutError extends Error {
   name: 'TimeoutError'
 }
 
 export interface Factory<T> {
+  /** A value or a promise of one. A rejection, a throw or `null`/`undefined` is a failed create (`factoryCreateError`). */
   create(): Promise<T> | T
   destroy(client: T): Promise<unknown> | unknown
-  /** Only `false` (resolved) counts as invalid; a rejection counts as invalid too (sluice). */
+  /** Only `false` means invalid; a rejection or a throw counts as invalid too (sluice: `factoryValidateError`). */
   validate?(client: T): Promise<boolean> | boolean
 }
 
@@ -32,6 +36,7 @@ export interface Options {
   numTestsPerEvictionRun?: number
   softIdleTimeoutMillis?: number
   idleTimeoutMillis?: number
+  /** The Promise class of the pool's promises (default: the global one). */
   Promise?: PromiseConstructorLike & {
     resolve: (...args: any[]) => any
     reject: (...args: any[]) => any
@@ -47,7 +52,7 @@ export interface Options {
   leakDetectionMillis?: number
 }
 
-/** sluice addition. */
+/** sluice addition: the options of `acquire()` and `use()`. */
 export interface AcquireOptions {
   /** Aborting removes the waiter; the acquire rejects with `signal.reason`. */
   signal?: AbortSignal
@@ -67,7 +72,7 @@ export interface PoolStats {
   min: number
 }
 
-export class Pool<T> extends EventEmitter {
+export declare class Pool<T> extends EventEmitter {
   /** generic-pool's signature (the three classes are ignored), or `new Pool(factory, options)`. */
   constructor(
     Evictor: unknown,
@@ -87,11 +92,13 @@ export class Pool<T> extends EventEmitter {
   readonly min: number
 
   start(): void
+  /** 0 is the highest priority (generic-pool's). */
   acquire(priority?: number, options?: AcquireOptions): Promise<T>
   release(resource: T): Promise<void>
   destroy(resource: T): Promise<void>
   drain(): Promise<void>
   clear(): Promise<void>
+  /** Acquires, calls `cb`, then releases the resource (or destroys it if `cb` throws or rejects). */
   use<U>(
     cb: (resource: T) => U | PromiseLike<U>,
     priority?: number,
@@ -99,7 +106,7 @@ export class Pool<T> extends EventEmitter {
   ): Promise<U>
   isBorrowedResource(resource: T): boolean
   ready(): Promise<void>
-  /** sluice addition. */
+  /** sluice addition: a snapshot of the counts. */
   stats(): PoolStats
 
   on(event: 'factoryCreateError' | 'factoryDestroyError', listener: (err: Error) => void): this
@@ -110,4 +117,4 @@ export class Pool<T> extends EventEmitter {
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }
 
-export function createPool<T>(factory: Factory<T>, opts?: Options): Pool<T>
+export declare function createPool<T>(factory: Factory<T>, opts?: Options): Pool<T>

@@ -1,0 +1,3 @@
+// Types for `import { ... } from 'sluice'` (lib/index.mjs: named exports
+// only), declared in index.d.cts.
+export * from './index.cjs'

@@ -1,0 +1,6 @@
+// Types for `import ... from 'sluice/p-limit'` (lib/p-limit.mjs): the
+// default export and `limitFunction`, declared in p-limit.d.cts.
+import pLimit from './p-limit.cjs'
+
+export default pLimit
+export { limitFunction, type LimitFunction, type Options } from './p-limit.cjs'

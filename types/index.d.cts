@@ -7,7 +7,8 @@ export {
   default as pLimit,
   limitFunction,
   type LimitFunction,
-  type Options as LimitOptions
+  type Options as LimitOptions,
+  type AttachOptions as LimitAttachOptions
 } from './p-limit.cjs'
 export {
   createPool,

@@ -10,7 +10,7 @@
  * Run multiple promise-returning & async functions with limited concurrency.
  *
  * @param concurrency - Concurrency limit. Minimum: `1`. A number or an
- *   options object with a `concurrency` property (or a `name`).
+ *   options object with a `concurrency` property (or a shared limit's `name`).
  * @returns A `limit` function.
  *
  * @example
@@ -21,7 +21,9 @@
  * const results = await Promise.all(urls.map((url) => limit(fetchJson, url)))
  * ```
  */
-declare function pLimit(concurrency: number | pLimit.Options): pLimit.LimitFunction
+declare function pLimit(
+  concurrency: number | pLimit.Options | pLimit.AttachOptions
+): pLimit.LimitFunction
 
 declare namespace pLimit {
   export type LimitFunction = {
@@ -74,28 +76,29 @@ declare namespace pLimit {
     ): Promise<ReturnType>
   }
 
-  export type Options =
-    | {
-        /** Concurrency limit. Minimum: `1`. */
-        readonly concurrency: number
-        /**
-         * Reject pending promises with an `AbortError` when `clearQueue()` is called.
-         * @default false
-         */
-        readonly rejectOnClear?: boolean
-        /**
-         * sluice's addition: share this limit with every worker thread of the
-         * process that opens the same name. The first opener sets
-         * `concurrency`; later openers pass the same number or none.
-         */
-        readonly name?: string
-      }
-    | {
-        /** Omitted: attach to the shared limit of this name that another opener made. */
-        readonly concurrency?: number
-        readonly rejectOnClear?: boolean
-        readonly name: string
-      }
+  /** p-limit's options, and sluice's `name`. */
+  export type Options = {
+    /** Concurrency limit. Minimum: `1`. */
+    readonly concurrency: number
+    /**
+     * Reject pending promises with an `AbortError` when `clearQueue()` is called.
+     * @default false
+     */
+    readonly rejectOnClear?: boolean
+    /**
+     * sluice's addition: share this limit with every worker thread of the
+     * process that opens the same name. The first opener sets `concurrency`;
+     * later openers pass the same number, or none (`AttachOptions`).
+     */
+    readonly name?: string
+  }
+
+  /** sluice's addition: attach to the shared limit of this name that another opener made. */
+  export type AttachOptions = {
+    readonly concurrency?: number
+    readonly rejectOnClear?: boolean
+    readonly name: string
+  }
 
   /**
    * Returns a function with limited concurrency.
@@ -110,7 +113,7 @@ declare namespace pLimit {
    */
   export function limitFunction<Arguments extends unknown[], ReturnType>(
     function_: (...arguments_: Arguments) => PromiseLike<ReturnType>,
-    options: number | Options
+    options: number | Options | AttachOptions
   ): ((...arguments_: Arguments) => Promise<ReturnType>) & Pick<LimitFunction, 'clearQueue'>
 
   // `require('sluice/p-limit').default` and `.pLimit` are the function itself.

@@ -3,4 +3,4 @@
 import pLimit from './p-limit.cjs'
 
 export default pLimit
-export { limitFunction, type LimitFunction, type Options } from './p-limit.cjs'
+export { limitFunction, type AttachOptions, type LimitFunction, type Options } from './p-limit.cjs'

@@ -10,6 +10,7 @@ const results = await Promise.all(urls.map((url) => limit(fetchJson, url)))
 // The rest of the limiter API.
 const options: Options = { concurrency: 1, rejectOnClear: true }
 const serial: LimitFunction = pLimit(options)
+const concurrencyOf = (o: Options): number => o.concurrency
 const sum: Promise<number> = serial(async (a: number, b: number) => a + b, 1, 2)
 const plain: Promise<string> = serial(() => 'not a promise')
 const lengths: Promise<number[]> = limit.map(['a', 'bb'], async (s, i) => s.length + i)
@@ -31,4 +32,4 @@ limit(async (a: number) => a, 'x')
 // @ts-expect-error: limitFunction needs its options
 limitFunction(async () => 1)
 
-export { results, sum, plain, lengths, counts, length }
+export { results, sum, plain, lengths, counts, length, concurrencyOf }

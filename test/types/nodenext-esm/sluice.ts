@@ -9,13 +9,14 @@ import {
   Pool,
   type AcquireOptions,
   type Factory,
+  type LimitAttachOptions,
   type LimitFunction,
   type LimitOptions,
   type PoolAcquireOptions,
   type PoolOptions,
   type PoolStats
 } from 'sluice'
-import pLimit, { limitFunction } from 'sluice/p-limit'
+import pLimit, { limitFunction, type AttachOptions } from 'sluice/p-limit'
 import { TimeoutError as PoolTimeoutError, type PoolStats as Stats } from 'sluice/generic-pool'
 
 // README, "Semaphore".
@@ -39,7 +40,8 @@ const value = await sem.use(() => work(), { timeout: 1000 })
 
   const sem = new Semaphore(4, { name: 'gpu' })
   const attachedSem = new Semaphore(undefined, { name: 'gpu' })
-  const attached = pLimit({ name: 'upstream-api' })
+  const attach: AttachOptions & LimitAttachOptions = { name: 'upstream-api' }
+  const attached = pLimit(attach)
   const total: number = sem.permits + attachedSem.available + attached.concurrency
 }
 

@@ -658,7 +658,12 @@ function spawnModel(name) {
         encoding: 'utf8',
         maxBuffer: 64 << 20,
         timeout: 300000,
-        env: { ...process.env, SLUICE_MODEL_GATE_CHILD: name }
+        // The child runs the seeds chosen here (a random one included).
+        env: {
+          ...process.env,
+          SLUICE_MODEL_GATE_CHILD: name,
+          SLUICE_MODEL_SEED: EXTRA_SEED === undefined ? '' : String(EXTRA_SEED)
+        }
       },
       (err, stdout, stderr) => resolve({ err, stdout, stderr })
     )

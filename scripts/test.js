@@ -34,21 +34,6 @@ const useValgrind = process.env.SLUICE_VALGRIND === '1'
 const valgrindSkip = (process.env.SLUICE_VALGRIND_SKIP || '').split(/[\s,]+/).filter(Boolean)
 const only = ['c', 'js', 'format'].find((k) => process.argv.includes(`--${k}`)) || null
 
-// TEMPORARY (issue 9): files still being edited in other branches of the
-// work, left out of the formatting check until `npm run format` has been
-// run on them. Empty this list then (and delete it).
-const FORMAT_PENDING = [
-  'lib/errors.js',
-  'lib/executor.js',
-  'lib/p-limit.js',
-  'lib/semaphore.js',
-  'test/semaphore.test.js',
-  'test/shared.test.js',
-  'test/gate-regressions.test.js',
-  'test/diff-plimit.test.js',
-  'test/p-limit-conformance.test.mjs'
-]
-
 // What each part said, for the summary at the end.
 const summary = new Map()
 
@@ -102,27 +87,8 @@ function libuv() {
   return null
 }
 
-// What Prettier checks: the tree ('.') but FORMAT_PENDING (a folder ends
-// with '/'). Folders that hold a pending path are listed entry by entry;
-// Prettier expands the rest and applies .gitignore and .prettierignore.
-function formatTargets(dir = '') {
-  if (FORMAT_PENDING.length === 0) return ['.']
-  const out = []
-  for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
-    if (e.name === '.git' || e.name === 'node_modules') continue
-    const rel = dir + e.name + (e.isDirectory() ? '/' : '')
-    if (FORMAT_PENDING.includes(rel)) continue
-    if (e.isDirectory() && FORMAT_PENDING.some((p) => p.startsWith(rel))) {
-      out.push(...formatTargets(rel))
-    } else {
-      out.push(rel)
-    }
-  }
-  return out
-}
-
-// Prettier over the tree (.prettierrc.json; ignored: .gitignore,
-// .prettierignore and FORMAT_PENDING). --cache keeps a rerun fast.
+// Prettier over the tree (.prettierrc.json; ignored: .gitignore and
+// .prettierignore). --cache keeps a rerun fast.
 async function formatCheck() {
   let prettier
   try {
@@ -139,17 +105,16 @@ async function formatCheck() {
     '--cache',
     '--ignore-unknown',
     '--log-level=warn',
-    ...formatTargets()
+    '.'
   ])
-  const later = FORMAT_PENDING.length ? ` (${FORMAT_PENDING.length} paths not checked yet)` : ''
   if (status !== 0) {
     console.error(
       '\n*** formatting: the files above differ from the project style. Run `npm run format` to rewrite them. ***\n'
     )
-    summary.set('format', `formatting: FAILED${later}`)
+    summary.set('format', 'formatting: FAILED')
     return 1
   }
-  summary.set('format', `formatting: ok${later}`)
+  summary.set('format', 'formatting: ok')
   return 0
 }
 

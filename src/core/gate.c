@@ -196,6 +196,8 @@ void sl_ctx_take_ready(sl_ctx_t* ctx, sl_wlist_t* out) {
       out->tail->next = ctx->ready.head;
     out->tail = ctx->ready.tail;
     sl_wlist_init(&ctx->ready);
+    ctx->keep -= ctx->nready;
+    ctx->nready = 0;
   }
   uv_mutex_unlock(&ctx->lock);
 }
@@ -259,6 +261,12 @@ static void sl__ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl__ring_t* ring) 
   uv_mutex_lock(&ctx->lock);
   was_empty = ctx->ready.head == NULL;
   sl_wlist_push(&ctx->ready, w);
+  /* A grant on its way counts as a reason to stay alive until the owner
+   * has taken it (sl_ctx_take_ready): its waiter no longer waits, so its
+   * stake may stop counting, and the owner must not unref its doorbell in
+   * between and exit with the grant unsettled. */
+  ctx->nready++;
+  ctx->keep++;
   if (was_empty)
     sl__ring_plan(ctx, ring);
   uv_mutex_unlock(&ctx->lock);

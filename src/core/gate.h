@@ -44,8 +44,11 @@
  * on it (its release, or its abort or timeout, can unblock ours); otherwise
  * nothing could ever grant the waiter and the thread must be free to exit,
  * as with p-limit. The gate keeps, per stake, whether that holds ("keep"),
- * and counts such stakes per ctx (ctx->keep). When a ctx's count crosses
- * zero its doorbell is rung, and its thread refs or unrefs the doorbell.
+ * and counts such stakes per ctx (ctx->keep), together with the grants on
+ * their way to it (in its ready queue): a waiter that was just granted no
+ * longer waits, but its thread must stay alive until it has settled the
+ * grant. When a ctx's count crosses zero its doorbell is rung, and its
+ * thread refs or unrefs the doorbell.
  */
 #ifndef SLUICE_CORE_GATE_H
 #define SLUICE_CORE_GATE_H
@@ -159,7 +162,10 @@ struct sl_ctx_s {
    * slow uv_async_send never holds up the gate). Teardown waits for this to
    * reach 0 before it closes the doorbell. */
   uint32_t ringing;
-  int64_t keep; /* stakes of this ctx that another thread could unblock */
+  /* Reasons to keep this ctx's thread alive: stakes another thread could
+   * unblock, plus grants waiting in `ready` (nready of them). */
+  int64_t keep;
+  uint32_t nready;
   /* The slab: touched only by the ctx's own thread. */
   sl_chunk_t** chunks;
   uint32_t nchunks;      /* length of `chunks`; entries may be NULL */
@@ -186,7 +192,7 @@ uint32_t sl_ctx_chunks(const sl_ctx_t* ctx);
 /* Moves every waiter that other threads granted or refused into `out`. */
 void sl_ctx_take_ready(sl_ctx_t* ctx, sl_wlist_t* out);
 /* Whether a stake of this ctx waits on a gate another thread could release
- * (see "Keeping threads alive"). */
+ * (see "Keeping threads alive"), or a grant for it is in its ready queue. */
 int sl_ctx_keep(sl_ctx_t* ctx);
 /* Sets the doorbell (NULL until set: grants by others are then not rung). */
 void sl_ctx_set_doorbell(sl_ctx_t* ctx, uv_async_t* doorbell);

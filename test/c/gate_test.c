@@ -1588,14 +1588,18 @@ static void test_keep(void) {
   CHECK_EQ(rang(&loop, &bell_b), 0);
   check_structure(&g);
   /* A releases what B waits for: B's waiter is granted into B's ready
-   * queue and its keep drops to 0 (one ring covers both). */
+   * queue. Its stake stops counting, but the grant on its way counts until
+   * B takes it, so B's keep stays 1 (B must not let its thread exit with
+   * the grant unsettled), then drops to 0 when B takes it. */
   CHECK_EQ(sl_gate_release(&sa, 3, 0, &out), 0);
   EXPECT_NONE(&out);
-  CHECK_EQ(cb.keep, 0);
+  CHECK_EQ(cb.keep, 1);
+  CHECK_EQ(sl_ctx_keep(&cb), 1);
   CHECK_EQ(g.nkeep, 0);
   CHECK(rang(&loop, &bell_b) >= 1);
   CHECK_EQ(rang(&loop, &bell_a), 0);
   sl_ctx_take_ready(&cb, &out);
+  CHECK_EQ(cb.keep, 0);
   CHECK(out.head == wb);
   EXPECT_IDS(&out, 3);
   CHECK_EQ(sl_gate_release(&sb, 1, 0, &out), 0);
@@ -1616,15 +1620,18 @@ static void test_keep(void) {
   CHECK_EQ(ca.keep, 0);
   CHECK_EQ(g.nkeep, 0);
   (void) rang(&loop, &bell_a);
-  /* B's stake closing (a worker gone) lets A go: its keep drops. */
+  /* B's stake closing (a worker gone) grants A's waiter through A's ready
+   * queue: A's stake stops counting, the grant on its way counts until A
+   * takes it. */
   wa = queue(&sa, 7, 1, 0);
   CHECK_EQ(ca.keep, 1);
   (void) rang(&loop, &bell_a);
   sl_stake_close(&sb);
-  CHECK_EQ(ca.keep, 0);
+  CHECK_EQ(ca.keep, 1);
   CHECK_EQ(sl_stake_held(&sa), 1);
   CHECK_EQ(rang(&loop, &bell_a), 1);
   sl_ctx_take_ready(&ca, &out); /* granted by a close: via the ready queue */
+  CHECK_EQ(ca.keep, 0);
   EXPECT_IDS(&out, 7);
   CHECK_EQ(sl_gate_release(&sa, 1, 0, &out), 0);
 

@@ -269,15 +269,15 @@ static napi_value sl__pool_acquire(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   sl_pool_handle_t* h;
   sl_pool_acquired_t got;
-  int32_t priority;
-  uint32_t token;
+  int64_t priority, token;
   int r;
 
   if (sl__ph_args(env, info, 2, argv, &h, "acquire(priority, token)") != 0)
     return NULL;
-  SL_CHECK(env, napi_get_value_int32(env, argv[0], &priority));
-  SL_CHECK(env, napi_get_value_uint32(env, argv[1], &token));
-  r = sl_pool_acquire(&h->pool, priority, token, &got);
+  if (sl_arg_integer(env, argv[0], "priority", INT32_MIN, INT32_MAX, &priority) != 0 ||
+      sl_arg_integer(env, argv[1], "token", 0, UINT32_MAX, &token) != 0)
+    return NULL;
+  r = sl_pool_acquire(&h->pool, (int32_t) priority, (uint32_t) token, &got);
   sl__ph_keepalive(h);
   if (r == UV_ENOMEM) {
     sl_throw_uv(env, r);
@@ -294,13 +294,14 @@ static napi_value sl__pool_acquire(napi_env env, napi_callback_info info) {
 static napi_value sl__pool_release(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   sl_pool_handle_t* h;
-  uint32_t slot;
+  int64_t slot;
   int r;
 
   if (sl__ph_args(env, info, 1, argv, &h, "release(slot)") != 0)
     return NULL;
-  SL_CHECK(env, napi_get_value_uint32(env, argv[0], &slot));
-  r = sl_pool_release(&h->pool, slot);
+  if (sl_arg_integer(env, argv[0], "slot", 0, UINT32_MAX, &slot) != 0)
+    return NULL;
+  r = sl_pool_release(&h->pool, (uint32_t) slot);
   sl__ph_keepalive(h);
   return sl_bool(env, r == 0);
 }
@@ -340,22 +341,17 @@ static napi_value sl__pool_ctl(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   void* data;
   sl_pool_handle_t* h;
-  int32_t op;
-  uint32_t a = 0, b = 0;
+  int64_t op, a, b;
   napi_value result = NULL;
 
+  /* Arguments not passed read as undefined (argv is filled up to 3). */
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   h = data;
-  if (argc < 1) {
-    sl_throw_type(env, "ctl(op, a, b)");
+  if (sl_arg_integer(env, argv[0], "op", 0, SL_PCTL_COUNT_ - 1, &op) != 0 ||
+      sl_arg_int(env, argv[1], "a", 0, UINT32_MAX, 0, &a) != 0 ||
+      sl_arg_int(env, argv[2], "b", 0, UINT32_MAX, 0, &b) != 0)
     return NULL;
-  }
-  SL_CHECK(env, napi_get_value_int32(env, argv[0], &op));
-  if (argc >= 2)
-    SL_CHECK(env, napi_get_value_uint32(env, argv[1], &a));
-  if (argc >= 3)
-    SL_CHECK(env, napi_get_value_uint32(env, argv[2], &b));
-  if (sl__ph_ctl(env, h, op, a, b, &result) != 0)
+  if (sl__ph_ctl(env, h, (int32_t) op, (uint32_t) a, (uint32_t) b, &result) != 0)
     return NULL;
   sl__ph_keepalive(h);
   return result;

@@ -6,8 +6,8 @@
 // exporting { createPool, Pool, TimeoutError }. Every case that is not guarded
 // by `if (name !== 'generic-pool')` must pass against generic-pool 3.9.0.
 //
-// Behaviour source: /work/shared/ANCHORS-POOLS.md section 1 and
-// node_modules/generic-pool/lib/*.js. Several cases are ports of upstream
+// Behaviour source: generic-pool 3.9.0 itself (node_modules/generic-pool/lib/*.js)
+// and its issue tracker (coopernurse/node-pool). Several cases are ports of upstream
 // test/generic-pool-test.js (coopernurse/node-pool).
 //
 // Sluice-only API asserted by the guarded cases (sluice is written to this):
@@ -1445,7 +1445,7 @@ for (const [name, gp] of impls) {
         }
       )
 
-      // node-pool#305 / ANCHORS 1.7: _ensureMinimum is not called after a failed create
+      // node-pool#305: _ensureMinimum is not called after a failed create
       test('min is refilled after failed creates once create succeeds', TEST_OPTS, async () => {
         let calls = 0
         const pool = createPool(
@@ -1531,7 +1531,7 @@ for (const [name, gp] of impls) {
         }
       )
 
-      // ANCHORS 1.6: testOnBorrow without validate emits a TypeError and the acquire hangs forever
+      // generic-pool 3.9: testOnBorrow without validate emits a TypeError and the acquire hangs forever
       test(
         'testOnBorrow: true without validate throws a TypeError at createPool',
         TEST_OPTS,

@@ -145,6 +145,39 @@ test('bug 4: a script waiting on its own named gate exits, as with p-limit', () 
   }
 })
 
+test('bug 4: a waiter of another thread that can never let ours in keeps nothing alive', () => {
+  // Found by the adversarial round: main waits on permits only it holds
+  // (or on a paused gate) while a worker, unref'd, waits behind it; nothing
+  // could ever grant main's waiter, so the process must exit.
+  for (const paused of [false, true]) {
+    const r = runChild(
+      `
+      const { Worker } = require('node:worker_threads')
+      const { Semaphore } = require(LIB + '/index.js')
+      const name = 'behind-' + process.pid
+      const s = new Semaphore(${paused ? 0 : 1}, { name })
+      if (!${paused}) s.acquire()
+      s.acquire().then(() => console.log('never'))
+      const w = new Worker(\`
+        const { workerData, parentPort } = require('node:worker_threads')
+        const { Semaphore } = require(workerData.lib + '/index.js')
+        new Semaphore(undefined, { name: workerData.name }).acquire().then(() => console.log('never'))
+        parentPort.postMessage('queued')
+      \`, { eval: true, workerData: { lib: LIB, name } })
+      w.unref()
+      w.once('message', () => console.log('queued ' + s.pending))
+    `,
+      [],
+      10000
+    )
+    assert.equal(r.signal, null, `did not exit (paused: ${paused}): ${r.stdout}${r.stderr}`)
+    assert.equal(r.status, 0, r.stderr)
+    // The worker may have exited already (nothing could grant its waiter
+    // either), taking its waiter with it: 1 or 2 queued.
+    assert.match(r.stdout.trim(), /^queued [12]$/)
+  }
+})
+
 test('bug 4: a thread waiting on a gate another thread holds stays alive until it is granted', () => {
   const r = runChild(`
     const { Worker } = require('node:worker_threads')

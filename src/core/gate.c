@@ -321,44 +321,55 @@ static int sl__doomed(int64_t permits, uint32_t n) {
 
 /* ---- keeping threads alive (shared gates; the gate lock is held) ---- */
 
-/* Whether a stake's waiters could be unblocked by another thread: another
- * ctx holds permits of the gate or has waiters queued. A ctx may have more
- * than one stake in a gate (two limiters of the same name on one thread):
- * all of them count as its own. */
-static int sl__others_active(const sl_gate_t* g, const sl_stake_t* s) {
-  int64_t held = 0, waiting = 0;
-  const sl_stake_t* t;
-  for (t = g->stakes; t != NULL; t = t->next) {
-    if (t->ctx == s->ctx) {
-      held += t->held;
-      waiting += t->waiting;
-    }
+/* Books a change of held permits and queued waiters on a stake and, for a
+ * shared gate, on its ctx's party. The gate lock is held. */
+static void sl__book(sl_stake_t* s, int64_t held, int64_t waiting) {
+  s->held += held;
+  s->waiting += waiting;
+  if (s->party != NULL) {
+    s->party->held += held;
+    s->party->waiting += waiting;
   }
-  return g->in_use > held || g->npending > waiting;
 }
 
-/* Brings every stake's `keep` up to date after a change; a ctx whose count
- * of kept stakes crosses zero gets its doorbell rung, so its thread refs or
- * unrefs it (uv_ref is not thread-safe). O(stakes^2) only while waiters are
- * queued or a keep is set, which is when it can change. */
+/* Whether another ctx could let a party's waiters in: it holds permits of
+ * the gate, or its waiter heads the queue (ahead of all of ours) while the
+ * gate has permits, so its abort or timeout could move ours up. */
+static int sl__others_could_grant(const sl_gate_t* g, const sl_party_t* p) {
+  const sl_waiter_t* head;
+  if (g->in_use > p->held)
+    return 1;
+  if (g->nlevels == 0 || g->permits == 0)
+    return 0;
+  head = g->levels[g->nlevels - 1].head;
+  return head->stake->party != p;
+}
+
+/* Sets a party's keep, counting it in its ctx; a ctx whose count crosses
+ * zero gets its doorbell rung, so its thread refs or unrefs it (uv_ref is
+ * not thread-safe). */
+static void sl__party_keep(sl_gate_t* g, sl_party_t* p, int want, sl__ring_t* ring) {
+  int64_t before;
+  if (want == p->keep)
+    return;
+  p->keep = want;
+  g->nkeep = want ? g->nkeep + 1 : g->nkeep - 1;
+  uv_mutex_lock(&p->ctx->lock);
+  before = p->ctx->keep;
+  p->ctx->keep += want ? 1 : -1;
+  if ((before == 0) != (p->ctx->keep == 0))
+    sl__ring_plan(p->ctx, ring);
+  uv_mutex_unlock(&p->ctx->lock);
+}
+
+/* Brings every party's keep up to date after a change: O(parties), that is
+ * O(threads), and only while waiters are queued or a keep is set. */
 static void sl__keep_sync(sl_gate_t* g, sl__ring_t* ring) {
-  sl_stake_t* s;
+  sl_party_t* p;
   if (!g->shared || (g->npending == 0 && g->nkeep == 0))
     return;
-  for (s = g->stakes; s != NULL; s = s->next) {
-    int want = s->waiting > 0 && sl__others_active(g, s);
-    int64_t before;
-    if (want == s->keep)
-      continue;
-    s->keep = want;
-    g->nkeep = want ? g->nkeep + 1 : g->nkeep - 1;
-    uv_mutex_lock(&s->ctx->lock);
-    before = s->ctx->keep;
-    s->ctx->keep += want ? 1 : -1;
-    if ((before == 0) != (s->ctx->keep == 0))
-      sl__ring_plan(s->ctx, ring);
-    uv_mutex_unlock(&s->ctx->lock);
-  }
+  for (p = g->parties; p != NULL; p = p->next)
+    sl__party_keep(g, p, p->waiting > 0 && sl__others_could_grant(g, p), ring);
 }
 
 /* ---- the queue ---- */
@@ -439,7 +450,7 @@ static void sl__unlink(sl_gate_t* g, sl_level_t* lv, sl_waiter_t* w) {
   w->next = NULL;
   w->prev = NULL;
   g->npending--;
-  w->stake->waiting--;
+  sl__book(w->stake, 0, -1);
   if (lv->head == NULL)
     sl__level_drop(g, lv);
 }
@@ -459,7 +470,7 @@ static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl__ri
   sl_waiter_t* w = lv->head;
   sl__unlink(g, lv, w);
   g->in_use += w->n;
-  w->stake->held += w->n;
+  sl__book(w->stake, w->n, 0);
   w->state = SL_WAITER_GRANTED;
   sl__hand_over(w, self, out, ring);
 }
@@ -485,22 +496,35 @@ static void sl__unlock_ring(sl_gate_t* g, sl__ring_t* ring) {
 
 /* -------------------------------------------------------------- stakes --- */
 
-void sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx) {
+int sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx) {
+  sl_party_t* p;
   memset(s, 0, sizeof(*s));
   s->gate = g;
   s->ctx = ctx;
   if (!g->shared)
-    return;
+    return 0;
   uv_mutex_lock(&g->lock);
-  s->next = g->stakes;
-  if (s->next != NULL)
-    s->next->prev = s;
-  g->stakes = s;
+  for (p = g->parties; p != NULL && p->ctx != ctx; p = p->next)
+    ;
+  if (p == NULL) {
+    p = sl_calloc(1, sizeof(*p));
+    if (p == NULL) {
+      uv_mutex_unlock(&g->lock);
+      return UV_ENOMEM;
+    }
+    p->ctx = ctx;
+    p->next = g->parties;
+    g->parties = p;
+  }
+  p->nstakes++;
+  s->party = p;
   uv_mutex_unlock(&g->lock);
+  return 0;
 }
 
 void sl_stake_close(sl_stake_t* s) {
   sl_gate_t* g = s->gate;
+  sl_party_t* p = s->party;
   sl__ring_t ring = {.n = 0};
   sl_wlist_t none;
 
@@ -510,23 +534,16 @@ void sl_stake_close(sl_stake_t* s) {
    * worker) go back, and whoever waits next gets them. self = NULL: every
    * grant goes through a ready queue, since this may run in a finalizer. */
   g->in_use -= s->held;
-  s->held = 0;
-  if (g->shared) {
-    if (s->keep) {
-      g->nkeep--;
-      uv_mutex_lock(&s->ctx->lock);
-      s->ctx->keep--;
-      uv_mutex_unlock(&s->ctx->lock);
-      s->keep = 0;
-    }
-    if (s->prev != NULL)
-      s->prev->next = s->next;
-    else
-      g->stakes = s->next;
-    if (s->next != NULL)
-      s->next->prev = s->prev;
-    s->next = s->prev = NULL;
+  sl__book(s, -s->held, 0);
+  if (p != NULL && --p->nstakes == 0) {
+    sl_party_t** pp;
+    sl__party_keep(g, p, 0, &ring);
+    for (pp = &g->parties; *pp != p; pp = &(*pp)->next)
+      ;
+    *pp = p->next;
+    sl_free(p);
   }
+  s->party = NULL;
   sl__dispatch_locked(g, 0, NULL, &none, &ring);
   sl__unlock_ring(g, &ring);
 }
@@ -547,7 +564,7 @@ int sl_gate_try_take(sl_stake_t* s, uint32_t n) {
   SL__LOCK(g);
   if (g->npending == 0 && sl__fits(g, n)) {
     g->in_use += n;
-    s->held += n;
+    sl__book(s, n, 0);
     r = 0;
   }
   SL__UNLOCK(g);
@@ -567,7 +584,7 @@ int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority,
     r = UV_ERANGE;
   } else if (g->npending == 0 && sl__fits(g, n)) {
     g->in_use += n;
-    s->held += n;
+    sl__book(s, n, 0);
   } else if ((lv = sl__level_get(g, priority)) == NULL) {
     r = UV_ENOMEM;
   } else {
@@ -577,7 +594,7 @@ int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority,
     w->state = SL_WAITER_QUEUED;
     sl__link(lv, w);
     g->npending++;
-    s->waiting++;
+    sl__book(s, 0, 1);
     *queued = 1;
     if (sl__fits(g, g->levels[g->nlevels - 1].head->n))
       sl__grant_head(g, s->ctx, out, &ring);
@@ -595,7 +612,7 @@ int sl_gate_release(sl_stake_t* s, int64_t n, uint32_t max_grants, sl_wlist_t* o
     return UV_ERANGE;
   }
   g->in_use -= n;
-  s->held -= n;
+  sl__book(s, -n, 0);
   sl__dispatch_locked(g, max_grants, s->ctx, out, &ring);
   sl__unlock_ring(g, &ring);
   return 0;

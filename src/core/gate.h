@@ -40,11 +40,14 @@
  * lock is dropped.
  *
  * Keeping threads alive. A thread whose waiter waits on a shared gate must
- * stay alive only while another thread holds permits of that gate or waits
- * on it (its release, or its abort or timeout, can unblock ours); otherwise
- * nothing could ever grant the waiter and the thread must be free to exit,
- * as with p-limit. The gate keeps, per stake, whether that holds ("keep"),
- * and counts such stakes per ctx (ctx->keep), together with the grants on
+ * stay alive only while another thread could let it in: the other thread
+ * holds permits of the gate (its release), or its waiter is at the head of
+ * the queue, ahead of ours, while the gate has permits (its abort or
+ * timeout). Otherwise nothing could ever grant the waiter (its own thread
+ * holds what it waits for, or the gate is paused at 0 permits) and the
+ * thread must be free to exit, as with p-limit. The gate keeps, per ctx
+ * (a "party": the sum of that ctx's stakes), whether that holds ("keep"),
+ * in O(1) per party, and counts such parties per ctx (ctx->keep), with the grants on
  * their way to it (in its ready queue): a waiter that was just granted no
  * longer waits, but its thread must stay alive until it has settled the
  * grant. When a ctx's count crosses zero its doorbell is rung, and its
@@ -63,6 +66,7 @@ typedef struct sl_waiter_s sl_waiter_t;
 typedef struct sl_gate_s sl_gate_t;
 typedef struct sl_ctx_s sl_ctx_t;
 typedef struct sl_stake_s sl_stake_t;
+typedef struct sl_party_s sl_party_t;
 
 /* A singly linked list of waiters through their `next` field, FIFO. */
 typedef struct sl_wlist_s {
@@ -101,17 +105,26 @@ typedef struct sl_level_s {
   int32_t priority;
 } sl_level_t;
 
+/* What one ctx has in a shared gate: the sum of its stakes there (a thread
+ * may open one name more than once). Under the gate lock. */
+struct sl_party_s {
+  sl_ctx_t* ctx;
+  sl_party_t* next; /* gate->parties */
+  int64_t held;
+  int64_t waiting;
+  uint32_t nstakes;
+  int keep; /* counted in ctx->keep (see "Keeping threads alive") */
+};
+
 struct sl_stake_s {
   sl_gate_t* gate;
   sl_ctx_t* ctx;
-  sl_stake_t* next; /* gate->stakes */
-  sl_stake_t* prev;
+  sl_party_t* party; /* shared gates: its ctx's party; NULL otherwise */
   /* Both under the gate lock (shared gates). `held` counts grants still on
    * the way to their thread (in its ready queue) too: the permits are taken
    * from the gate when granted. */
   int64_t held;
   int64_t waiting;
-  int keep; /* counted in ctx->keep (see "Keeping threads alive") */
 };
 
 struct sl_gate_s {
@@ -128,8 +141,8 @@ struct sl_gate_s {
   sl_level_t* levels;
   uint32_t nlevels;
   uint32_t cap_levels;
-  sl_stake_t* stakes; /* shared gates: every open stake */
-  uint32_t nkeep;     /* stakes with keep set */
+  sl_party_t* parties; /* shared gates: one per ctx with a stake open */
+  uint32_t nkeep;      /* parties with keep set */
 };
 
 /* The waiter slab keeps waiters in fixed chunks so a waiter never moves: a
@@ -205,8 +218,9 @@ int sl_gate_init(sl_gate_t* g, int64_t permits, int shared);
 /* The queue must be empty and every stake closed. */
 void sl_gate_destroy(sl_gate_t* g);
 
-/* Opens a stake of `ctx` in `g` (nothing held, nothing queued). */
-void sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx);
+/* Opens a stake of `ctx` in `g` (nothing held, nothing queued). Returns 0,
+ * or UV_ENOMEM (a shared gate's first stake of a ctx allocates its party). */
+int sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx);
 /* Closes a stake whose waiters have left the queue: its held permits go back
  * to the gate, and waiters they let in are granted through their threads'
  * ready queues (none is settled here: this may run in a finalizer). */

@@ -803,7 +803,13 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
   h->shared = shared != NULL;
   if (shared == NULL)
     sl_gate_init(&h->local, permits, 0); /* cannot fail unshared */
-  sl_stake_open(&h->stake, shared != NULL ? shared : &h->local, &genv->ctx);
+  if (sl_stake_open(&h->stake, shared != NULL ? shared : &h->local, &genv->ctx) != 0) {
+    if (shared != NULL)
+      sl_registry_close(shared);
+    free(h);
+    sl_throw_uv(env, UV_ENOMEM);
+    return NULL;
+  }
   h->next = genv->handles;
   if (h->next != NULL)
     h->next->prev = h;

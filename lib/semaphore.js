@@ -24,7 +24,7 @@ function checkPermits(value, name) {
   }
 }
 
-const DEFAULTS = Object.freeze({ priority: 0, signal: undefined, timeout: 0 })
+const DEFAULTS = Object.freeze({ priority: 0, signal: undefined, timeout: 0, aborted: false })
 
 function readOptions(options) {
   if (options === undefined) return DEFAULTS
@@ -37,8 +37,16 @@ function readOptions(options) {
   if (!Number.isInteger(priority) || priority < -0x80000000 || priority > 0x7fffffff) {
     throw new RangeError(`Expected \`options.priority\` to be a 32-bit integer, got ${priority}`)
   }
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError('Expected `options.signal` to be an AbortSignal')
+  let aborted = false
+  if (signal !== undefined) {
+    // instanceof passes for Object.create(AbortSignal.prototype), whose
+    // `aborted` getter then throws an error that names nothing.
+    try {
+      if (!(signal instanceof AbortSignal)) throw new TypeError()
+      aborted = signal.aborted
+    } catch {
+      throw new TypeError('Expected `options.signal` to be an AbortSignal')
+    }
   }
   if (typeof timeout !== 'number') throw new TypeError('Expected `options.timeout` to be a number')
   if (!(timeout >= 0 && timeout <= 0xffffffff)) {
@@ -46,7 +54,7 @@ function readOptions(options) {
       `Expected \`options.timeout\` to be a number of milliseconds from 0 to 4294967295, got ${timeout}`
     )
   }
-  return { priority, signal, timeout }
+  return { priority, signal, timeout, aborted }
 }
 
 class Semaphore {
@@ -91,10 +99,10 @@ class Semaphore {
       // The common case: nothing for the native side to parse.
       return (n === 1 ? this.#take() : this.#take(undefined, n)) ?? Promise.resolve()
     }
-    const { priority, signal, timeout } = readOptions(options)
+    const { priority, signal, timeout, aborted } = readOptions(options)
     if (signal === undefined)
       return this.#take(undefined, n, priority, timeout) ?? Promise.resolve()
-    if (signal.aborted) return Promise.reject(signal.reason)
+    if (aborted) return Promise.reject(signal.reason)
     // The listener is added before the waiter is queued, so a throwing
     // addEventListener leaves nothing queued; it cancels by the waiter's
     // token, set once there is one. The addon keeps the gate alive while a

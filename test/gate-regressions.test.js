@@ -238,6 +238,26 @@ test('bug 8: names are compared with their length: "a\\0b", "a\\0c" and "a" are 
   assert.deepEqual([a.permits, b.permits, c.permits], [1, 2, 3])
   assert.equal(new Semaphore(undefined, { name: 'nul\u0000c' }).permits, 2)
   assert.throws(() => new Semaphore(1, { name: 'x'.repeat(1024) }), RangeError)
+  assert.equal(new Semaphore(1, { name: 'y'.repeat(1023) }).permits, 1)
+  // Lone surrogates would become U+FFFD in UTF-8 and collide: refused.
+  for (const name of ['q\ud800', 'q\udfff', '\udc00x']) {
+    assert.throws(() => new Semaphore(1, { name }), {
+      name: 'RangeError',
+      message: /well-formed/
+    })
+  }
+  assert.equal(new Semaphore(4, { name: 'q\ufffd' }).permits, 4)
+  assert.equal(new Semaphore(5, { name: 'q\ud83d\ude00' }).permits, 5)
+})
+
+test('a fake AbortSignal is a TypeError that names options.signal, and nothing is queued', () => {
+  const sem = new Semaphore(0)
+  const fake = Object.create(AbortSignal.prototype)
+  assert.throws(() => sem.acquire(1, { signal: fake }), {
+    name: 'TypeError',
+    message: /options\.signal/
+  })
+  assert.equal(sem.pending, 0)
 })
 
 test('bug 9: semaphores and limiters dropped with queued work are collected, deferreds and all', () => {

@@ -677,17 +677,35 @@ static void sl__handle_finalize(napi_env env, void* data, void* hint) {
   free(h);
 }
 
-/* Reads a gate name: a non-empty string of at most SL_NAME_MAX bytes of
- * UTF-8, embedded NULs included (the registry compares lengths). */
+/* Whether UTF-16 code units hold a lone surrogate (UTF-8 would turn it
+ * into U+FFFD, so 'q\ud800' and 'q\udfff' would name one gate). */
+static int sl__lone_surrogate(const char16_t* u, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    if (u[i] >= 0xd800 && u[i] <= 0xdbff && i + 1 < n && u[i + 1] >= 0xdc00 && u[i + 1] <= 0xdfff)
+      i++; /* a pair */
+    else if (u[i] >= 0xd800 && u[i] <= 0xdfff)
+      return 1;
+  }
+  return 0;
+}
+
+/* Reads a gate name: a non-empty, well-formed string of at most SL_NAME_MAX
+ * bytes of UTF-8, embedded NULs included (the registry compares lengths). */
 static int sl__arg_name(napi_env env, napi_value v, char* buf, size_t* len) {
+  char16_t units[SL_NAME_MAX + 1];
   napi_valuetype t;
-  size_t n = 0;
+  size_t n = 0, nu = 0;
   SL_CHECK_INT(env, napi_typeof(env, v, &t));
   if (t != napi_string)
     return sl_throw_type(env, "Expected `name` to be a string");
   SL_CHECK_INT(env, napi_get_value_string_utf8(env, v, NULL, 0, &n));
   if (n == 0 || n > SL_NAME_MAX)
     return sl_throw_range(env, "Expected `name` to be a non-empty string of at most 1023 bytes");
+  /* At most 1023 bytes of UTF-8 are at most 1023 UTF-16 units. */
+  SL_CHECK_INT(env, napi_get_value_string_utf16(env, v, units, SL_NAME_MAX + 1, &nu));
+  if (sl__lone_surrogate(units, nu))
+    return sl_throw_range(env, "Expected `name` to be a well-formed string (no lone surrogate)");
   SL_CHECK_INT(env, napi_get_value_string_utf8(env, v, buf, SL_NAME_MAX + 1, len));
   return 0;
 }

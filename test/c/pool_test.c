@@ -25,13 +25,7 @@
 #include "core/alloc.h"
 #include "core/pool.h"
 
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 /* What the fake embedder was told, in order. */
 enum { E_CREATE = 1, E_DESTROY, E_VALIDATE, E_RESOLVE, E_REJECT, E_EMIT, E_FLUSH };

@@ -17,23 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(expr)                                                                                \
-  do {                                                                                             \
-    if (!(expr)) {                                                                                 \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);                     \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-  do {                                                                                             \
-    long long ca_ = (long long) (a), cb_ = (long long) (b);                                        \
-    if (ca_ != cb_) {                                                                              \
-      fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, \
-              #b, ca_, cb_);                                                                       \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 static void test_names(void) {
   static char longname[SL_NAME_MAX + 1];

@@ -124,7 +124,7 @@
   X(PRIORITY_MIN, -2147483648.0)                                                                   \
   X(PRIORITY_MAX, 2147483647.0)                                                                    \
   X(TIMEOUT_MAX, SL_TIMEOUT_MAX)                                                                   \
-  X(NAME_MAX, SL_NAME_MAX)                                                                     \
+  X(NAME_MAX, SL_NAME_MAX)                                                                         \
   X(PRIORITY_RANGE_MAX, SL_PRIORITY_RANGE_MAX)                                                     \
   X(BACKOFF_MIN, SL_BACKOFF_MIN)                                                                   \
   X(BACKOFF_MAX, SL_BACKOFF_MAX)                                                                   \

@@ -25,7 +25,18 @@ const CLEARED = Symbol('cleared')
 
 // What runs granted tasks, kept alive from the moment the gate resolves
 // their go promises until the reactions have run (see `hold` below).
+// Entries whose count dropped to 0 are swept once per turn of the event
+// loop, not on every task (a busy limiter goes 0 -> 1 -> 0 on each one).
 const starting = new Set()
+let sweeping = false
+function sweep() {
+  sweeping = false
+  for (const holder of starting) if (holder.unstarted === 0) starting.delete(holder)
+  if (starting.size > 0 && !sweeping) {
+    sweeping = true
+    setImmediate(sweep)
+  }
+}
 
 // A function that calls `run` through a WeakRef. Made here, outside
 // pLimit(), so that its closure holds nothing but the WeakRef (closures made
@@ -133,17 +144,25 @@ function pLimit(concurrency) {
   // in `starting` until that many reactions have run. A shared (named)
   // limiter is held by the addon while it waits, as another thread may
   // grant it at any time: its reaction holds it strongly.
-  let unstarted = 0
+  // `holder` is what `starting` keeps: the limiter's state through `run`,
+  // and the count of grants whose reactions have not run yet.
   let run
+  const holder = { run: undefined, unstarted: 0 }
   function hold() {
     const k = scratch[2]
     if (k === 0 || name !== undefined) return
-    if (unstarted === 0) starting.add(run)
-    unstarted += k
+    if (holder.unstarted === 0) {
+      starting.add(holder)
+      if (!sweeping) {
+        sweeping = true
+        setImmediate(sweep)
+      }
+    }
+    holder.unstarted += k
   }
   function started() {
     if (name !== undefined) return
-    if (--unstarted === 0) starting.delete(run)
+    holder.unstarted--
   }
 
   // p-limit's next(): one permit back, at most one queued task started.
@@ -240,6 +259,7 @@ function pLimit(concurrency) {
           started()
           runSlotResolving(slot)
         }
+  holder.run = run
   const onGo = name === undefined ? weakly(run) : run
 
   // A method, so that `limit` is neither a constructor nor has a prototype,

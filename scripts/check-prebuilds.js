@@ -1,5 +1,5 @@
 'use strict'
-// `npm run test:prebuilds`: the prebuilds made by `npm run prebuilds`
+// `npm run test:prebuilds`: the prebuilds made by `npm run prebuild`
 // (scripts/prebuild.js), tested where they will run, as far as this machine
 // can run them. Each run goes through the package as an app sees it: a fresh
 // app directory with node_modules/sluice (package.json, lib/, prebuilds/; no
@@ -449,11 +449,11 @@ async function main() {
     const newer = !absent.some(([n]) => n === name) && newerSource(path.join(root, f))
     if (newer)
       console.error(
-        `\n*** ${f} is older than ${path.relative(root, newer)}: these checks test the old code (npm run prebuilds) ***\n`
+        `\n*** ${f} is older than ${path.relative(root, newer)}: these checks test the old code (npm run prebuild) ***\n`
       )
   }
   for (const [name, f] of absent)
-    record(requireAll ? 'fail' : 'skip', name, `${f} not built (npm run prebuilds)`)
+    record(requireAll ? 'fail' : 'skip', name, `${f} not built (npm run prebuild)`)
   if (!fs.existsSync(prebuilds) || absent.length === Object.keys(FILES).length) return finish(t0)
 
   const app = stage()

@@ -1,5 +1,5 @@
 'use strict'
-// sluice's install script (`npm install`), and `npm run build` (--force).
+// sluice's install script (`npm install`), and `npm run build:addon` (--force).
 //
 // - From a git checkout (a .git beside package.json): build from source
 //   whenever build/Release/sluice.node is missing or older than a file of src/

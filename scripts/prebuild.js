@@ -1,9 +1,10 @@
 'use strict'
-// `npm run prebuilds`: the addon for every platform this machine can build
+// `npm run prebuild`: the addon for every platform this machine can build
 // for, in the layout that node-gyp-build loads at run time (prebuildify's),
 // so that `npm install sluice` needs no compiler. No node-gyp: each compiler
-// runs straight on binding.gyp's sources. (Not `npm run prebuild`: npm runs
-// a script of that name before every `npm run build`.)
+// runs straight on binding.gyp's sources. (npm would run a script of this
+// name before a script named `build`: the package has none, building the
+// addon alone is `npm run build:addon`.)
 //
 //   prebuilds/linux-x64/node.napi.glibc.node    gcc                     glibc >= 2.28
 //   prebuilds/linux-arm64/node.napi.glibc.node  aarch64-linux-gnu-gcc   glibc >= 2.28

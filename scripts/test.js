@@ -238,7 +238,7 @@ async function jsTests() {
     require(path.join(root, 'lib', 'binding.js'))
   } catch (err) {
     console.error(
-      '\n*** sluice: the addon does not load. Run `npm install` (or `npm run build`). ***\n',
+      '\n*** sluice: the addon does not load. Run `npm install` (or `npm run build:addon`). ***\n',
       err.message
     )
     summary.set('js', 'JS suite: NOT RUN, the addon does not load (a failure)')

@@ -83,6 +83,9 @@ async function namedGate() {
   const sem = new Semaphore(1, { name })
   await sem.acquire() // the main thread holds the only permit
   const worker = new Worker(__filename, { workerData: { name } })
+  // Listened for from the start: when the main thread is slow, Node
+  // delivers the worker's last messages and then 'exit' in one go.
+  const exited = new Promise((resolve) => worker.once('exit', resolve))
   const messages = []
   const granted = new Promise((resolve, reject) => {
     worker.on('message', (m) => {
@@ -95,7 +98,7 @@ async function namedGate() {
   })
   await granted
   check(messages[0].waiting === 1, `the worker saw ${messages[0].waiting} waiting, expected 1`)
-  await new Promise((resolve) => worker.once('exit', resolve))
+  await exited
   // The worker released on its way out: the permit is back here.
   check(sem.tryAcquire(), 'the permit came back from the worker')
   sem.release()

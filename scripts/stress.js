@@ -4,7 +4,7 @@
 // after npm test, and scripts/sanitize.js runs it against the ASan/UBSan
 // build of the addon.
 //
-//   - leaks (test/leak-scenarios.js): 1,000,000 limiter tasks, 1,000,000
+//   - leaks (test/support/leak-scenarios.js): 1,000,000 limiter tasks, 1,000,000
 //     pool acquire/release cycles and 100,000 timeouts/aborts, each in a
 //     fresh process: the addon back at rest (no native object left), the
 //     JS heap within 1 MB and the memory outside it within 6 MB of a
@@ -22,7 +22,7 @@ const { execFile } = require('node:child_process')
 const path = require('node:path')
 const { pathToFileURL } = require('node:url')
 const { promisify } = require('node:util')
-const leaks = require('../test/leak-scenarios.js')
+const leaks = require('../test/support/leak-scenarios.js')
 
 const root = path.join(__dirname, '..')
 // Under AddressSanitizer everything is several times slower.

@@ -1,7 +1,7 @@
 'use strict'
 // Leaks, small and fast: 20,000 limiter tasks, 20,000 pool acquire/release
 // cycles and 10,000 timeouts/aborts (semaphore and pool), each in its own
-// process (test/leak-scenarios.js), leave the addon at rest (no waiter,
+// process (test/support/leak-scenarios.js), leave the addon at rest (no waiter,
 // gate, pool or timer alive: absolute counts, exact at any size), the JS
 // heap within 1 MB of a warmed-up baseline and the memory outside it within
 // a few MB.
@@ -10,7 +10,7 @@
 // checks see a leak of a few bytes per operation, run in
 // `npm run test:stress` (scripts/stress.js; CI runs it after npm test).
 const { test } = require('node:test')
-const { runScenario, check, describe } = require('./leak-scenarios.js')
+const { runScenario, check: assertAtRest, describe } = require('./support/leak-scenarios.js')
 
 const OPS = { limiter: 20000, pool: 20000, timeouts: 10000 }
 
@@ -18,6 +18,6 @@ for (const [scenario, ops] of Object.entries(OPS)) {
   test(`no leak: ${scenario} (${ops} operations)`, (t) => {
     const out = runScenario(scenario, ops, { timeout: 60000 })
     t.diagnostic(describe(scenario, out))
-    check(out)
+    assertAtRest(out)
   })
 }

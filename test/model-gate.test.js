@@ -17,7 +17,7 @@
 // entered only there). Waiters with a long timeout (an hour) exercise the
 // timer's set-up and tear-down on grant, abort, clear and permits changes.
 //
-// Seeds: fixed ones, printed (test/model-seeds.js); SLUICE_MODEL_SEED=<n>
+// Seeds: fixed ones, printed (test/support/model-seeds.js); SLUICE_MODEL_SEED=<n>
 // adds one (to replay), SLUICE_MODEL_SEED=random explores, and
 // SLUICE_MODEL_SCALE=<x> runs more or fewer sequences. A failure prints the
 // shrunk command sequence and the seed/path to replay it.
@@ -31,7 +31,7 @@ const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { execFile } = require('node:child_process')
 const fc = require('fast-check')
-const { modelSeeds } = require('./model-seeds.js')
+const { modelSeeds } = require('./support/model-seeds.js')
 const { Semaphore, TimeoutError } = require('../lib/index.js')
 const pLimit = require('../lib/p-limit.js')
 const { binding } = require('../lib/binding.js')

@@ -25,7 +25,7 @@
 //            sleeps a few ticks; every idle resource is evicted (and min
 //            refilled) there.
 //
-// Seeds: fixed ones, printed (test/model-seeds.js); SLUICE_MODEL_SEED=<n>
+// Seeds: fixed ones, printed (test/support/model-seeds.js); SLUICE_MODEL_SEED=<n>
 // adds one (to replay), SLUICE_MODEL_SEED=random explores, and
 // SLUICE_MODEL_SCALE=<x> scales the runs.
 //
@@ -40,7 +40,7 @@ const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { execFile } = require('node:child_process')
 const fc = require('fast-check')
-const { modelSeeds } = require('./model-seeds.js')
+const { modelSeeds } = require('./support/model-seeds.js')
 const { createPool, TimeoutError } = require('../lib/generic-pool.js')
 const { binding } = require('../lib/binding.js')
 

@@ -86,11 +86,6 @@ void sl_env_handle_closed(sl_env_t* senv) {
   }
 }
 
-uint64_t sl_env_now(sl_env_t* senv) {
-  uv_update_time(senv->loop);
-  return uv_now(senv->loop);
-}
-
 /* Node unloads an addon when a worker env that loaded it ends; if only
  * workers load it, statics (the registry of shared gates) would vanish with
  * it. Opening the library once more, by the path lib/ loaded it from, and

@@ -74,12 +74,6 @@ napi_status sl_timeout_error(sl_env_t* senv, const char* message, napi_value* ou
 void sl_env_handle_opened(sl_env_t* senv);
 void sl_env_handle_closed(sl_env_t* senv);
 
-/* Reads the loop's clock after bringing it up to date. libuv caches the
- * time at the start of an iteration, so a deadline counted from the cached
- * value after synchronous work would be early (uv_timer_start counts from it
- * too, so call this before arming a timer). */
-uint64_t sl_env_now(sl_env_t* senv);
-
 /* setup(TimeoutError, file?) -> scratch Float64Array (module.c exports it).
  * `file` is the addon's own path: the first call pins the library. */
 napi_value sl_env_setup(napi_env env, napi_callback_info info);

@@ -33,8 +33,8 @@
  */
 #include "gate.h"
 
-#include "core/gate.h"
-#include "core/registry.h"
+#include "../core/gate.h"
+#include "../core/registry.h"
 #include "protocol.h"
 
 #include <math.h>
@@ -380,8 +380,9 @@ static void sl__wtimer_arm(sl_handle_t* h, sl_waiter_t* w, sl_wtimer_t* t, doubl
   sl_env_handle_opened(senv);
   if (!h->shared)
     sl__pin(h); /* a shared gate's waiter is pinned already */
-  /* Count from now, not from the start of this loop iteration. */
-  sl_env_now(senv);
+  /* Count from now, not from the start of this loop iteration (libuv caches
+   * the loop's time; uv_timer_start counts from the cached value). */
+  uv_update_time(senv->loop);
   /* Fails only for a NULL callback or a closing handle: neither here. */
   (void) uv_timer_start(&t->handle, sl__wtimer_cb, (uint64_t) ms, 0);
 }

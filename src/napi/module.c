@@ -67,9 +67,16 @@ static napi_value sl__debug_counts(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* exports[name] = a function calling `cb`. */
+static int sl__function(napi_env env, napi_value exports, const char* name, napi_callback cb) {
+  napi_value fn;
+  SL_CHECK_INT(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn));
+  SL_CHECK_INT(env, napi_set_named_property(env, exports, name, fn));
+  return 0;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   sl_env_t* senv;
-  napi_value fn;
 
   senv = sl_env_new(env);
   if (senv == NULL)
@@ -77,10 +84,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   if (sl_gate_binding_init(senv, exports) != 0 || sl_pool_binding_init(senv, exports) != 0 ||
       sl__protocol(env, exports) != 0)
     return NULL;
-  SL_CHECK(env, napi_create_function(env, "setup", NAPI_AUTO_LENGTH, sl_env_setup, NULL, &fn));
-  SL_CHECK(env, napi_set_named_property(env, exports, "setup", fn));
-  SL_CHECK(env,
-           napi_create_function(env, "debugCounts", NAPI_AUTO_LENGTH, sl__debug_counts, NULL, &fn));
-  SL_CHECK(env, napi_set_named_property(env, exports, "debugCounts", fn));
+  if (sl__function(env, exports, "setup", sl_env_setup) != 0 ||
+      sl__function(env, exports, "debugCounts", sl__debug_counts) != 0)
+    return NULL;
   return exports;
 }

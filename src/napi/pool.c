@@ -36,8 +36,8 @@
  */
 #include "pool.h"
 
-#include "core/alloc.h"
-#include "core/pool.h"
+#include "../core/alloc.h"
+#include "../core/pool.h"
 #include "protocol.h"
 
 #include <math.h>

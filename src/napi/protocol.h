@@ -7,9 +7,9 @@
 #ifndef SLUICE_NAPI_PROTOCOL_H
 #define SLUICE_NAPI_PROTOCOL_H
 
-#include "core/gate.h"
-#include "core/pool.h"
-#include "core/registry.h"
+#include "../core/gate.h"
+#include "../core/pool.h"
+#include "../core/registry.h"
 
 /* A gate's ctl(op, ...) operations. */
 #define SL_GATE_OPS(X)                                                                             \

@@ -1,7 +1,7 @@
 /* sluice: Node-API helpers. See util.h. */
 #include "util.h"
 
-#include "core/gate.h"
+#include "../core/gate.h"
 
 #include <math.h>
 #include <stdio.h>

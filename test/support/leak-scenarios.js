@@ -3,7 +3,7 @@
 // and scripts/stress.js (the million-task runs, `npm run test:stress`).
 //
 // A scenario runs in its own process with --expose-gc (this file, run as
-// `node --expose-gc test/leak-scenarios.js <scenario> <ops>`), prints one
+// `node --expose-gc test/support/leak-scenarios.js <scenario> <ops>`), prints one
 // JSON line, and check() judges it:
 //   - the addon is at rest before and after: binding.debugCounts()
 //     (waiters, gates, uv handles, named gates, pools, pool waiters, pool
@@ -118,10 +118,10 @@ async function child(scenario, ops) {
   assert.ok(SCENARIOS.includes(scenario), `unknown scenario ${scenario}`)
   assert.ok(Number.isInteger(ops) && ops > 0, `operations: a positive integer, got ${ops}`)
   assert.equal(typeof globalThis.gc, 'function', 'run with --expose-gc')
-  const { binding } = require('../lib/binding.js')
-  const pLimit = require('../lib/p-limit.js')
-  const { Semaphore, TimeoutError } = require('../lib/index.js')
-  const { createPool } = require('../lib/generic-pool.js')
+  const { binding } = require('../../lib/binding.js')
+  const pLimit = require('../../lib/p-limit.js')
+  const { Semaphore, TimeoutError } = require('../../lib/index.js')
+  const { createPool } = require('../../lib/generic-pool.js')
   const immediate = () => new Promise((resolve) => setImmediate(resolve))
   let rssPeak = 0
 

@@ -55,6 +55,10 @@ function noBuild(cause, file) {
       : 'n/a'
   if (!glibc && !process.env.LIBC && !fs.existsSync('/etc/alpine-release'))
     lines.push('This looks like a musl system: LIBC=musl selects the musl prebuild.')
+  if (glibc && glibc !== 'n/a' && process.env.LIBC === 'musl')
+    lines.push(
+      `LIBC=musl chose the musl prebuild, but this system runs glibc ${glibc}: unset LIBC to load the glibc one.`
+    )
   lines.push(
     'To build it from source (needs a C compiler, make and Python, for node-gyp):',
     '  npm rebuild sluice',

@@ -89,6 +89,9 @@ test('bug 1: a semaphore dropped with a queued acquire on a shared gate lives un
 test('bug 2: a timeout asked for after synchronous work counts from the request, not from the loop turn', async () => {
   // Before: 50 ms of busy work, then timeout 30 fired after < 1 ms.
   const sem = new Semaphore(0)
+  // A fresh loop turn (libuv caches the time at its start), then 50 ms of
+  // synchronous work before the acquire.
+  await new Promise((resolve) => setImmediate(resolve))
   const until = performance.now() + 50
   while (performance.now() < until);
   const t0 = performance.now()

@@ -27,6 +27,7 @@ const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 const os = require('node:os')
+const { startForTests } = require('../test/support/services')
 
 const root = path.join(__dirname, '..')
 const requireC = process.env.SLUICE_REQUIRE_C_TESTS === '1'
@@ -250,8 +251,36 @@ async function jsTests() {
     .filter((f) => /\.test\.(m?js)$/.test(f))
     .sort()
     .map((f) => path.join('test', f))
-  const status = await run(process.execPath, ['--test', '--test-concurrency=2', ...files])
-  summary.set('js', `JS suite (${files.length} files): ${status === 0 ? 'ok' : 'FAILED'}`)
+  // PostgreSQL and Redis: the servers in the environment (PGPORT,
+  // SLUICE_REDIS_URL: .ci/run starts them), or throwaway ones started here
+  // when the programs are installed. Missing programs skip only the files
+  // that need them, with one line each; with SLUICE_REQUIRE_SERVICES=1 (CI)
+  // they are a failure.
+  let services
+  try {
+    services = await startForTests({ require: process.env.SLUICE_REQUIRE_SERVICES === '1' })
+  } catch (err) {
+    console.error(`\n*** ${err.message} ***\n`)
+    summary.set('js', `JS suite: NOT RUN (${err.message})`)
+    return 1
+  }
+  for (const note of services.notes) console.error(`\n*** ${note} ***\n`)
+  // An interrupted run still stops the servers it started.
+  const onSignal = (sig) => services.stop().finally(() => process.kill(process.pid, sig))
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  let status
+  try {
+    status = await run(process.execPath, ['--test', '--test-concurrency=2', ...files], {
+      env: { ...process.env, ...services.env }
+    })
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await services.stop()
+  }
+  const notes = services.notes.length ? ` (${services.notes.join('; ')})` : ''
+  summary.set('js', `JS suite (${files.length} files): ${status === 0 ? 'ok' : 'FAILED'}${notes}`)
   return status
 }
 

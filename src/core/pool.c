@@ -16,6 +16,9 @@ static sl_link_t* sl__slot_link(sl_pool_t* p, int32_t i) {
 static sl_link_t* sl__slot_aux(sl_pool_t* p, int32_t i) {
   return &p->slots[i].aux;
 }
+static sl_link_t* sl__slot_life(sl_pool_t* p, int32_t i) {
+  return &p->slots[i].life;
+}
 static sl_link_t* sl__waiter_link(sl_pool_t* p, int32_t i) {
   return &p->waiters[i].link;
 }
@@ -118,6 +121,7 @@ static void sl__sync(sl_pool_t* p) {
   c[SL_POOL_CREATING] = p->ncreating;
   c[SL_POOL_VALIDATING] = p->nvalidating;
   c[SL_POOL_DESTROYING] = p->ndestroying;
+  c[SL_POOL_EXPIRED] = p->nexpired;
   /* A create retry is what serves queued waiters while create fails: it
    * keeps the loop alive exactly while someone waits for it. */
   if (p->backoff_active && !p->closing) {
@@ -211,6 +215,7 @@ static int32_t sl__slot_new(sl_pool_t* p) {
   memset(&p->slots[s], 0, sizeof(p->slots[s]));
   p->slots[s].link.prev = p->slots[s].link.next = -1;
   p->slots[s].aux.prev = p->slots[s].aux.next = -1;
+  p->slots[s].life.prev = p->slots[s].life.next = -1;
   return s;
 }
 
@@ -220,8 +225,17 @@ static void sl__slot_free(sl_pool_t* p, int32_t s) {
   p->free_slot = s;
 }
 
+static void sl__aux_push(sl_pool_t* p, sl_list_t* l, uv_timer_t* t, uv_timer_cb cb, int32_t s,
+                         double delay);
+static void sl__idle_timeout_cb(uv_timer_t* t);
+
 static void sl__idle_push(sl_pool_t* p, int32_t s) {
   sl_pool_slot_t* slot = &p->slots[s];
+  /* pg-pool arms a client's idle timer on release only while the pool,
+   * that client included (it is not counted while it changes state), holds
+   * more than min. */
+  if (p->cfg.idle_timeout > 0 && sl__size(p) + 1 > p->cfg.min)
+    sl__aux_push(p, &p->idles, &p->idle_timer, sl__idle_timeout_cb, s, p->cfg.idle_timeout);
   slot->state = SL_SLOT_IDLE;
   /* Read only by the evictor: the release path, the hottest, reads no
    * clock without one. */
@@ -256,9 +270,40 @@ static void sl__aux_remove(sl_pool_t* p, sl_list_t* l, int32_t s) {
   }
 }
 
+/* The next idle slot to hand out, off its idle timer. */
+static int32_t sl__idle_shift(sl_pool_t* p) {
+  int32_t s = sl__list_shift(p, &p->idle, sl__slot_link);
+  if (s >= 0)
+    sl__aux_remove(p, &p->idles, s);
+  return s;
+}
+
+static void sl__expire_cb(uv_timer_t* t);
+
+/* Starts the lifetime of a created slot (expire): one delay for all, so
+ * the list stays in deadline order. */
+static void sl__life_push(sl_pool_t* p, int32_t s) {
+  sl_pool_slot_t* slot = &p->slots[s];
+  if (!(p->cfg.expire > 0))
+    return;
+  slot->expires = sl__now(p) + p->cfg.expire;
+  sl__list_push_back(p, &p->lives, sl__slot_life, s);
+  slot->on_life = 1;
+  if (p->lives.len == 1)
+    sl__arm(p, &p->expire_timer, sl__expire_cb, slot->expires);
+}
+
+static void sl__life_remove(sl_pool_t* p, int32_t s) {
+  if (p->slots[s].on_life) {
+    sl__list_remove(p, &p->lives, sl__slot_life, s);
+    p->slots[s].on_life = 0;
+  }
+}
+
 static void sl__leak_cb(uv_timer_t* t);
 static void sl__destroy_timeout_cb(uv_timer_t* t);
 static void sl__backoff_cb(uv_timer_t* t);
+static void sl__create_timeout_cb(uv_timer_t* t);
 
 /* Creates wait for the backoff timer, whose delay doubles up to
  * backoff_max. A no-op if they wait already. */
@@ -272,16 +317,22 @@ static void sl__backoff_start(sl_pool_t* p) {
   p->backoff = p->backoff * 2 > max ? max : p->backoff * 2;
 }
 
-/* A create. Out of memory for its slot, it is retried from the backoff
- * timer, as a failed create is: the caller cannot undo what led to it. */
-static int sl__create(sl_pool_t* p) {
+/* A create, for waiter `token` if `bound` (bind_creates). Out of memory
+ * for its slot, it is retried from the backoff timer, as a failed create
+ * is: the caller cannot undo what led to it. (A bound create's caller
+ * reserves the slot first: it cannot fail.) */
+static int sl__create(sl_pool_t* p, int bound, uint32_t token) {
   int32_t s = sl__slot_new(p);
   if (s < 0) {
     sl__backoff_start(p);
     return UV_ENOMEM;
   }
   p->slots[s].state = SL_SLOT_CREATING;
+  p->slots[s].bound = (uint8_t) bound;
+  p->slots[s].token = token;
   p->ncreating++;
+  if (p->cfg.create_timeout > 0)
+    sl__aux_push(p, &p->creates, &p->create_timer, sl__create_timeout_cb, s, p->cfg.create_timeout);
   sl__op_create(p, s);
   return 0;
 }
@@ -290,13 +341,13 @@ static int sl__create(sl_pool_t* p) {
 static void sl__create_n(sl_pool_t* p, int64_t n) {
   int64_t i;
   for (i = 0; i < n && !p->backoff_active; i++)
-    if (sl__create(p) != 0)
+    if (sl__create(p, 0, 0) != 0)
       break;
 }
 
 /* generic-pool's _ensureMinimum: min counts every resource, borrowed too. */
 static void sl__ensure_minimum(sl_pool_t* p) {
-  if (p->draining)
+  if (p->draining || p->cfg.no_fill)
     return;
   sl__create_n(p, p->cfg.min - sl__size(p));
 }
@@ -305,13 +356,21 @@ static void sl__ensure_minimum(sl_pool_t* p) {
  * runs, and min is refilled. */
 static void sl__destroy_slot(sl_pool_t* p, int32_t s) {
   switch (p->slots[s].state) {
-    case SL_SLOT_IDLE: sl__list_remove(p, &p->idle, sl__slot_link, s); break;
+    case SL_SLOT_IDLE:
+      sl__list_remove(p, &p->idle, sl__slot_link, s);
+      sl__aux_remove(p, &p->idles, s);
+      break;
     case SL_SLOT_BORROWED:
       p->nborrowed--;
       sl__aux_remove(p, &p->leaks, s);
       break;
     case SL_SLOT_VALIDATING: p->nvalidating--; break;
     default: return;
+  }
+  sl__life_remove(p, s);
+  if (p->slots[s].expired) {
+    p->slots[s].expired = 0;
+    p->nexpired--;
   }
   p->slots[s].state = SL_SLOT_DESTROYING;
   p->ndestroying++;
@@ -457,7 +516,7 @@ static int64_t sl__min(int64_t a, int64_t b) {
 static int sl__dispense_idle(sl_pool_t* p, int64_t n, double now) {
   int64_t i;
   for (i = 0; i < n; i++) {
-    int32_t s = sl__list_shift(p, &p->idle, sl__slot_link);
+    int32_t s = sl__idle_shift(p);
     if (sl__expired(p, s, now)) {
       sl__list_push_front(p, &p->idle, sl__slot_link, s);
       sl__destroy_slot(p, s);
@@ -474,11 +533,45 @@ static int sl__dispense_idle(sl_pool_t* p, int64_t n, double now) {
   return 0;
 }
 
+/* pg-pool's _pulseQueue (bind_creates): serves at most one queued waiter,
+ * with the most recently idled resource or a create bound to it; while
+ * draining, destroys the idle resources instead. */
+static void sl__pulse(sl_pool_t* p) {
+  int32_t w, s;
+  uint32_t token;
+  if (p->draining) {
+    while (p->idle.len > 0)
+      sl__destroy_slot(p, p->idle.head);
+    return;
+  }
+  if (p->npending == 0 || (p->idle.len == 0 && sl__size(p) >= p->cfg.max))
+    return;
+  if (p->idle.len == 0 && sl__slot_reserve(p) != 0) {
+    sl__backoff_start(p); /* the waiter stays queued; the retry pulses */
+    return;
+  }
+  w = sl__dequeue(p);
+  token = p->waiters[w].token;
+  sl__waiter_free(p, w);
+  if (p->idle.len > 0) {
+    s = sl__idle_shift(p);
+    sl__borrow(p, s);
+    sl__op_resolve(p, token, s);
+  } else {
+    sl__create(p, 1, token); /* reserved: cannot fail */
+  }
+}
+
 /* generic-pool's _dispense: create for the shortfall (within max), then hand
  * idle resources to waiters. */
 static void sl__dispense(sl_pool_t* p) {
-  double now = sl__lifetime_now(p);
+  double now;
   int64_t waiting, busy, n;
+  if (p->cfg.bind_creates) {
+    sl__pulse(p);
+    return;
+  }
+  now = sl__lifetime_now(p);
   do {
     waiting = p->npending;
     if (waiting < 1)
@@ -621,25 +714,103 @@ static void sl__leak_cb(uv_timer_t* t) {
   sl__deadlines(p, &p->leaks, t, sl__leak_cb, SL_POOL_EV_LEAK);
 }
 
+/* create_timeout: the caller of each late create is rejected now, and the
+ * embedder told to abort it. The slot stays CREATING, and counted, until
+ * the outcome is reported: the connection may exist, and counting it is
+ * what keeps the pool within max. */
+static void sl__create_timeout_cb(uv_timer_t* t) {
+  sl_pool_t* p = t->data;
+  double now;
+  int32_t s;
+  if (p->closing)
+    return;
+  now = sl__now(p);
+  while ((s = p->creates.head) >= 0 && p->slots[s].deadline <= now) {
+    sl_pool_slot_t* slot = &p->slots[s];
+    sl__aux_remove(p, &p->creates, s);
+    slot->abandoned = 1;
+    sl__op_emit(p, SL_POOL_EV_CREATE_TIMEOUT, s);
+    if (slot->bound)
+      sl__op_reject(p, slot->token, SL_POOL_REASON_CREATE_TIMEOUT, s);
+  }
+  if (s >= 0)
+    sl__arm(p, t, sl__create_timeout_cb, p->slots[s].deadline);
+  sl__settle(p);
+  sl__flush(p);
+}
+
+/* idle_timeout: pg-pool's idle timer checks min again when it fires. */
+static void sl__idle_timeout_cb(uv_timer_t* t) {
+  sl_pool_t* p = t->data;
+  double now;
+  int32_t s;
+  if (p->closing)
+    return;
+  now = sl__now(p);
+  while ((s = p->idles.head) >= 0 && p->slots[s].deadline <= now) {
+    sl__aux_remove(p, &p->idles, s);
+    if (sl__size(p) > p->cfg.min)
+      sl__destroy_slot(p, s);
+  }
+  if (s >= 0)
+    sl__arm(p, t, sl__idle_timeout_cb, p->slots[s].deadline);
+  sl__settle(p);
+  sl__flush(p);
+}
+
+/* expire: an idle resource goes now, a borrowed one on release. */
+static void sl__expire_cb(uv_timer_t* t) {
+  sl_pool_t* p = t->data;
+  double now;
+  int32_t s;
+  if (p->closing)
+    return;
+  now = sl__now(p);
+  while ((s = p->lives.head) >= 0 && p->slots[s].expires <= now) {
+    sl__life_remove(p, s);
+    if (p->slots[s].state == SL_SLOT_IDLE) {
+      sl__op_emit(p, SL_POOL_EV_EXPIRED, s);
+      sl__destroy_slot(p, s);
+    } else if (p->slots[s].state == SL_SLOT_BORROWED) {
+      p->slots[s].expired = 1;
+      p->nexpired++;
+    }
+  }
+  if (s >= 0)
+    sl__arm(p, t, sl__expire_cb, p->slots[s].expires);
+  sl__settle(p);
+  sl__flush(p);
+}
+
 /* ------------------------------------------------------------ public --- */
 
-static void sl__timers_open(sl_pool_t* p) {
-  uv_timer_t* timers[5];
-  int i;
+#define SL_POOL_NTIMERS 8
+
+static void sl__timers(sl_pool_t* p, uv_timer_t* timers[SL_POOL_NTIMERS]) {
   timers[0] = &p->timeout_timer;
   timers[1] = &p->evict_timer;
   timers[2] = &p->backoff_timer;
   timers[3] = &p->destroy_timer;
   timers[4] = &p->leak_timer;
-  for (i = 0; i < 5; i++) {
+  timers[5] = &p->create_timer;
+  timers[6] = &p->idle_timer;
+  timers[7] = &p->expire_timer;
+}
+
+static void sl__timers_open(sl_pool_t* p) {
+  uv_timer_t* timers[SL_POOL_NTIMERS];
+  int i;
+  sl__timers(p, timers);
+  for (i = 0; i < SL_POOL_NTIMERS; i++) {
     /* uv_timer_init cannot fail: it only fills in the handle. */
     uv_timer_init(p->loop, timers[i]);
     timers[i]->data = p;
-    /* Only the acquire timeout keeps the loop alive (see pool.h). */
-    if (i != 0)
+    /* Only the acquire timeout keeps the loop alive, unless unref_timeouts
+     * says otherwise (see pool.h). */
+    if (i != 0 || p->cfg.unref_timeouts)
       uv_unref((uv_handle_t*) timers[i]);
   }
-  p->open_timers = 5;
+  p->open_timers = SL_POOL_NTIMERS;
 }
 
 int sl_pool_open(sl_pool_t* p, uv_loop_t* loop, const sl_pool_config_t* cfg,
@@ -665,6 +836,9 @@ int sl_pool_open(sl_pool_t* p, uv_loop_t* loop, const sl_pool_config_t* cfg,
   sl__list_init(&p->idle);
   sl__list_init(&p->leaks);
   sl__list_init(&p->destroys);
+  sl__list_init(&p->creates);
+  sl__list_init(&p->idles);
+  sl__list_init(&p->lives);
   p->evict_last = -1;
   p->backoff = cfg->backoff_min > 0 ? cfg->backoff_min : 10;
   p->sync_waiter = -1;
@@ -708,11 +882,29 @@ static int sl__acquire_idle(sl_pool_t* p, sl_pool_acquired_t* out) {
   if (p->npending != 0 || p->idle.len == 0 || p->cfg.test_on_borrow ||
       sl__expired(p, p->idle.head, sl__lifetime_now(p)))
     return 0;
-  s = sl__list_shift(p, &p->idle, sl__slot_link);
+  s = sl__idle_shift(p);
   sl__borrow(p, s);
   out->granted = 1;
   out->slot = (uint32_t) s;
   return 1;
+}
+
+/* pg-pool's connect: a create bound to the caller if nothing is idle and
+ * there is room, else the queue (served by a later pulse). */
+static int sl__acquire_bound(sl_pool_t* p, uint32_t token, sl_pool_acquired_t* out) {
+  out->granted = 0;
+  if (sl__size(p) >= p->cfg.max || p->idle.len > 0) {
+    if (sl__waiter_reserve(p) != 0)
+      return UV_ENOMEM;
+    out->waiter = (uint32_t) sl__enqueue(p, 0, token);
+  } else {
+    if (sl__slot_reserve(p) != 0)
+      return UV_ENOMEM;
+    sl__create(p, 1, token);
+    out->waiter = UINT32_MAX; /* not queued: nothing to cancel */
+  }
+  sl__sync(p);
+  return 0;
 }
 
 int sl_pool_acquire(sl_pool_t* p, int32_t priority, uint32_t token, sl_pool_acquired_t* out) {
@@ -720,6 +912,8 @@ int sl_pool_acquire(sl_pool_t* p, int32_t priority, uint32_t token, sl_pool_acqu
   int r = sl_pool_check(p);
   if (r != 0)
     return r;
+  if (p->cfg.bind_creates)
+    return sl__acquire_bound(p, token, out);
   if (sl__acquire_idle(p, out)) {
     sl__sync(p);
     return 0;
@@ -764,14 +958,17 @@ int sl_pool_release(sl_pool_t* p, uint32_t slot) {
   if (!sl__borrowed(p, slot))
     return UV_EINVAL;
   if ((p->cfg.max_uses > 0 && p->slots[s].uses >= (uint64_t) p->cfg.max_uses) ||
-      sl__expired(p, s, sl__lifetime_now(p))) {
+      p->slots[s].expired || sl__expired(p, s, sl__lifetime_now(p))) {
     sl__destroy_slot(p, s);
+    /* bind_creates: room comes back when the destroy settles. */
+    if (!p->cfg.bind_creates)
+      sl__dispense(p);
   } else {
     p->nborrowed--;
     sl__aux_remove(p, &p->leaks, s);
     sl__idle_push(p, s);
+    sl__dispense(p);
   }
-  sl__dispense(p);
   sl__settle(p);
   return 0;
 }
@@ -780,7 +977,22 @@ int sl_pool_destroy(sl_pool_t* p, uint32_t slot) {
   if (!sl__borrowed(p, slot))
     return UV_EINVAL;
   sl__destroy_slot(p, (int32_t) slot);
-  sl__dispense(p);
+  if (!p->cfg.bind_creates)
+    sl__dispense(p);
+  sl__settle(p);
+  return 0;
+}
+
+int sl_pool_remove(sl_pool_t* p, uint32_t slot) {
+  if (p->closing || slot >= p->nslots)
+    return UV_EINVAL;
+  if (p->slots[slot].state == SL_SLOT_BORROWED)
+    return sl_pool_destroy(p, slot);
+  if (p->slots[slot].state != SL_SLOT_IDLE)
+    return UV_EINVAL;
+  sl__destroy_slot(p, (int32_t) slot);
+  if (!p->cfg.bind_creates)
+    sl__dispense(p);
   sl__settle(p);
   return 0;
 }
@@ -789,9 +1001,40 @@ static int sl__in_state(const sl_pool_t* p, uint32_t slot, int state) {
   return !p->closing && slot < p->nslots && p->slots[slot].state == state;
 }
 
+/* sl_pool_created with bind_creates: the resource goes to its caller; if
+ * the caller gave up (create timeout), it is destroyed at once, never
+ * handed out nor left idle; a create for min goes idle. */
+static void sl__created_bound(sl_pool_t* p, int32_t s) {
+  sl_pool_slot_t* slot = &p->slots[s];
+  sl__aux_remove(p, &p->creates, s);
+  p->ncreating--;
+  slot->uses = 0;
+  if (slot->abandoned) {
+    /* As if it were borrowed and destroyed in one go. */
+    slot->state = SL_SLOT_BORROWED;
+    p->nborrowed++;
+    sl__destroy_slot(p, s);
+    return;
+  }
+  sl__life_push(p, s);
+  if (slot->bound) {
+    slot->bound = 0;
+    sl__borrow(p, s);
+    sl__op_resolve(p, slot->token, s);
+    return;
+  }
+  sl__idle_push(p, s);
+  sl__pulse(p);
+}
+
 int sl_pool_created(sl_pool_t* p, uint32_t slot) {
   if (!sl__in_state(p, slot, SL_SLOT_CREATING))
     return UV_EINVAL;
+  if (p->cfg.bind_creates) {
+    sl__created_bound(p, (int32_t) slot);
+    sl__settle(p);
+    return 0;
+  }
   p->ncreating--;
   p->slots[slot].created_at = sl__lifetime_now(p); /* read by sl__expired only */
   p->slots[slot].uses = 0;
@@ -814,10 +1057,34 @@ void sl_pool_dispense(sl_pool_t* p) {
   sl__settle(p);
 }
 
+/* sl_pool_create_failed with bind_creates: pg-pool rejects the caller and
+ * never retries; a failed create for min is retried after the backoff. The
+ * caller is rejected before the pulse, so the slot index the rejection
+ * names is not reused by then. */
+static void sl__create_failed_bound(sl_pool_t* p, int32_t s) {
+  sl_pool_slot_t* slot = &p->slots[s];
+  int bound = slot->bound, abandoned = slot->abandoned;
+  uint32_t token = slot->token;
+  sl__aux_remove(p, &p->creates, s);
+  p->ncreating--;
+  slot->bound = slot->abandoned = 0;
+  sl__slot_free(p, s);
+  if (bound && !abandoned)
+    sl__op_reject(p, token, SL_POOL_REASON_CREATE_ERROR, s);
+  if (!bound)
+    sl__backoff_start(p);
+  sl__pulse(p);
+}
+
 int sl_pool_create_failed(sl_pool_t* p, uint32_t slot) {
   int32_t w;
   if (!sl__in_state(p, slot, SL_SLOT_CREATING))
     return UV_EINVAL;
+  if (p->cfg.bind_creates) {
+    sl__create_failed_bound(p, (int32_t) slot);
+    sl__settle(p);
+    return 0;
+  }
   p->ncreating--;
   sl__slot_free(p, (int32_t) slot);
   sl__op_emit(p, SL_POOL_EV_CREATE_ERROR, (int32_t) slot);
@@ -842,8 +1109,12 @@ int sl_pool_destroyed(sl_pool_t* p, uint32_t slot) {
     sl__aux_remove(p, &p->destroys, (int32_t) slot);
   p->ndestroying--;
   sl__slot_free(p, (int32_t) slot);
-  if (!p->closing)
-    sl__sync(p);
+  if (!p->closing) {
+    /* bind_creates: pg-pool pulses once the removed client has ended. */
+    if (p->cfg.bind_creates)
+      sl__pulse(p);
+    sl__settle(p);
+  }
   return 0;
 }
 
@@ -862,7 +1133,19 @@ int sl_pool_validated(sl_pool_t* p, uint32_t slot, int valid) {
 }
 
 void sl_pool_drain(sl_pool_t* p) {
+  int32_t w;
   p->draining = 1;
+  if (p->cfg.bind_creates && !p->closing) {
+    /* pg-pool leaves them queued for ever (or until their timeout): nothing
+     * will serve them any more, so they are told now. */
+    while ((w = sl__dequeue(p)) >= 0) {
+      uint32_t token = p->waiters[w].token;
+      sl__waiter_free(p, w);
+      sl__op_reject(p, token, SL_POOL_REASON_DRAINING, 0);
+    }
+    sl__pulse(p); /* destroys the idle resources */
+    sl__sync(p);
+  }
   if (p->npending == 0 && p->nborrowed == 0) {
     if (!p->closing)
       uv_timer_stop(&p->evict_timer);
@@ -909,6 +1192,7 @@ static void sl__close_cb(uv_handle_t* h) {
 }
 
 void sl_pool_close(sl_pool_t* p) {
+  uv_timer_t* timers[SL_POOL_NTIMERS];
   uint32_t i;
   if (p->closing)
     return;
@@ -919,11 +1203,9 @@ void sl_pool_close(sl_pool_t* p) {
     sl__list_init(&p->levels[i]);
   sl__list_init(&p->timeouts);
   p->npending = 0;
-  uv_close((uv_handle_t*) &p->timeout_timer, sl__close_cb);
-  uv_close((uv_handle_t*) &p->evict_timer, sl__close_cb);
-  uv_close((uv_handle_t*) &p->backoff_timer, sl__close_cb);
-  uv_close((uv_handle_t*) &p->destroy_timer, sl__close_cb);
-  uv_close((uv_handle_t*) &p->leak_timer, sl__close_cb);
+  sl__timers(p, timers);
+  for (i = 0; i < SL_POOL_NTIMERS; i++)
+    uv_close((uv_handle_t*) timers[i], sl__close_cb);
 }
 
 void sl_pool_free(sl_pool_t* p) {

@@ -37,10 +37,12 @@
  * call returns), except `flush`, which is called last, after the core's state
  * is consistent again, and may do anything but free the pool.
  *
- * Timers. Five uv_timer_t per pool, owned here: acquire timeouts, eviction,
- * create-failure backoff, destroy timeouts and leak detection. Each is armed
+ * Timers. Eight uv_timer_t per pool, owned here: acquire timeouts, eviction,
+ * create-failure backoff, destroy timeouts, leak detection, and pg-pool's
+ * create timeouts, per-resource idle timeouts and lifetimes. Each is armed
  * for the earliest deadline of its list only. Only the acquire-timeout timer
- * is ref'd (as generic-pool's setTimeout is), and the backoff timer while
+ * is ref'd (as generic-pool's setTimeout is; unref_timeouts turns that off,
+ * as pg-pool unrefs its queue timer), and the backoff timer while
  * waiters (or `hold`s) need it; everything else is unref'd, so an idle pool
  * never keeps the process alive. Every deadline and every time stamp counts
  * from the clock read at that moment (uv_update_time first), never from the
@@ -54,6 +56,37 @@
  *   UV_EINVAL     a report or release for a slot not in that state
  *   UV_ENOENT     sl_pool_cancel: no such queued waiter; sl_pool_tail_token:
  *                 nobody waits
+ *
+ * pg-pool's rules (bind_creates). generic-pool queues every acquire and
+ * creates for the shortfall, handing whatever becomes idle to the head of
+ * the queue. pg-pool (the Pool inside `pg`) does otherwise, and its users
+ * can see it (waitingCount, which caller gets which client, the order of
+ * events), so a pool opened with bind_creates follows its rules instead:
+ *   - an acquire that finds no idle resource and room creates one for
+ *     itself: the create is bound to that caller (it is not queued and not
+ *     pending) and the resource goes to it, whoever else waits;
+ *   - otherwise it queues, even if a resource is idle: the embedder serves
+ *     it later with sl_pool_dispense (pg-pool does so on process.nextTick);
+ *   - one "pulse" serves at most one queued waiter: the most recently idled
+ *     resource (fifo = 0), or a create bound to it if there is room. A
+ *     release to idle pulses, and so does a settled destroy (room comes
+ *     back when the old resource is gone, not when it starts to go) and a
+ *     failed create (after its own caller is rejected);
+ *   - a failed bound create rejects its caller and is not retried;
+ *   - while draining, a pulse destroys idle resources and serves nobody,
+ *     and draining rejects every queued waiter (pg-pool leaves them waiting
+ *     for ever; see SL_POOL_REASON_DRAINING);
+ *   - create_timeout bounds a create: at the deadline its caller is
+ *     rejected at once and the embedder told to abort the create; the slot
+ *     stays CREATING (counted: the connection may still exist) until the
+ *     outcome is reported, and a create that succeeds after its caller gave
+ *     up is destroyed, never handed out or left idle (pg-pool #3543);
+ *   - idle_timeout is a per-resource timer armed when a resource becomes
+ *     idle while size > min; when it fires, the resource is destroyed if
+ *     size is still above min (min is only a floor there: no_fill);
+ *   - expire is a per-resource lifetime from its create: an idle resource
+ *     is destroyed then (SL_POOL_EV_EXPIRED first), a borrowed one is
+ *     counted expired and destroyed on release.
  * Memory comes from sl_malloc/sl_realloc/sl_free (alloc.h), so tests can
  * make any allocation fail. An allocation that fails where the call cannot
  * be undone any more (a create for a waiter queued already, a refill of
@@ -78,15 +111,21 @@ enum sl_pool_slot_state {
 
 /* Why a waiter is rejected. */
 enum sl_pool_reason {
-  SL_POOL_REASON_TIMEOUT = 1,     /* acquire timeout */
-  SL_POOL_REASON_CREATE_ERROR = 2 /* propagate_create_error: slot's create failed */
+  SL_POOL_REASON_TIMEOUT = 1, /* acquire timeout */
+  SL_POOL_REASON_CREATE_ERROR =
+      2, /* propagate_create_error, or bind_creates: slot's create failed */
+  SL_POOL_REASON_CREATE_TIMEOUT = 3, /* bind_creates: its create passed create_timeout */
+  SL_POOL_REASON_DRAINING = 4        /* bind_creates: the pool is draining */
 };
 
 /* What the pool tells its embedder besides create/destroy/settle. */
 enum sl_pool_event {
   SL_POOL_EV_CREATE_ERROR = 1,    /* the create of `slot` failed (slot is FREE now) */
   SL_POOL_EV_DESTROY_TIMEOUT = 2, /* the destroy of `slot` is taking too long */
-  SL_POOL_EV_LEAK = 3             /* `slot` has been borrowed longer than leak_ms */
+  SL_POOL_EV_LEAK = 3,            /* `slot` has been borrowed longer than leak_ms */
+  SL_POOL_EV_CREATE_TIMEOUT = 4,  /* the create of `slot` passed create_timeout: abort it
+                                   * (it is still CREATING until reported) */
+  SL_POOL_EV_EXPIRED = 5          /* idle `slot` passed its lifetime; its destroy follows */
 };
 
 /* Indexes into the counts storage. */
@@ -99,6 +138,7 @@ enum sl_pool_count {
   SL_POOL_CREATING,
   SL_POOL_VALIDATING,
   SL_POOL_DESTROYING,
+  SL_POOL_EXPIRED, /* borrowed past their lifetime (expire), destroyed on release */
   SL_POOL_NCOUNTS
 };
 
@@ -152,6 +192,13 @@ typedef struct sl_pool_config_s {
   double leak_ms;           /* > 0 to enable */
   double backoff_min;       /* first create retry delay (ms), e.g. 10 */
   double backoff_max;       /* cap of the doubling delay, e.g. 1000 */
+  /* pg-pool's rules (see the top of this file); all 0 for generic-pool. */
+  int bind_creates;      /* creates bound to their caller, pulses */
+  int no_fill;           /* min is an idle floor only: nothing is created for it */
+  int unref_timeouts;    /* the acquire-timeout timer does not keep the loop alive */
+  double create_timeout; /* > 0 to enable */
+  double idle_timeout;   /* > 0 to enable: per-resource idle timer */
+  double expire;         /* > 0 to enable: per-resource lifetime timer */
 } sl_pool_config_t;
 
 /* Index-linked list node and list. -1 is "none". */
@@ -168,14 +215,23 @@ typedef struct sl_list_s {
 
 typedef struct sl_pool_slot_s {
   sl_link_t link;    /* idle list, or the free list (next only) */
-  sl_link_t aux;     /* leak list while BORROWED, destroy list while DESTROYING */
+  sl_link_t aux;     /* leak list while BORROWED, destroy list while DESTROYING,
+                      * create-timeout list while CREATING, idle-timeout list
+                      * while IDLE: one deadline list per state */
+  sl_link_t life;    /* the lifetime list (expire), in any state but DESTROYING */
   double idle_since; /* when it last became idle */
   double created_at; /* when its create succeeded */
-  double deadline;   /* leak or destroy-timeout deadline */
+  double deadline;   /* the deadline of its aux list */
+  double expires;    /* its lifetime deadline */
   uint64_t uses;     /* times handed out */
   uint64_t idle_seq; /* pool-wide sequence of its last idle push (eviction cursor) */
+  uint32_t token;    /* bind_creates: the caller its create is for, if bound */
   uint8_t state;     /* enum sl_pool_slot_state */
-  uint8_t on_aux;    /* linked in a leak or destroy list */
+  uint8_t on_aux;    /* linked in its state's deadline list */
+  uint8_t on_life;   /* linked in the lifetime list */
+  uint8_t bound;     /* CREATING for `token` */
+  uint8_t abandoned; /* CREATING, but its caller gave up (create timeout) */
+  uint8_t expired;   /* BORROWED past its lifetime */
 } sl_pool_slot_t;
 
 typedef struct sl_pool_waiter_s {
@@ -211,12 +267,16 @@ struct sl_pool_s {
   sl_list_t idle;     /* IDLE slots, head is dispatched first */
   sl_list_t leaks;    /* BORROWED slots not yet reported, by deadline */
   sl_list_t destroys; /* DESTROYING slots with a deadline */
+  sl_list_t creates;  /* CREATING slots with a deadline (create_timeout) */
+  sl_list_t idles;    /* IDLE slots with a deadline (idle_timeout) */
+  sl_list_t lives;    /* slots with a lifetime (expire), by deadline */
 
   uint32_t ncreating;
   uint32_t nborrowed;
   uint32_t nvalidating;
   uint32_t ndestroying;
   uint32_t npending;
+  uint32_t nexpired;
 
   int32_t evict_last; /* slot examined last by the evictor, or -1 */
   uint64_t evict_seq; /* its idle_seq then */
@@ -242,6 +302,9 @@ struct sl_pool_s {
   uv_timer_t backoff_timer;
   uv_timer_t destroy_timer;
   uv_timer_t leak_timer;
+  uv_timer_t create_timer;
+  uv_timer_t idle_timer;
+  uv_timer_t expire_timer;
 };
 
 /* The most priority levels a pool may have: the level array costs 12 bytes
@@ -294,6 +357,10 @@ int sl_pool_release(sl_pool_t* pool, uint32_t slot);
 /* A borrowed slot is destroyed. Returns 0, or UV_EINVAL if not borrowed. */
 int sl_pool_destroy(sl_pool_t* pool, uint32_t slot);
 
+/* A borrowed or idle slot is destroyed (an idle resource reported broken:
+ * pg's idle client errors). Returns 0, or UV_EINVAL in any other state. */
+int sl_pool_remove(sl_pool_t* pool, uint32_t slot);
+
 /* Reports the outcome of a create, a destroy, a validate. A report for a
  * slot that is not in the matching state returns UV_EINVAL and changes
  * nothing. sl_pool_created only puts the resource in the idle list: the
@@ -304,7 +371,8 @@ int sl_pool_create_failed(sl_pool_t* pool, uint32_t slot);
 int sl_pool_destroyed(sl_pool_t* pool, uint32_t slot);
 int sl_pool_validated(sl_pool_t* pool, uint32_t slot, int valid);
 
-/* Hands idle resources to waiters and creates for the shortfall. */
+/* Hands idle resources to waiters and creates for the shortfall (with
+ * bind_creates: one pulse). */
 void sl_pool_dispense(sl_pool_t* pool);
 
 /* The token of the waiter that would be served last (the tail of the lowest
@@ -312,7 +380,8 @@ void sl_pool_dispense(sl_pool_t* pool);
  * *token. Returns 0, or UV_ENOENT if none waits. */
 int sl_pool_tail_token(const sl_pool_t* pool, uint32_t* token);
 
-/* Stops accepting acquires (queued ones are still served). The evictor
+/* Stops accepting acquires (queued ones are still served, except with
+ * bind_creates: they are rejected, SL_POOL_REASON_DRAINING). The evictor
  * stops once no waiter is queued and nothing is borrowed; the embedder
  * tracks the drain's completion itself (generic-pool follows the last
  * waiter's and the loans' promises). */

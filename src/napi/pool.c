@@ -148,9 +148,14 @@ static void sl__ph_op_resolve(sl_pool_t* p, uint32_t token, uint32_t slot) {
   sl__ph_ev_push(sl__ph_of(p), SL_EV_RESOLVE, (int32_t) token, (int32_t) slot);
 }
 static void sl__ph_op_reject(sl_pool_t* p, uint32_t token, int reason, uint32_t slot) {
-  sl__ph_ev_push(sl__ph_of(p),
-                 reason == SL_POOL_REASON_TIMEOUT ? SL_EV_REJECT_TIMEOUT : SL_EV_REJECT_CREATE,
-                 (int32_t) token, (int32_t) slot);
+  int32_t op;
+  switch (reason) {
+    case SL_POOL_REASON_TIMEOUT: op = SL_EV_REJECT_TIMEOUT; break;
+    case SL_POOL_REASON_CREATE_TIMEOUT: op = SL_EV_REJECT_CREATE_TIMEOUT; break;
+    case SL_POOL_REASON_DRAINING: op = SL_EV_REJECT_DRAINING; break;
+    default: op = SL_EV_REJECT_CREATE; break;
+  }
+  sl__ph_ev_push(sl__ph_of(p), op, (int32_t) token, (int32_t) slot);
 }
 static void sl__ph_op_emit(sl_pool_t* p, int event, uint32_t slot) {
   int32_t op;
@@ -158,6 +163,8 @@ static void sl__ph_op_emit(sl_pool_t* p, int event, uint32_t slot) {
     case SL_POOL_EV_CREATE_ERROR: op = SL_EV_CREATE_ERROR; break;
     case SL_POOL_EV_DESTROY_TIMEOUT: op = SL_EV_DESTROY_TIMEOUT; break;
     case SL_POOL_EV_LEAK: op = SL_EV_LEAK; break;
+    case SL_POOL_EV_CREATE_TIMEOUT: op = SL_EV_CREATE_TIMEOUT; break;
+    case SL_POOL_EV_EXPIRED: op = SL_EV_EXPIRED; break;
     default: return;
   }
   sl__ph_ev_push(sl__ph_of(p), op, (int32_t) slot, 0);
@@ -173,6 +180,7 @@ static void sl__ph_op_emit(sl_pool_t* p, int event, uint32_t slot) {
  * settle them. */
 static int sl__ph_needs_js(const sl_pool_t* p) {
   return p->timeouts.len > 0 || p->backoff_active || p->leaks.len > 0 || p->destroys.len > 0 ||
+         p->creates.len > 0 || p->idles.len > 0 || p->lives.len > 0 ||
          uv_is_active((const uv_handle_t*) &p->evict_timer);
 }
 
@@ -331,6 +339,7 @@ static int sl__ph_ctl(napi_env env, sl_pool_handle_t* h, int32_t op, uint32_t a,
       *result = sl__ph_int(env, sl_pool_tail_token(p, &token) == 0 ? (int32_t) token : -1);
       break;
     case SL_PCTL_CHECK: *result = sl__ph_int(env, sl__ph_refusal(sl_pool_check(p))); break;
+    case SL_PCTL_REMOVE: *result = sl_bool(env, sl_pool_remove(p, a) == 0); break;
     default: return sl_throw_range(env, "Unknown pool operation");
   }
   return 0;
@@ -442,6 +451,12 @@ static void sl__ph_config(const double* c, sl_pool_config_t* cfg) {
   cfg->leak_ms = c[SL_CFG_LEAK];
   cfg->backoff_min = c[SL_CFG_BACKOFF_MIN];
   cfg->backoff_max = c[SL_CFG_BACKOFF_MAX];
+  cfg->bind_creates = c[SL_CFG_BIND_CREATES] != 0;
+  cfg->no_fill = c[SL_CFG_NO_FILL] != 0;
+  cfg->unref_timeouts = c[SL_CFG_UNREF_TIMEOUTS] != 0;
+  cfg->create_timeout = c[SL_CFG_CREATE_TIMEOUT];
+  cfg->idle_timeout = c[SL_CFG_IDLE_TIMEOUT];
+  cfg->expire = c[SL_CFG_EXPIRE];
 }
 
 /* pool(config, pump): the config Float64Array's data, checked. Returns 0,

@@ -33,7 +33,11 @@
   X(REJECT_CREATE, 6)                                                                              \
   X(CREATE_ERROR, 7)                                                                               \
   X(DESTROY_TIMEOUT, 8)                                                                            \
-  X(LEAK, 9)
+  X(LEAK, 9)                                                                                       \
+  X(REJECT_CREATE_TIMEOUT, 10)                                                                     \
+  X(REJECT_DRAINING, 11)                                                                           \
+  X(CREATE_TIMEOUT, 12)                                                                            \
+  X(EXPIRED, 13)
 
 /* A pool's ctl(op, a, b) operations. */
 #define SL_POOL_CTLS(X)                                                                            \
@@ -52,7 +56,8 @@
   X(REFILL, 12)                                                                                    \
   X(DISPENSE, 13)                                                                                  \
   X(TAIL, 14)                                                                                      \
-  X(CHECK, 15)
+  X(CHECK, 15)                                                                                     \
+  X(REMOVE, 16)
 
 /* What a pool's acquire(priority, token) returns when it is not a slot
  * (>= 0), and what ctl(CHECK) returns (0: an acquire would be accepted). */
@@ -72,6 +77,7 @@
   X(CREATING, SL_POOL_CREATING)                                                                    \
   X(VALIDATING, SL_POOL_VALIDATING)                                                                \
   X(DESTROYING, SL_POOL_DESTROYING)                                                                \
+  X(EXPIRED, SL_POOL_EXPIRED)                                                                      \
   X(NCOUNTS, SL_POOL_NCOUNTS)
 
 /* The event window's header (Int32Array after the counts). */
@@ -102,7 +108,13 @@
   X(LEAK, 15)                                                                                      \
   X(BACKOFF_MIN, 16)                                                                               \
   X(BACKOFF_MAX, 17)                                                                               \
-  X(COUNT, 18)
+  X(BIND_CREATES, 18)                                                                              \
+  X(NO_FILL, 19)                                                                                   \
+  X(UNREF_TIMEOUTS, 20)                                                                            \
+  X(CREATE_TIMEOUT, 21)                                                                            \
+  X(IDLE_TIMEOUT, 22)                                                                              \
+  X(EXPIRE, 23)                                                                                    \
+  X(COUNT, 24)
 
 /* Slot states (enum sl_pool_slot_state), as ctl(STATE) reports them. */
 #define SL_POOL_SLOTS(X)                                                                           \

@@ -1,0 +1,600 @@
+'use strict'
+// sluice/pg-pool: pg-pool 3.14's API and observable behaviour (the Pool inside
+// `pg`) over the native pool core (src/core/pool.c), opened with pg-pool's
+// rules (bind_creates: see src/core/pool.h).
+//
+// C decides, JS does. The core owns the counts (totalCount, idleCount,
+// waitingCount, expiredCount), the FIFO queue of waiting callers, the LIFO
+// idle list, which caller gets which client, and every timer: the queue's
+// and the connect's connectionTimeoutMillis, each client's idle timer and
+// lifetime. This file holds the pg clients (by slot), the callers' callbacks
+// (by token), runs pg (connect, end) and emits pg-pool's events. The core
+// tells it what to do as events in a window shared with C (#pump).
+//
+// Where pg-pool hurts its users, this pool does the safe thing; each
+// difference is listed in the README ("Migrating from pg").
+const { EventEmitter } = require('node:events')
+const { binding, protocol } = require('./binding.js')
+
+const {
+  poolEvents: EV,
+  poolCtls: CTL,
+  poolCounts: C,
+  poolHeader: H,
+  poolConfig: CFG,
+  poolSlots: SLOT,
+  limits: LIMITS
+} = protocol
+
+const NOOP = function () {}
+const TIMEOUT_MAX = 2 ** 31 - 1
+
+// Per-client state, on the client object itself (no Map lookup per call).
+const kSlot = Symbol('sluice.pg-pool.slot')
+const kIdle = Symbol('sluice.pg-pool.idle')
+
+const DOUBLE_RELEASE = 'Release called on client which has already been released to the pool.'
+const ENDED = 'Cannot use a pool after calling end on the pool'
+const QUEUE_TIMEOUT = 'timeout exceeded when trying to connect'
+const CONNECT_TIMEOUT = 'Connection terminated due to connection timeout'
+const USE_AFTER_RELEASE =
+  'Client was released to the pool: check out a client with pool.connect() before using it'
+
+function throwOnDoubleRelease() {
+  throw new Error(DOUBLE_RELEASE)
+}
+
+// pg-pool's promisify: a callback, or a promise of the pool's Promise class.
+// The rejection's stack is replaced with one from where it is settled (pg
+// replaces the one leading to TCP.onStreamRead the same way).
+function promisify(P, callback) {
+  if (callback) return { callback, result: undefined }
+  let res, rej
+  const result = new P((resolve, reject) => {
+    res = resolve
+    rej = reject
+  })
+  const cb = function (err, client) {
+    if (err) {
+      if (err instanceof Error) Error.captureStackTrace(err)
+      rej(err)
+    } else res(client)
+  }
+  return { callback: cb, result }
+}
+
+function loadClient() {
+  try {
+    return require('pg').Client
+  } catch (err) {
+    if (err && err.code === 'MODULE_NOT_FOUND') {
+      const e = new Error(
+        "sluice/pg-pool needs the 'pg' package (npm install pg), or a Client class: new Pool(options, Client) or options.Client"
+      )
+      e.code = 'ERR_SLUICE_NO_PG'
+      e.cause = err
+      throw e
+    }
+    throw err
+  }
+}
+
+// A non-negative number option (undefined/null: `dflt`); numeric strings are
+// read as pg-pool's comparisons and setTimeout would read them.
+function numberOption(options, name, dflt) {
+  const v = options[name]
+  if (v === undefined || v === null) return dflt
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v
+  if (typeof n !== 'number') {
+    throw new TypeError(`Expected \`options.${name}\` to be a number, got ${typeof v}`)
+  }
+  if (!(n >= 0)) {
+    throw new RangeError(`Expected \`options.${name}\` to be a number >= 0, got ${String(v)}`)
+  }
+  return n
+}
+
+function functionOption(options, name) {
+  const v = options[name]
+  if (v !== undefined && v !== null && typeof v !== 'function') {
+    throw new TypeError(`Expected \`options.${name}\` to be a function, got ${typeof v}`)
+  }
+  return v || undefined
+}
+
+// A delay as setTimeout takes it (pg-pool's timers): over 2^31-1 is 1 ms.
+function nodeDelay(ms) {
+  return ms >= 1 && ms <= TIMEOUT_MAX ? ms : 1
+}
+
+class Pool extends EventEmitter {
+  #acquire
+  #release
+  #ctl
+  #counts
+  #hdr
+  #win
+  #pumpFn
+  #pulseFn
+  #endCallback
+  #prefill
+  // By slot: the client, its idle listener, whether it was never lent yet,
+  // the error of its failed connect.
+  #clients = []
+  #idleListeners = []
+  #fresh = []
+  #createErr = []
+  // By token: the callback of a caller waiting for a client.
+  #wcb = []
+  #wfree = []
+
+  constructor(options, Client) {
+    super()
+    if (options !== undefined && options !== null && typeof options !== 'object') {
+      throw new TypeError(`Expected \`options\` to be an object, got ${typeof options}`)
+    }
+    this.options = Object.assign({}, options)
+    if (options != null && 'password' in options) {
+      // Hidden, as pg-pool hides it: no password in logs or stack traces.
+      Object.defineProperty(this.options, 'password', {
+        configurable: true,
+        enumerable: false,
+        writable: true,
+        value: options.password
+      })
+    }
+    if (options != null && options.ssl && options.ssl.key) {
+      Object.defineProperty(this.options.ssl, 'key', { enumerable: false })
+    }
+    const o = this.options
+    // pg-pool's defaults, with its `||` (0 means the default).
+    o.max = numberOption(o, 'max', 0) || numberOption(o, 'poolSize', 0) || 10
+    if (o.max < 1 || o.max === Infinity) {
+      throw new RangeError(`Expected \`options.max\` to be a finite number >= 1, got ${o.max}`)
+    }
+    o.min = numberOption(o, 'min', 0) || 0
+    o.maxUses = numberOption(o, 'maxUses', 0) || Infinity
+    o.allowExitOnIdle = o.allowExitOnIdle || false
+    o.maxLifetimeSeconds = numberOption(o, 'maxLifetimeSeconds', 0) || 0
+    if (typeof o.idleTimeoutMillis === 'undefined') o.idleTimeoutMillis = 10000
+    const idle = numberOption(o, 'idleTimeoutMillis', 10000)
+    const connectTimeout = numberOption(o, 'connectionTimeoutMillis', 0)
+    this.log = functionOption(o, 'log') || function () {}
+    functionOption(o, 'onConnect')
+    functionOption(o, 'verify')
+    this.Client = o.Client || Client || loadClient()
+    if (typeof this.Client !== 'function') {
+      throw new TypeError(`Expected \`Client\` to be a class, got ${typeof this.Client}`)
+    }
+    this.Promise = o.Promise || global.Promise
+    if (typeof this.Promise !== 'function') {
+      throw new TypeError('Expected `options.Promise` to be a Promise constructor')
+    }
+    // sluice addition: keep `min` clients open (created at once, replaced when
+    // lost). Off by default: to pg-pool, min is only a floor for idle removal.
+    if (o.prefill !== undefined && typeof o.prefill !== 'boolean') {
+      throw new TypeError(`Expected \`options.prefill\` to be a boolean, got ${typeof o.prefill}`)
+    }
+    this.#prefill = o.prefill === true
+
+    this.ending = false
+    this.ended = false
+    this.#pumpFn = () => this.#pump()
+    this.#pulseFn = () => {
+      this.#ctl(CTL.DISPENSE)
+      this.#pump()
+    }
+    const [acquire, release, ctl, buffer] = binding.pool(
+      this.#config(o, idle, connectTimeout),
+      this.#pumpFn
+    )
+    this.#acquire = acquire
+    this.#release = release
+    this.#ctl = ctl
+    this.#counts = new Float64Array(buffer, 0, C.NCOUNTS)
+    this.#hdr = new Int32Array(buffer, C.NCOUNTS * 8, H.SIZE)
+    this.#win = new Int32Array(buffer, C.NCOUNTS * 8 + H.SIZE * 4)
+    if (this.#prefill && o.min > 0) {
+      this.#ctl(CTL.START)
+      this.#pump()
+    }
+  }
+
+  #config(o, idle, connectTimeout) {
+    const a = new Float64Array(CFG.COUNT)
+    const max = Math.min(o.max, LIMITS.COUNT_MAX)
+    a[CFG.MAX] = Math.ceil(max)
+    a[CFG.MIN] = Math.min(o.min, a[CFG.MAX])
+    a[CFG.MAX_WAITING] = NaN
+    a[CFG.FIFO] = 0 // LIFO idle reuse, as pg-pool pops its idle list
+    a[CFG.PRIORITY_RANGE] = 1
+    a[CFG.ACQUIRE_TIMEOUT] = connectTimeout > 0 ? nodeDelay(connectTimeout) : 0
+    a[CFG.IDLE] = NaN // no generic-pool evictor
+    a[CFG.MAX_USES] = o.maxUses === Infinity ? 0 : o.maxUses
+    a[CFG.BACKOFF_MIN] = LIMITS.BACKOFF_MIN
+    a[CFG.BACKOFF_MAX] = LIMITS.BACKOFF_MAX
+    a[CFG.BIND_CREATES] = 1
+    a[CFG.NO_FILL] = this.#prefill ? 0 : 1
+    a[CFG.UNREF_TIMEOUTS] = 1
+    a[CFG.CREATE_TIMEOUT] = connectTimeout > 0 ? nodeDelay(connectTimeout) : 0
+    a[CFG.IDLE_TIMEOUT] = idle > 0 ? nodeDelay(idle) : 0
+    a[CFG.EXPIRE] = o.maxLifetimeSeconds > 0 ? nodeDelay(o.maxLifetimeSeconds * 1000) : 0
+    return a
+  }
+
+  // ------------------------------------------------------------ events --
+
+  // Consumes the core's events in order; the cursor lives in shared memory,
+  // so a handler that re-enters the pool continues from the same place.
+  // Errors of user code (callbacks, listeners) are rethrown asynchronously.
+  #pump() {
+    const hdr = this.#hdr
+    const win = this.#win
+    for (;;) {
+      const i = hdr[H.POS]
+      if (i === hdr[H.LEN]) {
+        if (hdr[H.MORE] === 0) break
+        this.#ctl(CTL.REFILL)
+        continue
+      }
+      hdr[H.POS] = i + 1
+      const o = 3 * i
+      const a = win[o + 1]
+      const b = win[o + 2]
+      try {
+        switch (win[o]) {
+          case EV.RESOLVE:
+            this.#acquireClient(a, b)
+            break
+          case EV.CREATE:
+            this.#newClient(a)
+            break
+          case EV.DESTROY:
+            this.#remove(a)
+            break
+          case EV.REJECT_TIMEOUT:
+            this.#fail(a, new Error(QUEUE_TIMEOUT))
+            break
+          case EV.REJECT_CREATE: {
+            const err = this.#createErr[b]
+            this.#createErr[b] = undefined
+            this.#fail(a, err)
+            break
+          }
+          case EV.REJECT_CREATE_TIMEOUT:
+            this.#fail(a, new Error(CONNECT_TIMEOUT, { cause: new Error('timeout expired') }))
+            break
+          case EV.REJECT_DRAINING:
+            this.#fail(a, new Error(ENDED))
+            break
+          case EV.CREATE_TIMEOUT:
+            this.#abortConnect(a)
+            break
+          case EV.EXPIRED:
+            this.#expired(a)
+            break
+        }
+      } catch (err) {
+        process.nextTick(() => {
+          throw err
+        })
+      }
+    }
+  }
+
+  #take(token) {
+    const cb = this.#wcb[token]
+    this.#wcb[token] = undefined
+    this.#wfree.push(token)
+    return cb
+  }
+
+  #fail(token, err) {
+    this.#take(token)(err, undefined, NOOP)
+  }
+
+  // pg-pool's newClient, for the slot the core created.
+  #newClient(slot) {
+    const client = new this.Client(this.options)
+    client[kSlot] = slot
+    client[kIdle] = false
+    this.#clients[slot] = client
+    const idleListener = this.#makeIdleListener(client)
+    this.#idleListeners[slot] = idleListener
+    this.log('connecting new client')
+    client.connect((err) => {
+      client.on('error', idleListener)
+      if (err) {
+        this.log('client failed to connect', err)
+        this.#connectFailed(slot, client, err)
+        return
+      }
+      this.log('new client connected')
+      const onConnect = this.options.onConnect
+      if (onConnect) {
+        this.#promiseTry(() => onConnect(client)).then(
+          () => this.#connected(slot),
+          (hookErr) => client.end(() => this.#connectFailed(slot, client, hookErr))
+        )
+        return
+      }
+      this.#connected(slot)
+    })
+  }
+
+  #promiseTry(f) {
+    const P = this.Promise
+    if (typeof P.try === 'function') return P.try(f)
+    return new P((resolve) => resolve(f()))
+  }
+
+  #connected(slot) {
+    this.#fresh[slot] = true
+    this.#ctl(CTL.CREATED, slot)
+    this.#pump()
+  }
+
+  #connectFailed(slot, client, err) {
+    if (this.#clients[slot] === client) this.#clients[slot] = undefined
+    this.#createErr[slot] = err
+    this.#ctl(CTL.CREATE_FAILED, slot)
+    this.#pump()
+    this.#checkEnded()
+  }
+
+  // The core's create timeout: its caller has been told already. Abort the
+  // connect as pg-pool does; whatever its outcome, the core makes sure the
+  // client is never handed out (and ended if it connected after all).
+  #abortConnect(slot) {
+    const client = this.#clients[slot]
+    if (client === undefined) return
+    this.log('ending client due to timeout')
+    if (client.connection && client.connection.stream) client.connection.stream.destroy()
+    else client.end()
+  }
+
+  // An idle client reached maxLifetimeSeconds: pg-pool checks it out and
+  // releases it, so 'acquire' and 'release' are emitted; its removal follows.
+  #expired(slot) {
+    const client = this.#clients[slot]
+    this.log('ending client due to expired lifetime')
+    this.emit('acquire', client)
+    client._poolUseCount = (client._poolUseCount || 0) + 1
+    this.emit('release', undefined, client)
+  }
+
+  // pg-pool's _remove: the core has taken the slot out of every count.
+  #remove(slot) {
+    const client = this.#clients[slot]
+    this.#clients[slot] = undefined
+    client[kIdle] = false
+    client.end(() => {
+      this.emit('remove', client)
+      this.#ctl(CTL.DESTROYED, slot)
+      this.#pump()
+      this.#checkEnded()
+    })
+  }
+
+  #checkEnded() {
+    if (this.ending && !this.ended && this.#counts[C.SIZE] === 0) {
+      this.ended = true
+      this.#endCallback()
+    }
+  }
+
+  #makeIdleListener(client) {
+    const pool = this
+    return function idleListener(err) {
+      err.client = client
+      client.removeListener('error', idleListener)
+      client.on('error', () => {
+        pool.log('additional client error after disconnection due to error', err)
+      })
+      const slot = client[kSlot]
+      if (pool.#clients[slot] === client && pool.#ctl(CTL.REMOVE, slot)) pool.#pump()
+      // pg-pool emits 'error' even with nobody listening, which crashes the
+      // process (pg #2439): the pool has removed the client and goes on, so
+      // without a listener the error is a warning instead.
+      if (pool.listenerCount('error') > 0) pool.emit('error', err, client)
+      else process.emitWarning(err, { code: 'SLUICE_PG_IDLE_CLIENT_ERROR' })
+    }
+  }
+
+  // pg-pool's _acquireClient: the core lent `slot` to the caller `token`.
+  #acquireClient(token, slot) {
+    const client = this.#clients[slot]
+    const isNew = this.#fresh[slot] === true
+    const cb = this.#take(token)
+    if (isNew) {
+      this.#fresh[slot] = false
+      this.#guard(client)
+      this.emit('connect', client)
+    } else if (this.options.allowExitOnIdle && client.ref) {
+      client.ref()
+    }
+    client[kIdle] = false
+    this.emit('acquire', client)
+    client.release = this.#releaseOnce(client, slot)
+    client.removeListener('error', this.#idleListeners[slot])
+    if (isNew && this.options.verify) {
+      this.options.verify(client, (err) => {
+        if (err) {
+          client.release(err)
+          return cb(err, undefined, NOOP)
+        }
+        cb(undefined, client, client.release)
+      })
+      return
+    }
+    cb(undefined, client, client.release)
+  }
+
+  // Use after release: while a client sits idle in the pool its query()
+  // refuses to run (with pg-pool it runs, on a client the pool may hand to
+  // someone else meanwhile).
+  #guard(client) {
+    const query = client.query
+    if (typeof query !== 'function') return
+    client.query = function (config, values, callback) {
+      if (this[kIdle] !== true) return query.call(this, config, values, callback)
+      const err = new Error(USE_AFTER_RELEASE)
+      const cb =
+        typeof callback === 'function'
+          ? callback
+          : typeof values === 'function'
+            ? values
+            : config && typeof config.callback === 'function'
+              ? config.callback
+              : undefined
+      if (config && typeof config.submit === 'function') {
+        if (typeof config.handleError === 'function') {
+          process.nextTick(() => config.handleError(err))
+        }
+        return config
+      }
+      if (cb) {
+        process.nextTick(() => cb(err))
+        return undefined
+      }
+      return Promise.reject(err)
+    }
+  }
+
+  #releaseOnce(client, slot) {
+    let released = false
+    return (err) => {
+      if (released) {
+        // release(err) after release(): the caller says the client is broken.
+        // pg-pool throws and keeps it idle for the next caller; it is removed
+        // here if it still sits idle (and the same error is thrown).
+        if (err && this.#clients[slot] === client && this.#ctl(CTL.STATE, slot) === SLOT.IDLE) {
+          if (this.#ctl(CTL.REMOVE, slot)) this.#pump()
+        }
+        throwOnDoubleRelease()
+      }
+      released = true
+      this.#releaseClient(client, slot, err)
+    }
+  }
+
+  // pg-pool's _release. The core applies maxUses and the lifetime.
+  #releaseClient(client, slot, err) {
+    client.on('error', this.#idleListeners[slot])
+    client._poolUseCount = (client._poolUseCount || 0) + 1
+    this.emit('release', err, client)
+    if (err || this.ending || !client._queryable || client._ending) {
+      this.#ctl(CTL.DESTROY, slot)
+    } else {
+      if (this.options.allowExitOnIdle && client.unref) client.unref()
+      client[kIdle] = true
+      this.#release(slot)
+    }
+    const hdr = this.#hdr
+    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0) this.#pump()
+  }
+
+  // ------------------------------------------------------------ methods --
+
+  connect(cb) {
+    if (this.ending) {
+      const err = new Error(ENDED)
+      return cb ? cb(err) : this.Promise.reject(err)
+    }
+    if (cb !== undefined && typeof cb !== 'function') {
+      throw new TypeError(`Expected \`callback\` to be a function, got ${typeof cb}`)
+    }
+    const response = promisify(this.Promise, cb)
+    // pg-pool queues a caller while a client is idle and serves it on the
+    // next tick.
+    if (this.#counts[C.AVAILABLE] > 0) process.nextTick(this.#pulseFn)
+    const wfree = this.#wfree
+    const token = wfree.length > 0 ? wfree.pop() : this.#wcb.length
+    this.#wcb[token] = response.callback
+    this.#acquire(0, token)
+    const hdr = this.#hdr
+    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0) this.#pump()
+    return response.result
+  }
+
+  query(text, values, cb) {
+    if (typeof text === 'function') {
+      const response = promisify(this.Promise, text)
+      setImmediate(function () {
+        return response.callback(
+          new Error('Passing a function as the first parameter to pool.query is not supported')
+        )
+      })
+      return response.result
+    }
+    if (typeof values === 'function') {
+      cb = values
+      values = undefined
+    }
+    if (cb !== undefined && typeof cb !== 'function') {
+      throw new TypeError(`Expected \`callback\` to be a function, got ${typeof cb}`)
+    }
+    const response = promisify(this.Promise, cb)
+    cb = response.callback
+    this.connect((err, client) => {
+      if (err) return cb(err)
+      let clientReleased = false
+      const onError = (err) => {
+        if (clientReleased) return
+        clientReleased = true
+        client.release(err)
+        cb(err)
+      }
+      client.once('error', onError)
+      this.log('dispatching query')
+      try {
+        client.query(text, values, (err, res) => {
+          this.log('query dispatched')
+          client.removeListener('error', onError)
+          if (clientReleased) return
+          clientReleased = true
+          client.release(err)
+          if (err) return cb(err)
+          return cb(undefined, res)
+        })
+      } catch (err) {
+        client.release(err)
+        return cb(err)
+      }
+    })
+    return response.result
+  }
+
+  end(cb) {
+    this.log('ending')
+    if (this.ending) {
+      const err = new Error('Called end on pool more than once')
+      return cb ? cb(err) : this.Promise.reject(err)
+    }
+    this.ending = true
+    const promised = promisify(this.Promise, cb)
+    this.#endCallback = promised.callback
+    this.#ctl(CTL.DRAIN)
+    this.#pump()
+    this.#checkEnded()
+    return promised.result
+  }
+
+  get waitingCount() {
+    return this.#counts[C.PENDING]
+  }
+
+  get idleCount() {
+    return this.#counts[C.AVAILABLE]
+  }
+
+  get expiredCount() {
+    return this.#counts[C.EXPIRED]
+  }
+
+  get totalCount() {
+    return this.#counts[C.SIZE]
+  }
+}
+
+module.exports = Pool

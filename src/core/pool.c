@@ -540,8 +540,9 @@ static void sl__pulse(sl_pool_t* p) {
   int32_t w, s;
   uint32_t token;
   if (p->draining) {
+    /* Oldest first, in the order pg-pool ends them. */
     while (p->idle.len > 0)
-      sl__destroy_slot(p, p->idle.head);
+      sl__destroy_slot(p, p->cfg.fifo ? p->idle.head : p->idle.tail);
     return;
   }
   if (p->npending == 0 || (p->idle.len == 0 && sl__size(p) >= p->cfg.max))

@@ -16,6 +16,12 @@ const SluicePool = require('../../lib/pg-pool.js')
 
 const IMPLS = { 'pg-pool': PgPool, sluice: SluicePool }
 
+// SLUICE_PG_NATIVE=1: pg-native clients (libpq connections) on both pools.
+function defaultClient() {
+  const pg = require('pg')
+  return process.env.SLUICE_PG_NATIVE ? pg.native.Client : pg.Client
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 class Runner {
@@ -28,7 +34,7 @@ class Runner {
     this.connects = 0
     this.removes = 0
     this.ops = 0
-    const pool = new Impl(options, Client || require('pg').Client)
+    const pool = new Impl(options, Client || defaultClient())
     this.pool = pool
     pool.on('connect', (c) => {
       this.connects++

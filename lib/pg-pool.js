@@ -261,9 +261,13 @@ class Pool extends EventEmitter {
             this.#fail(a, err)
             break
           }
-          case EV.REJECT_CREATE_TIMEOUT:
-            this.#fail(a, new Error(CONNECT_TIMEOUT, { cause: new Error('timeout expired') }))
+          case EV.REJECT_CREATE_TIMEOUT: {
+            // The cause: the connect's own error if it failed by now.
+            const cause = this.#createErr[b] || new Error('timeout expired')
+            this.#createErr[b] = undefined
+            this.#fail(a, new Error(CONNECT_TIMEOUT, { cause }))
             break
+          }
           case EV.REJECT_DRAINING:
             this.#fail(a, new Error(ENDED))
             break
@@ -295,6 +299,7 @@ class Pool extends EventEmitter {
 
   // pg-pool's newClient, for the slot the core created.
   #newClient(slot) {
+    this.#createErr[slot] = undefined // a reused slot: no stale error
     const client = new this.Client(this.options)
     client[kSlot] = slot
     client[kIdle] = false

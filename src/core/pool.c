@@ -317,11 +317,40 @@ static void sl__backoff_start(sl_pool_t* p) {
   p->backoff = p->backoff * 2 > max ? max : p->backoff * 2;
 }
 
+/* Puts CREATING slot `s` on the create-timeout list at `deadline`. The list
+ * holds two kinds of deadline (a caller's queue deadline, a create's own
+ * timeout), so it is kept sorted by insertion from the tail; it holds at
+ * most one entry per create in flight (no more than max). */
+static void sl__creates_insert(sl_pool_t* p, int32_t s, double deadline) {
+  sl_list_t* l = &p->creates;
+  sl_pool_slot_t* slot = &p->slots[s];
+  int32_t prev = l->tail;
+  slot->deadline = deadline;
+  while (prev >= 0 && p->slots[prev].deadline > deadline)
+    prev = p->slots[prev].aux.prev;
+  if (prev < 0) {
+    sl__list_push_front(p, l, sl__slot_aux, s);
+    sl__arm(p, &p->create_timer, sl__create_timeout_cb, deadline);
+  } else {
+    sl_link_t* n = &slot->aux;
+    n->prev = prev;
+    n->next = p->slots[prev].aux.next;
+    if (n->next >= 0)
+      p->slots[n->next].aux.prev = s;
+    else
+      l->tail = s;
+    p->slots[prev].aux.next = s;
+    l->len++;
+  }
+  slot->on_aux = 1;
+}
+
 /* A create, for waiter `token` if `bound` (bind_creates). Out of memory
  * for its slot, it is retried from the backoff timer, as a failed create
  * is: the caller cannot undo what led to it. (A bound create's caller
- * reserves the slot first: it cannot fail.) */
-static int sl__create(sl_pool_t* p, int bound, uint32_t token) {
+ * reserves the slot first: it cannot fail.) `queue_deadline` (> 0) is the
+ * bound caller's own deadline, from its wait in the queue. */
+static int sl__create(sl_pool_t* p, int bound, uint32_t token, double queue_deadline) {
   int32_t s = sl__slot_new(p);
   if (s < 0) {
     sl__backoff_start(p);
@@ -331,8 +360,16 @@ static int sl__create(sl_pool_t* p, int bound, uint32_t token) {
   p->slots[s].bound = (uint8_t) bound;
   p->slots[s].token = token;
   p->ncreating++;
-  if (p->cfg.create_timeout > 0)
-    sl__aux_push(p, &p->creates, &p->create_timer, sl__create_timeout_cb, s, p->cfg.create_timeout);
+  if (p->cfg.create_timeout > 0 || queue_deadline > 0) {
+    sl_pool_slot_t* slot = &p->slots[s];
+    slot->create_end = p->cfg.create_timeout > 0 ? sl__now(p) + p->cfg.create_timeout : 0;
+    if (queue_deadline > 0 && (slot->create_end == 0 || queue_deadline < slot->create_end)) {
+      slot->for_queue = 1;
+      sl__creates_insert(p, s, queue_deadline);
+    } else {
+      sl__creates_insert(p, s, slot->create_end);
+    }
+  }
   sl__op_create(p, s);
   return 0;
 }
@@ -341,7 +378,7 @@ static int sl__create(sl_pool_t* p, int bound, uint32_t token) {
 static void sl__create_n(sl_pool_t* p, int64_t n) {
   int64_t i;
   for (i = 0; i < n && !p->backoff_active; i++)
-    if (sl__create(p, 0, 0) != 0)
+    if (sl__create(p, 0, 0, 0) != 0)
       break;
 }
 
@@ -539,6 +576,7 @@ static int sl__dispense_idle(sl_pool_t* p, int64_t n, double now) {
 static void sl__pulse(sl_pool_t* p) {
   int32_t w, s;
   uint32_t token;
+  double deadline;
   if (p->draining) {
     /* Oldest first, in the order pg-pool ends them. */
     while (p->idle.len > 0)
@@ -553,13 +591,15 @@ static void sl__pulse(sl_pool_t* p) {
   }
   w = sl__dequeue(p);
   token = p->waiters[w].token;
+  /* Every waiter has a deadline when acquire_timeout is on. */
+  deadline = p->cfg.acquire_timeout > 0 ? p->waiters[w].deadline : 0;
   sl__waiter_free(p, w);
   if (p->idle.len > 0) {
     s = sl__idle_shift(p);
     sl__borrow(p, s);
     sl__op_resolve(p, token, s);
   } else {
-    sl__create(p, 1, token); /* reserved: cannot fail */
+    sl__create(p, 1, token, deadline); /* reserved: cannot fail */
   }
 }
 
@@ -729,6 +769,18 @@ static void sl__create_timeout_cb(uv_timer_t* t) {
   while ((s = p->creates.head) >= 0 && p->slots[s].deadline <= now) {
     sl_pool_slot_t* slot = &p->slots[s];
     sl__aux_remove(p, &p->creates, s);
+    if (slot->for_queue) {
+      /* Its caller's wait is over; the create goes on, for the pool. */
+      slot->for_queue = 0;
+      if (slot->bound) {
+        slot->bound = 0;
+        slot->orphan = 1;
+        sl__op_reject(p, slot->token, SL_POOL_REASON_TIMEOUT, s);
+      }
+      if (slot->create_end > 0)
+        sl__creates_insert(p, s, slot->create_end);
+      continue;
+    }
     slot->abandoned = 1;
     sl__op_emit(p, SL_POOL_EV_CREATE_TIMEOUT, s);
     if (slot->bound)
@@ -901,7 +953,7 @@ static int sl__acquire_bound(sl_pool_t* p, uint32_t token, sl_pool_acquired_t* o
   } else {
     if (sl__slot_reserve(p) != 0)
       return UV_ENOMEM;
-    sl__create(p, 1, token);
+    sl__create(p, 1, token, 0);
     out->waiter = UINT32_MAX; /* not queued: nothing to cancel */
   }
   sl__sync(p);
@@ -1010,6 +1062,7 @@ static void sl__created_bound(sl_pool_t* p, int32_t s) {
   sl__aux_remove(p, &p->creates, s);
   p->ncreating--;
   slot->uses = 0;
+  slot->for_queue = slot->orphan = 0;
   if (slot->abandoned) {
     /* As if it were borrowed and destroyed in one go. */
     slot->state = SL_SLOT_BORROWED;
@@ -1064,16 +1117,22 @@ void sl_pool_dispense(sl_pool_t* p) {
  * names is not reused by then. */
 static void sl__create_failed_bound(sl_pool_t* p, int32_t s) {
   sl_pool_slot_t* slot = &p->slots[s];
-  int bound = slot->bound, abandoned = slot->abandoned;
+  int bound = slot->bound, abandoned = slot->abandoned, orphan = slot->orphan;
   uint32_t token = slot->token;
   sl__aux_remove(p, &p->creates, s);
   p->ncreating--;
-  slot->bound = slot->abandoned = 0;
+  slot->bound = slot->abandoned = slot->for_queue = slot->orphan = 0;
   sl__slot_free(p, s);
+  /* A create that fails once its time is up (the client's own timer, set
+   * from the same option, may beat ours) is reported as the timeout. */
   if (bound && !abandoned)
-    sl__op_reject(p, token, SL_POOL_REASON_CREATE_ERROR, s);
-  if (!bound)
-    sl__backoff_start(p);
+    sl__op_reject(p, token,
+                  p->cfg.create_timeout > 0 && sl__now(p) >= slot->create_end
+                      ? SL_POOL_REASON_CREATE_TIMEOUT
+                      : SL_POOL_REASON_CREATE_ERROR,
+                  s);
+  if (!bound && !orphan)
+    sl__backoff_start(p); /* a create for min: retried */
   sl__pulse(p);
 }
 

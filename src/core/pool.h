@@ -76,6 +76,10 @@
  *   - while draining, a pulse destroys idle resources and serves nobody,
  *     and draining rejects every queued waiter (pg-pool leaves them waiting
  *     for ever; see SL_POOL_REASON_DRAINING);
+ *   - a caller queued with a timeout keeps its deadline when a pulse
+ *     creates for it (pg-pool's queue timer runs from connect()): at that
+ *     deadline it is rejected as a queue timeout (SL_POOL_REASON_TIMEOUT)
+ *     and the create goes on for the pool, its resource going idle;
  *   - create_timeout bounds a create: at the deadline its caller is
  *     rejected at once and the embedder told to abort the create; the slot
  *     stays CREATING (counted: the connection may still exist) until the
@@ -223,6 +227,7 @@ typedef struct sl_pool_slot_s {
   double created_at; /* when its create succeeded */
   double deadline;   /* the deadline of its aux list */
   double expires;    /* its lifetime deadline */
+  double create_end; /* CREATING: the create timeout's deadline */
   uint64_t uses;     /* times handed out */
   uint64_t idle_seq; /* pool-wide sequence of its last idle push (eviction cursor) */
   uint32_t token;    /* bind_creates: the caller its create is for, if bound */
@@ -231,6 +236,8 @@ typedef struct sl_pool_slot_s {
   uint8_t on_life;   /* linked in the lifetime list */
   uint8_t bound;     /* CREATING for `token` */
   uint8_t abandoned; /* CREATING, but its caller gave up (create timeout) */
+  uint8_t for_queue; /* CREATING: `deadline` is its caller's queue deadline */
+  uint8_t orphan;    /* CREATING: its caller's queue deadline passed first */
   uint8_t expired;   /* BORROWED past its lifetime */
 } sl_pool_slot_t;
 

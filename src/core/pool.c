@@ -363,7 +363,7 @@ static int sl__create(sl_pool_t* p, int bound, uint32_t token, double queue_dead
   if (p->cfg.create_timeout > 0 || queue_deadline > 0) {
     sl_pool_slot_t* slot = &p->slots[s];
     slot->create_end = p->cfg.create_timeout > 0 ? sl__now(p) + p->cfg.create_timeout : 0;
-    if (queue_deadline > 0 && (slot->create_end == 0 || queue_deadline < slot->create_end)) {
+    if (queue_deadline > 0 && (slot->create_end == 0 || queue_deadline <= slot->create_end)) {
       slot->for_queue = 1;
       sl__creates_insert(p, s, queue_deadline);
     } else {

@@ -841,6 +841,210 @@ static void test_oom_retry(void) {
   close_pool();
 }
 
+/* pg-pool's rules (bind_creates): see pool.h. */
+static sl_pool_config_t pg_defaults(void) {
+  sl_pool_config_t c = defaults();
+  c.bind_creates = 1;
+  c.no_fill = 1;
+  c.unref_timeouts = 1;
+  c.fifo = 0;
+  c.idle = 0.0 / 0.0; /* no evictor */
+  return c;
+}
+
+static const ev_t* nth(int kind, int n) {
+  int i;
+  for (i = 0; i < nev; i++)
+    if (evs[i].kind == kind && n-- == 0)
+      return &evs[i];
+  return NULL;
+}
+
+static void test_pg_bind_and_pulse(void) {
+  sl_pool_config_t c = pg_defaults();
+  uint32_t slot = 99, w = 99, a, b;
+  c.max = 2;
+  c.min = 5; /* a floor only: nothing is created for it */
+  open_pool(&c);
+  sl_pool_start(&pool);
+  CHECK(count(E_CREATE) == 0);
+  /* Room and nothing idle: a create bound to the caller, not queued. */
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
+  CHECK(w == UINT32_MAX && counts[SL_POOL_PENDING] == 0 && counts[SL_POOL_SIZE] == 1);
+  CHECK(acquire(0, 2, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 0);
+  a = nth(E_CREATE, 0)->a;
+  b = nth(E_CREATE, 1)->a;
+  /* Full: queued. The second create finishes first and goes to ITS caller,
+   * though caller 3 waits too. */
+  CHECK(acquire(0, 3, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 1);
+  CHECK(sl_pool_created(&pool, b) == 0);
+  CHECK(last(E_RESOLVE)->a == 2 && last(E_RESOLVE)->b == b);
+  CHECK(counts[SL_POOL_PENDING] == 1);
+  CHECK(sl_pool_created(&pool, a) == 0);
+  CHECK(last(E_RESOLVE)->a == 1 && last(E_RESOLVE)->b == a);
+  /* A release pulses: the waiter gets that resource. */
+  CHECK(sl_pool_release(&pool, a) == 0);
+  CHECK(last(E_RESOLVE)->a == 3 && last(E_RESOLVE)->b == a && counts[SL_POOL_PENDING] == 0);
+  /* Idle resources: an acquire queues anyway and a dispense (one pulse)
+   * serves it with the most recently idled one (LIFO). */
+  CHECK(sl_pool_release(&pool, b) == 0);
+  CHECK(sl_pool_release(&pool, a) == 0);
+  CHECK(counts[SL_POOL_AVAILABLE] == 2);
+  CHECK(acquire(0, 4, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 1);
+  CHECK(acquire(0, 5, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 2);
+  sl_pool_dispense(&pool);
+  CHECK(last(E_RESOLVE)->a == 4 && last(E_RESOLVE)->b == a && counts[SL_POOL_PENDING] == 1);
+  sl_pool_dispense(&pool);
+  CHECK(last(E_RESOLVE)->a == 5 && last(E_RESOLVE)->b == b && counts[SL_POOL_PENDING] == 0);
+  /* A destroy gives room back only once it has settled. */
+  CHECK(acquire(0, 6, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 1);
+  CHECK(sl_pool_destroy(&pool, a) == 0);
+  CHECK(counts[SL_POOL_SIZE] == 1 && counts[SL_POOL_PENDING] == 1);
+  {
+    int creates = count(E_CREATE);
+    CHECK(sl_pool_destroyed(&pool, a) == 0);
+    CHECK(count(E_CREATE) == creates + 1 && counts[SL_POOL_PENDING] == 0);
+    /* Its create fails: caller 6 is rejected, nothing is retried. */
+    CHECK(sl_pool_create_failed(&pool, last(E_CREATE)->a) == 0);
+    CHECK(last(E_REJECT)->a == 6 && last(E_REJECT)->c == SL_POOL_REASON_CREATE_ERROR);
+    CHECK(count(E_CREATE) == creates + 1 && counts[SL_POOL_SIZE] == 1);
+  }
+  /* An idle resource reported broken is removed. */
+  CHECK(sl_pool_release(&pool, b) == 0);
+  CHECK(sl_pool_remove(&pool, b) == 0 && counts[SL_POOL_SIZE] == 0);
+  CHECK(sl_pool_remove(&pool, b) == UV_EINVAL);
+  CHECK(sl_pool_destroyed(&pool, b) == 0);
+  close_pool();
+}
+
+static void test_pg_drain(void) {
+  sl_pool_config_t c = pg_defaults();
+  uint32_t slot, w, s[3];
+  int i;
+  c.max = 3;
+  open_pool(&c);
+  for (i = 0; i < 3; i++) {
+    CHECK(acquire(0, (uint32_t) i, &slot, &w) == QUEUED);
+    s[i] = last(E_CREATE)->a;
+    CHECK(sl_pool_created(&pool, s[i]) == 0);
+  }
+  CHECK(acquire(0, 10, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 1);
+  CHECK(sl_pool_release(&pool, s[0]) == 0); /* serves 10 */
+  CHECK(acquire(0, 11, &slot, &w) == QUEUED);
+  CHECK(sl_pool_release(&pool, s[1]) == 0); /* serves 11 */
+  CHECK(acquire(0, 12, &slot, &w) == QUEUED);
+  CHECK(sl_pool_release(&pool, s[2]) == 0); /* serves 12 */
+  CHECK(sl_pool_release(&pool, s[0]) == 0);
+  CHECK(sl_pool_release(&pool, s[2]) == 0); /* idle: s[2] newest, s[0] oldest */
+  CHECK(acquire(0, 13, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 1);
+  nev = 0;
+  /* Queued callers are rejected; idle resources go, oldest first. */
+  sl_pool_drain(&pool);
+  CHECK(nev == 3);
+  CHECK(evs[0].kind == E_REJECT && evs[0].a == 13 && evs[0].c == SL_POOL_REASON_DRAINING);
+  CHECK(evs[1].kind == E_DESTROY && evs[1].a == s[0]);
+  CHECK(evs[2].kind == E_DESTROY && evs[2].a == s[2]);
+  CHECK(acquire(0, 14, &slot, &w) == UV_ECANCELED);
+  CHECK(counts[SL_POOL_SIZE] == 1 && counts[SL_POOL_BORROWED] == 1);
+  /* A release while draining pulses: the resource goes. */
+  CHECK(sl_pool_release(&pool, s[1]) == 0);
+  CHECK(last(E_DESTROY)->a == s[1] && counts[SL_POOL_SIZE] == 0);
+  close_pool();
+}
+
+static void test_pg_create_timeout(void) {
+  sl_pool_config_t c = pg_defaults();
+  uint32_t slot, w, a, b, d;
+  c.max = 1;
+  /* Long enough that the 100 ms wait below ends well before a deadline,
+   * even under valgrind. */
+  c.create_timeout = 300;
+  c.acquire_timeout = 300;
+  open_pool(&c);
+  /* The queue timer is unref'd (pg-pool unrefs it). */
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
+  a = last(E_CREATE)->a;
+  CHECK(acquire(0, 2, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 1);
+  CHECK(!uv_loop_alive(&loop));
+  /* Both deadlines pass: the creating caller is rejected (create timeout,
+   * the embedder told to abort), the queued one too (queue timeout). The
+   * slot stays counted until its outcome is known. */
+  RUN_UNTIL(count(E_REJECT) == 2);
+  CHECK(has_emit(SL_POOL_EV_CREATE_TIMEOUT, a));
+  CHECK(nth(E_REJECT, 0)->c != nth(E_REJECT, 1)->c);
+  CHECK(counts[SL_POOL_SIZE] == 1 && counts[SL_POOL_PENDING] == 0);
+  /* It connects after all: destroyed, never handed out nor left idle. */
+  CHECK(sl_pool_created(&pool, a) == 0);
+  CHECK(last(E_DESTROY)->a == a && count(E_RESOLVE) == 0 && counts[SL_POOL_AVAILABLE] == 0);
+  CHECK(sl_pool_destroyed(&pool, a) == 0 && counts[SL_POOL_SIZE] == 0);
+
+  /* A queued caller keeps its deadline when a pulse creates for it: it is
+   * rejected as a queue timeout, and the create goes on for the pool. */
+  CHECK(acquire(0, 3, &slot, &w) == QUEUED);
+  b = last(E_CREATE)->a;
+  CHECK(sl_pool_created(&pool, b) == 0 && last(E_RESOLVE)->a == 3);
+  CHECK(acquire(0, 4, &slot, &w) == QUEUED && counts[SL_POOL_PENDING] == 1);
+  {
+    /* It waits a while first, so its deadline comes before the create's. */
+    uint64_t t = uv_now(&loop) + 100;
+    RUN_UNTIL(uv_now(&loop) >= t);
+  }
+  CHECK(counts[SL_POOL_PENDING] == 1);
+  CHECK(sl_pool_destroy(&pool, b) == 0);
+  CHECK(sl_pool_destroyed(&pool, b) == 0); /* pulse: a create for 4 */
+  d = last(E_CREATE)->a;
+  CHECK(counts[SL_POOL_PENDING] == 0 && counts[SL_POOL_CREATING] == 1);
+  RUN_UNTIL(last(E_REJECT)->a == 4);
+  CHECK(last(E_REJECT)->c == SL_POOL_REASON_TIMEOUT);
+  CHECK(sl_pool_created(&pool, d) == 0);
+  CHECK(counts[SL_POOL_AVAILABLE] == 1 && last(E_RESOLVE)->a == 3);
+  close_pool();
+}
+
+static void test_pg_idle_and_expire(void) {
+  sl_pool_config_t c = pg_defaults();
+  uint32_t slot, w, s[3];
+  int i;
+  c.max = 3;
+  c.min = 1;
+  c.idle_timeout = 10;
+  open_pool(&c);
+  for (i = 0; i < 3; i++) {
+    CHECK(acquire(0, (uint32_t) i, &slot, &w) == QUEUED);
+    s[i] = last(E_CREATE)->a;
+    CHECK(sl_pool_created(&pool, s[i]) == 0);
+  }
+  for (i = 0; i < 3; i++)
+    CHECK(sl_pool_release(&pool, s[i]) == 0);
+  /* Idle timers: removed down to min, not below. */
+  RUN_UNTIL(count(E_DESTROY) == 2);
+  CHECK(counts[SL_POOL_AVAILABLE] == 1 && counts[SL_POOL_SIZE] == 1);
+  {
+    uint64_t t = uv_now(&loop) + 40;
+    RUN_UNTIL(uv_now(&loop) >= t);
+  }
+  CHECK(count(E_DESTROY) == 2);
+  close_pool();
+
+  c = pg_defaults();
+  c.max = 2;
+  c.expire = 15;
+  open_pool(&c);
+  CHECK(acquire(0, 1, &slot, &w) == QUEUED);
+  s[0] = last(E_CREATE)->a;
+  CHECK(acquire(0, 2, &slot, &w) == QUEUED);
+  s[1] = last(E_CREATE)->a;
+  CHECK(sl_pool_created(&pool, s[0]) == 0 && sl_pool_created(&pool, s[1]) == 0);
+  CHECK(sl_pool_release(&pool, s[1]) == 0);
+  /* At expiry: the idle one goes (EXPIRED first), the borrowed one counts. */
+  RUN_UNTIL(counts[SL_POOL_EXPIRED] == 1 && count(E_DESTROY) == 1);
+  CHECK(has_emit(SL_POOL_EV_EXPIRED, s[1]) && last(E_DESTROY)->a == s[1]);
+  CHECK(!has_emit(SL_POOL_EV_EXPIRED, s[0]));
+  CHECK(sl_pool_release(&pool, s[0]) == 0);
+  CHECK(last(E_DESTROY)->a == s[0] && counts[SL_POOL_EXPIRED] == 0 && counts[SL_POOL_SIZE] == 0);
+  close_pool();
+}
+
 int main(void) {
   CHECK(uv_loop_init(&loop) == 0);
   CHECK(uv_timer_init(&loop, &keepalive) == 0);
@@ -859,6 +1063,10 @@ int main(void) {
   test_oom_open();
   test_oom_grow();
   test_oom_retry();
+  test_pg_bind_and_pulse();
+  test_pg_drain();
+  test_pg_create_timeout();
+  test_pg_idle_and_expire();
   uv_close((uv_handle_t*) &keepalive, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);

@@ -45,12 +45,14 @@ after(async () => {
 const esm = {
   sluice: 'types/index.d.mts',
   'sluice/p-limit': 'types/p-limit.d.mts',
-  'sluice/generic-pool': 'types/generic-pool.d.mts'
+  'sluice/generic-pool': 'types/generic-pool.d.mts',
+  'sluice/pg-pool': 'types/pg-pool.d.mts'
 }
 const cjs = {
   sluice: 'types/index.d.cts',
   'sluice/p-limit': 'types/p-limit.d.cts',
-  'sluice/generic-pool': 'types/generic-pool.d.cts'
+  'sluice/generic-pool': 'types/generic-pool.d.cts',
+  'sluice/pg-pool': 'types/pg-pool.d.cts'
 }
 const PROJECTS = {
   'nodenext-esm': { shared: ['p-limit.ts', 'generic-pool.ts'], resolves: esm },
@@ -219,10 +221,13 @@ function check(base, project, only) {
   return { errors: format(diagnostics), resolved, surface, files: rootNames.length }
 }
 
-// The names of a module's exports that are values (not only types).
+// The names of a module's exports that are values (not only types). A class
+// exported with `export =` (sluice/pg-pool) lists its `prototype`, which is
+// no export.
 function values(checker, module) {
   return checker
     .getExportsOfModule(module)
+    .filter((s) => s.name !== 'prototype')
     .filter((s) => {
       const target = s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s
       return target.flags & ts.SymbolFlags.Value

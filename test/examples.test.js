@@ -53,3 +53,26 @@ test('examples/pool-workers.js: runs its jobs, shuts the pool down and exits by 
   assert.match(r.stdout, /after drain \+ clear: \{ size: 0, available: 0 \}/)
   assert.equal(r.stderr, '')
 })
+
+test(
+  'examples/pg-connection-pool.js: the walk-through on a real server, the third request gets the first backend back',
+  {
+    skip: process.env.PGPORT
+      ? false
+      : 'no PostgreSQL here: PGPORT is not set (npm test starts one when PostgreSQL is installed)'
+  },
+  async () => {
+    const r = await runExample('pg-connection-pool.js')
+    assert.equal(r.signal, null, `killed (hung?): ${r.stdout}\n${r.stderr}`)
+    assert.equal(r.code, 0, r.stderr)
+    const pid = (n) => new RegExp(`request ${n} got backend (\\d+)`).exec(r.stdout)[1]
+    assert.notEqual(pid(1), pid(2))
+    assert.match(r.stdout, /^request 3 waits +available 0, used 2, waiting 1$/m)
+    const third = /request 3 got (\d+) +available 0, used 2, waiting 0/.exec(r.stdout)
+    assert.ok(third, r.stdout)
+    assert.equal(third[1], pid(1))
+    assert.match(r.stdout, /^the third request got the first connection back: yes$/m)
+    assert.match(r.stdout, /^pool ended +available 0, used 0, waiting 0$/m)
+    assert.equal(r.stderr, '')
+  }
+)

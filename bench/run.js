@@ -11,6 +11,8 @@ const BENCHES = [
   { name: 'limiter', file: 'limiter.mjs', flags: [] },
   { name: 'heap', file: 'heap.mjs', flags: [] },
   { name: 'pool', file: 'pool.mjs', flags: [] },
+  // pg's Pool against pg-pool on a real PostgreSQL (issue 10).
+  { name: 'pg-pool', file: 'pg-pool.mjs', flags: [] },
   // Cross-thread benchmark (issue 4); runs once the file exists.
   { name: 'shared', file: 'shared.mjs', flags: [], optional: true }
 ]

@@ -15,6 +15,7 @@
 // difference is listed in the README ("Migrating from pg").
 const { EventEmitter } = require('node:events')
 const { binding, protocol } = require('./binding.js')
+const { executor, captured } = require('./executor.js')
 
 const {
   poolEvents: EV,
@@ -27,11 +28,13 @@ const {
 } = protocol
 
 const NOOP = function () {}
+const NativePromise = Promise
 const TIMEOUT_MAX = 2 ** 31 - 1
 
 // Per-client state, on the client object itself (no Map lookup per call).
 const kSlot = Symbol('sluice.pg-pool.slot')
 const kIdle = Symbol('sluice.pg-pool.idle')
+const kLent = Symbol('sluice.pg-pool.lent')
 
 const DOUBLE_RELEASE = 'Release called on client which has already been released to the pool.'
 const ENDED = 'Cannot use a pool after calling end on the pool'
@@ -121,12 +124,15 @@ class Pool extends EventEmitter {
   // By slot: the client, its idle listener, whether it was never lent yet,
   // the error of its failed connect.
   #clients = []
-  #idleListeners = []
   #fresh = []
   #createErr = []
-  // By token: the callback of a caller waiting for a client.
+  // By token: the callback of a caller waiting for a client, or the
+  // resolving functions of its promise.
   #wcb = []
+  #wres = []
+  #wrej = []
   #wfree = []
+  #ntokens = 0 // tokens made so far (the next new one)
 
   constructor(options, Client) {
     super()
@@ -286,15 +292,28 @@ class Pool extends EventEmitter {
     }
   }
 
-  #take(token) {
+  // The caller `token` is served (err undefined) or refused.
+  #settle(token, err, client, done) {
     const cb = this.#wcb[token]
-    this.#wcb[token] = undefined
     this.#wfree.push(token)
-    return cb
+    if (cb !== undefined) {
+      this.#wcb[token] = undefined
+      cb(err, client, done)
+      return
+    }
+    const res = this.#wres[token]
+    const rej = this.#wrej[token]
+    this.#wres[token] = this.#wrej[token] = undefined
+    if (err) {
+      // As pg-pool: a stack that leads back to the application, not to
+      // the socket that reported the error.
+      if (err instanceof Error) Error.captureStackTrace(err)
+      rej(err)
+    } else res(client)
   }
 
   #fail(token, err) {
-    this.#take(token)(err, undefined, NOOP)
+    this.#settle(token, err, undefined, NOOP)
   }
 
   // pg-pool's newClient, for the slot the core created.
@@ -303,12 +322,11 @@ class Pool extends EventEmitter {
     const client = new this.Client(this.options)
     client[kSlot] = slot
     client[kIdle] = false
+    client[kLent] = false
     this.#clients[slot] = client
-    const idleListener = this.#makeIdleListener(client)
-    this.#idleListeners[slot] = idleListener
     this.log('connecting new client')
     client.connect((err) => {
-      client.on('error', idleListener)
+      client.on('error', this.#errorListener(client))
       if (err) {
         this.log('client failed to connect', err)
         this.#connectFailed(slot, client, err)
@@ -388,14 +406,25 @@ class Pool extends EventEmitter {
     }
   }
 
-  #makeIdleListener(client) {
+  // One 'error' listener for a client's whole life in the pool (pg-pool
+  // adds and removes its idle listener on every checkout). While the client
+  // is idle it is pg-pool's idle listener; while it is checked out, its
+  // errors are its holder's, as with pg-pool: with no listener of the
+  // holder's, the error is thrown as EventEmitter throws it.
+  #errorListener(client) {
     const pool = this
-    return function idleListener(err) {
+    let failed
+    return function onClientError(err) {
+      if (client[kLent]) {
+        if (client.listenerCount('error') === 1) throw err
+        return
+      }
+      if (failed !== undefined) {
+        pool.log('additional client error after disconnection due to error', failed)
+        return
+      }
+      failed = err
       err.client = client
-      client.removeListener('error', idleListener)
-      client.on('error', () => {
-        pool.log('additional client error after disconnection due to error', err)
-      })
       const slot = client[kSlot]
       if (pool.#clients[slot] === client && pool.#ctl(CTL.REMOVE, slot)) pool.#pump()
       // pg-pool emits 'error' even with nobody listening, which crashes the
@@ -410,7 +439,6 @@ class Pool extends EventEmitter {
   #acquireClient(token, slot) {
     const client = this.#clients[slot]
     const isNew = this.#fresh[slot] === true
-    const cb = this.#take(token)
     if (isNew) {
       this.#fresh[slot] = false
       this.#guard(client)
@@ -421,18 +449,18 @@ class Pool extends EventEmitter {
     client[kIdle] = false
     this.emit('acquire', client)
     client.release = this.#releaseOnce(client, slot)
-    client.removeListener('error', this.#idleListeners[slot])
+    client[kLent] = true
     if (isNew && this.options.verify) {
       this.options.verify(client, (err) => {
         if (err) {
           client.release(err)
-          return cb(err, undefined, NOOP)
+          return this.#settle(token, err, undefined, NOOP)
         }
-        cb(undefined, client, client.release)
+        this.#settle(token, undefined, client, client.release)
       })
       return
     }
-    cb(undefined, client, client.release)
+    this.#settle(token, undefined, client, client.release)
   }
 
   // Use after release: while a client sits idle in the pool its query()
@@ -485,7 +513,7 @@ class Pool extends EventEmitter {
 
   // pg-pool's _release. The core applies maxUses and the lifetime.
   #releaseClient(client, slot, err) {
-    client.on('error', this.#idleListeners[slot])
+    client[kLent] = false
     client._poolUseCount = (client._poolUseCount || 0) + 1
     this.emit('release', err, client)
     if (err || this.ending || !client._queryable || client._ending) {
@@ -509,17 +537,29 @@ class Pool extends EventEmitter {
     if (cb !== undefined && typeof cb !== 'function') {
       throw new TypeError(`Expected \`callback\` to be a function, got ${typeof cb}`)
     }
-    const response = promisify(this.Promise, cb)
+    const wfree = this.#wfree
+    const token = wfree.length > 0 ? wfree.pop() : this.#ntokens++
+    let result
+    if (cb !== undefined) {
+      this.#wcb[token] = cb
+    } else if (this.Promise === NativePromise) {
+      result = new NativePromise(executor)
+      this.#wres[token] = captured.resolve
+      this.#wrej[token] = captured.reject
+      captured.resolve = captured.reject = undefined
+    } else {
+      result = new this.Promise((resolve, reject) => {
+        this.#wres[token] = resolve
+        this.#wrej[token] = reject
+      })
+    }
     // pg-pool queues a caller while a client is idle and serves it on the
     // next tick.
     if (this.#counts[C.AVAILABLE] > 0) process.nextTick(this.#pulseFn)
-    const wfree = this.#wfree
-    const token = wfree.length > 0 ? wfree.pop() : this.#wcb.length
-    this.#wcb[token] = response.callback
     this.#acquire(0, token)
     const hdr = this.#hdr
     if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0) this.#pump()
-    return response.result
+    return result
   }
 
   query(text, values, cb) {

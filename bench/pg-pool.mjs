@@ -26,7 +26,7 @@ import {
 
 const require = createRequire(import.meta.url)
 const ROUNDS = 3
-const CYCLES = { 1: 20_000, 100: 50_000 }
+const CYCLES = { 1: 100_000, 100: 100_000 }
 const QUERY_CALLERS = 1000
 const QUERY_BATCHES = 5
 const WAITERS = 20_000

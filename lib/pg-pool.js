@@ -467,10 +467,16 @@ class Pool extends EventEmitter {
   // refuses to run (with pg-pool it runs, on a client the pool may hand to
   // someone else meanwhile).
   #guard(client) {
-    const query = client.query
-    if (typeof query !== 'function') return
+    if (typeof client.query !== 'function') return
+    // The client's own query if it has one by now (set by onConnect), else
+    // its class's, looked up at each call (so later instrumentation of the
+    // class, as APM agents do, still applies).
+    const own = Object.prototype.hasOwnProperty.call(client, 'query') ? client.query : undefined
+    const proto = Object.getPrototypeOf(client)
     client.query = function (config, values, callback) {
-      if (this[kIdle] !== true) return query.call(this, config, values, callback)
+      if (this[kIdle] !== true) {
+        return (own || proto.query).call(this, config, values, callback)
+      }
       const err = new Error(USE_AFTER_RELEASE)
       const cb =
         typeof callback === 'function'

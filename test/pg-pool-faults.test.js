@@ -581,3 +581,24 @@ test(
     assert.notEqual(p.status, 0, 'pg-pool crashes the process')
   }
 )
+
+test(
+  'allowExitOnIdle: the process exits while a client sits idle; without it, it stays',
+  { skip: NO_PG },
+  () => {
+    const script = path.join(__dirname, 'support', 'pg-exit-on-idle.js')
+    const run = (arg) =>
+      spawnSync(process.execPath, [script, arg], {
+        encoding: 'utf8',
+        env: process.env,
+        timeout: 3000
+      })
+    const allow = run('allow')
+    assert.equal(allow.signal, null, 'exited by itself')
+    assert.equal(allow.status, 0, allow.stderr)
+    assert.match(allow.stdout, /queried 1, idle 1/)
+    const keep = run('keep')
+    assert.equal(keep.signal, 'SIGTERM', 'still alive after 3 s: killed')
+    assert.match(keep.stdout, /queried 1, idle 1/)
+  }
+)

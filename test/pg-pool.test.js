@@ -294,8 +294,7 @@ test(
       max: fc.integer({ min: 1, max: 3 }),
       min: fc.constantFrom(undefined, 0, 1),
       maxUses: fc.constantFrom(undefined, 2, 3),
-      timeout: fc.constantFrom(0, 0, 1500),
-      end: fc.boolean(),
+      timeout: fc.constantFrom(0, 0, 3000),
       commands: fc.array(command, { minLength: 1, maxLength: 10 })
     })
     const run = (r, c, timeout) => {
@@ -314,7 +313,7 @@ test(
           return r.clientQuery(c.i)
         case 'sleep':
           // Lets queued callers time out (the timeout and a margin).
-          return timeout ? sleep(timeout + 400) : null
+          return timeout ? sleep(timeout + 600) : null
       }
       return null
     }

@@ -319,30 +319,53 @@ class Pool extends EventEmitter {
   // pg-pool's newClient, for the slot the core created.
   #newClient(slot) {
     this.#createErr[slot] = undefined // a reused slot: no stale error
-    const client = new this.Client(this.options)
+    let client
+    try {
+      client = new this.Client(this.options)
+    } catch (err) {
+      // A constructor that throws is a failed connect (pg-pool throws it
+      // out of connect()); the slot must not stay in creation.
+      this.#connectFailed(slot, undefined, err)
+      return
+    }
     client[kSlot] = slot
     client[kIdle] = false
     client[kLent] = false
     this.#clients[slot] = client
     this.log('connecting new client')
-    client.connect((err) => {
-      client.on('error', this.#errorListener(client))
-      if (err) {
-        this.log('client failed to connect', err)
-        this.#connectFailed(slot, client, err)
-        return
-      }
-      this.log('new client connected')
-      const onConnect = this.options.onConnect
-      if (onConnect) {
-        this.#promiseTry(() => onConnect(client)).then(
-          () => this.#connected(slot),
-          (hookErr) => client.end(() => this.#connectFailed(slot, client, hookErr))
-        )
-        return
-      }
-      this.#connected(slot)
-    })
+    // Only the first settlement counts: a client that calls back twice must
+    // not report a second outcome for a slot that has moved on (or been
+    // reused by another client).
+    let settled = false
+    const onConnect = (err) => {
+      if (settled) return
+      settled = true
+      this.#clientConnected(slot, client, err)
+    }
+    try {
+      client.connect(onConnect)
+    } catch (err) {
+      onConnect(err)
+    }
+  }
+
+  #clientConnected(slot, client, err) {
+    client.on('error', this.#errorListener(client))
+    if (err) {
+      this.log('client failed to connect', err)
+      this.#connectFailed(slot, client, err)
+      return
+    }
+    this.log('new client connected')
+    const onConnect = this.options.onConnect
+    if (onConnect) {
+      this.#promiseTry(() => onConnect(client)).then(
+        () => this.#connected(slot),
+        (hookErr) => client.end(() => this.#connectFailed(slot, client, hookErr))
+      )
+      return
+    }
+    this.#connected(slot)
   }
 
   #promiseTry(f) {

@@ -602,3 +602,73 @@ test(
     assert.match(keep.stdout, /queried 1, idle 1/)
   }
 )
+
+// A Client class that misbehaves in connect: throws from its constructor or
+// from connect(), or calls back twice. Each connect() settles once, the
+// counts stay right and the pool goes on (no crash, no slot lost).
+test('a Client that throws or calls back twice from connect', async () => {
+  const { EventEmitter } = require('node:events')
+  class Fake extends EventEmitter {
+    constructor() {
+      super()
+      this._queryable = true
+    }
+    end(cb) {
+      this._ending = true
+      if (cb) setImmediate(cb)
+    }
+  }
+  const kinds = {
+    ctorThrows: class extends Fake {
+      constructor() {
+        super()
+        throw new Error('ctor')
+      }
+    },
+    connectThrows: class extends Fake {
+      connect() {
+        throw new Error('connect')
+      }
+    },
+    okThenErr: class extends Fake {
+      connect(cb) {
+        setImmediate(cb)
+        setTimeout(() => cb(new Error('late')), 5)
+      }
+    },
+    errThenOk: class extends Fake {
+      connect(cb) {
+        setImmediate(() => cb(new Error('first')))
+        setTimeout(cb, 5)
+      }
+    }
+  }
+  const outcome = async (p) => {
+    try {
+      const c = await p.connect()
+      await sleep(20) // the second callback comes meanwhile
+      c.release()
+      return 'ok'
+    } catch (err) {
+      return err.message
+    }
+  }
+  for (const [name, Client] of Object.entries(kinds)) {
+    const pool = new Pool({ max: 1, connectionTimeoutMillis: 5000 }, Client)
+    const connects = []
+    pool.on('connect', (c) => connects.push(c))
+    const got = [await outcome(pool), await outcome(pool)]
+    await sleep(20)
+    const want = {
+      ctorThrows: ['ctor', 'ctor'],
+      connectThrows: ['connect', 'connect'],
+      okThenErr: ['ok', 'ok'],
+      errThenOk: ['first', 'first']
+    }[name]
+    assert.deepEqual(got, want, name)
+    assert.equal(connects.length, name === 'okThenErr' ? 1 : 0, `${name}: connect events`)
+    assert.equal(pool.totalCount, name === 'okThenErr' ? 1 : 0, `${name}: totalCount`)
+    await pool.end()
+    assert.equal(pool.totalCount, 0, name)
+  }
+})

@@ -474,13 +474,26 @@ class Pool extends EventEmitter {
     client.release = this.#releaseOnce(client, slot)
     client[kLent] = true
     if (isNew && this.options.verify) {
-      this.options.verify(client, (err) => {
+      // Only verify's first answer counts: a second call would settle the
+      // caller twice (pg-pool calls its callback twice), and here free its
+      // token twice, so two later callers would share one token and one of
+      // them would never be served. A verify that throws fails the check.
+      let answered = false
+      const done = (err) => {
+        if (answered) return
+        answered = true
         if (err) {
           client.release(err)
           return this.#settle(token, err, undefined, NOOP)
         }
         this.#settle(token, undefined, client, client.release)
-      })
+      }
+      try {
+        this.options.verify(client, done)
+      } catch (err) {
+        if (answered) throw err
+        done(err)
+      }
       return
     }
     this.#settle(token, undefined, client, client.release)

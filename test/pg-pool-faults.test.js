@@ -603,40 +603,44 @@ test(
   }
 )
 
+// A Client without a server, for the tests of misbehaving user code.
+class FakeClient extends require('node:events').EventEmitter {
+  constructor() {
+    super()
+    this._queryable = true
+  }
+  connect(cb) {
+    setImmediate(cb)
+  }
+  end(cb) {
+    this._ending = true
+    if (cb) setImmediate(cb)
+  }
+}
+
 // A Client class that misbehaves in connect: throws from its constructor or
 // from connect(), or calls back twice. Each connect() settles once, the
 // counts stay right and the pool goes on (no crash, no slot lost).
 test('a Client that throws or calls back twice from connect', async () => {
-  const { EventEmitter } = require('node:events')
-  class Fake extends EventEmitter {
-    constructor() {
-      super()
-      this._queryable = true
-    }
-    end(cb) {
-      this._ending = true
-      if (cb) setImmediate(cb)
-    }
-  }
   const kinds = {
-    ctorThrows: class extends Fake {
+    ctorThrows: class extends FakeClient {
       constructor() {
         super()
         throw new Error('ctor')
       }
     },
-    connectThrows: class extends Fake {
+    connectThrows: class extends FakeClient {
       connect() {
         throw new Error('connect')
       }
     },
-    okThenErr: class extends Fake {
+    okThenErr: class extends FakeClient {
       connect(cb) {
         setImmediate(cb)
         setTimeout(() => cb(new Error('late')), 5)
       }
     },
-    errThenOk: class extends Fake {
+    errThenOk: class extends FakeClient {
       connect(cb) {
         setImmediate(() => cb(new Error('first')))
         setTimeout(cb, 5)
@@ -671,4 +675,44 @@ test('a Client that throws or calls back twice from connect', async () => {
     await pool.end()
     assert.equal(pool.totalCount, 0, name)
   }
+})
+
+// verify that calls back twice or throws: each connect() settles once, with
+// the first answer (a throw is a failed check), and later callers are all
+// served (a second answer used to free the caller's token twice, so two
+// later callers shared it and one of them was never served).
+test('verify that calls back twice or throws', async () => {
+  let n = 0
+  const pool = new Pool(
+    {
+      max: 3,
+      verify: (client, cb) => {
+        if (++n === 2) throw new Error('verify threw')
+        cb()
+        cb(new Error('second answer'))
+      }
+    },
+    FakeClient
+  )
+  const first = await pool.connect()
+  await assert.rejects(pool.connect(), /verify threw/)
+  const served = []
+  const callers = [1, 2, 3, 4].map((i) =>
+    pool.connect().then((c) => {
+      served.push(i)
+      setImmediate(() => c.release())
+    })
+  )
+  first.release()
+  let timer
+  const timeout = new Promise((resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`not all served: ${served}, waiting ${pool.waitingCount}`)),
+      5000
+    )
+  })
+  await Promise.race([Promise.all(callers), timeout]).finally(() => clearTimeout(timer))
+  assert.deepEqual(served.toSorted(), [1, 2, 3, 4])
+  await pool.end()
+  assert.equal(pool.totalCount, 0)
 })

@@ -82,11 +82,12 @@ function loadClient() {
   }
 }
 
-// A non-negative number option (undefined/null: `dflt`); numeric strings are
-// read as pg-pool's comparisons and setTimeout would read them.
+// A non-negative number option; unset (undefined, null, false, '': pg-pool
+// tests each option for truth, so these are all "not set") gives `dflt`.
+// Numeric strings are read as pg-pool's comparisons and setTimeout read them.
 function numberOption(options, name, dflt) {
   const v = options[name]
-  if (v === undefined || v === null) return dflt
+  if (v === undefined || v === null || v === false || v === '') return dflt
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v
   if (typeof n !== 'number') {
     throw new TypeError(`Expected \`options.${name}\` to be a number, got ${typeof v}`)
@@ -163,7 +164,9 @@ class Pool extends EventEmitter {
     o.allowExitOnIdle = o.allowExitOnIdle || false
     o.maxLifetimeSeconds = numberOption(o, 'maxLifetimeSeconds', 0) || 0
     if (typeof o.idleTimeoutMillis === 'undefined') o.idleTimeoutMillis = 10000
-    const idle = numberOption(o, 'idleTimeoutMillis', 10000)
+    // Only undefined gets the default: pg-pool runs no idle timer for null,
+    // false or 0.
+    const idle = numberOption(o, 'idleTimeoutMillis', 0)
     const connectTimeout = numberOption(o, 'connectionTimeoutMillis', 0)
     this.log = functionOption(o, 'log') || function () {}
     functionOption(o, 'onConnect')

@@ -67,6 +67,26 @@ test('constructor: bad options are TypeError/RangeError naming the option', () =
   })
 })
 
+test('constructor: null, false and empty options are unset, as pg-pool reads them', () => {
+  for (const v of [null, false, '']) {
+    const p = new Pool(
+      {
+        max: v,
+        min: v,
+        idleTimeoutMillis: v,
+        connectionTimeoutMillis: v,
+        maxUses: v,
+        maxLifetimeSeconds: v
+      },
+      FakeClient
+    )
+    assert.equal(p.options.max, 10, String(v))
+    assert.equal(p.options.maxUses, Infinity, String(v))
+    // pg-pool runs no idle timer for these (the default is for undefined only).
+    assert.equal(p.options.idleTimeoutMillis, v, String(v))
+  }
+})
+
 test("constructor: pg-pool's defaults and parsing, password hidden", () => {
   const p = new Pool({ password: 'secret', poolSize: 3, maxUses: 0, min: 0 }, FakeClient)
   assert.equal(p.options.max, 3)

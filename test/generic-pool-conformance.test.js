@@ -544,12 +544,16 @@ for (const [name, gp] of impls) {
       TEST_OPTS,
       async () => {
         const f = makeFactory()
-        const pool = createPool(f, { max: 1, acquireTimeoutMillis: 30 })
+        // The deadlines 150 ms apart, each 150 ms from the other step: a
+        // loaded machine can stall the loop that long on either side (with
+        // 30 ms and 10 ms, a stall over 10 ms at p1's deadline put p2's past
+        // too, and sluice rightly rejected both in one pass).
+        const pool = createPool(f, { max: 1, acquireTimeoutMillis: 300 })
         const holder = await pool.acquire()
         const p1 = pool.acquire()
         const p1Result = assert.rejects(p1, isTimeoutError)
-        await sleep(10)
-        const p2 = pool.acquire() // times out 10 ms after p1
+        await sleep(150)
+        const p2 = pool.acquire() // times out 150 ms after p1
         assert.equal(pool.pending, 2)
         await p1Result
         assert.equal(pool.pending, 1)

@@ -48,22 +48,27 @@ function throwOnDoubleRelease() {
 }
 
 // pg-pool's promisify: a callback, or a promise of the pool's Promise class.
-// The rejection's stack is replaced with one from where it is settled (pg
-// replaces the one leading to TCP.onStreamRead the same way).
+// As in pg-pool, the promise returned is the one from a catch() that
+// replaces a rejection's stack with one from where it is settled (pg
+// replaces the one leading to TCP.onStreamRead the same way); that extra
+// step also settles it in the same microtask turn as pg-pool's.
 function promisify(P, callback) {
   if (callback) return { callback, result: undefined }
   let res, rej
   const result = new P((resolve, reject) => {
     res = resolve
     rej = reject
-  })
+  }).catch(restack)
   const cb = function (err, client) {
-    if (err) {
-      if (err instanceof Error) Error.captureStackTrace(err)
-      rej(err)
-    } else res(client)
+    if (err) rej(err)
+    else res(client)
   }
   return { callback: cb, result }
+}
+
+function restack(err) {
+  if (err instanceof Error) Error.captureStackTrace(err)
+  throw err
 }
 
 function loadClient() {

@@ -105,6 +105,24 @@ test("constructor: pg-pool's defaults and parsing, password hidden", () => {
   assert.equal(p.ended, false)
 })
 
+test('end() and query() promises settle in the same order as pg-pool', async () => {
+  const orders = []
+  for (const Impl of [require('pg-pool'), Pool]) {
+    const order = []
+    const p = new Impl({}, FakeClient)
+    const tick = (name) => Promise.resolve().then(() => order.push(name))
+    p.end().then(() => order.push('end1')) // no clients: ended at once
+    tick('a')
+    p.end().catch(() => order.push('end2'))
+    tick('b')
+    p.query('SELECT 1').catch(() => order.push('query')) // after end
+    tick('c')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    orders.push(order)
+  }
+  assert.deepEqual(orders[1], orders[0])
+})
+
 const { runBoth, sleep } = NO_PG ? {} : require('./support/pg-diff.js')
 
 async function same(options, commands, extra) {

@@ -312,12 +312,9 @@ class Pool extends EventEmitter {
     const res = this.#wres[token]
     const rej = this.#wrej[token]
     this.#wres[token] = this.#wrej[token] = undefined
-    if (err) {
-      // As pg-pool: a stack that leads back to the application, not to
-      // the socket that reported the error.
-      if (err instanceof Error) Error.captureStackTrace(err)
-      rej(err)
-    } else res(client)
+    // The stack of a rejection is replaced in the promise's catch() step.
+    if (err) rej(err)
+    else res(client)
   }
 
   #fail(token, err) {
@@ -593,7 +590,8 @@ class Pool extends EventEmitter {
     if (cb !== undefined) {
       this.#wcb[token] = cb
     } else if (this.Promise === NativePromise) {
-      result = new NativePromise(executor)
+      // The catch() step as in pg-pool's promisify: the same microtask turn.
+      result = new NativePromise(executor).catch(restack)
       this.#wres[token] = captured.resolve
       this.#wrej[token] = captured.reject
       captured.resolve = captured.reject = undefined
@@ -601,7 +599,7 @@ class Pool extends EventEmitter {
       result = new this.Promise((resolve, reject) => {
         this.#wres[token] = resolve
         this.#wrej[token] = reject
-      })
+      }).catch(restack)
     }
     // pg-pool queues a caller while a client is idle and serves it on the
     // next tick.

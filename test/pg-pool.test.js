@@ -123,6 +123,57 @@ test('end() and query() promises settle in the same order as pg-pool', async () 
   assert.deepEqual(orders[1], orders[0])
 })
 
+test('connect() and query() promises settle in the same order as pg-pool', async () => {
+  // Connects and queries answer on the next turn of the loop, in call order.
+  const { EventEmitter } = require('node:events')
+  class LoopClient extends EventEmitter {
+    _queryable = true
+    connect(cb) {
+      setImmediate(cb)
+    }
+    query(text, values, cb) {
+      setImmediate(() => (text === 'bad' ? cb(new Error('bad')) : cb(undefined, text)))
+    }
+    end(cb) {
+      setImmediate(cb)
+    }
+  }
+  const orders = []
+  for (const Impl of [require('pg-pool'), Pool]) {
+    const order = []
+    const p = new Impl({ max: 2 }, LoopClient)
+    const tick = (name) => setImmediate(() => Promise.resolve().then(() => order.push(name)))
+    p.connect().then((c) => {
+      order.push('connect')
+      setImmediate(() => c.release())
+    })
+    tick('a')
+    p.query('ok').then(() => order.push('query'))
+    tick('b')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    p.query('bad').catch(() => order.push('bad'))
+    p.connect().then((c) => {
+      order.push('connect2')
+      c.release()
+    })
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    // A waiting caller served by a release, against a promise settled then.
+    const held = await p.connect()
+    const held2 = await p.connect()
+    p.connect().then((c) => {
+      order.push('waiter')
+      c.release()
+    })
+    held.release()
+    Promise.resolve().then(() => order.push('after release'))
+    held2.release()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await p.end()
+    orders.push(order)
+  }
+  assert.deepEqual(orders[1], orders[0])
+})
+
 const { runBoth, sleep } = NO_PG ? {} : require('./support/pg-diff.js')
 
 async function same(options, commands, extra) {

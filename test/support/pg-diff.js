@@ -145,10 +145,16 @@ class Runner {
     this.track('end', this.pool.end(), () => '')
   }
 
-  // Releases everything held until nobody waits, then ends the pool.
+  // Releases everything held until nobody waits, then ends the pool. One
+  // client at a time, quiet after each: released together, they could serve
+  // two queued queries at once, on two backends, and the server decides
+  // which answers first (the fuzz saw both orders on both pools).
   async shutdown() {
     for (let round = 0; round < 50; round++) {
-      while (this.held.length > 0) this.release(0, false)
+      while (this.held.length > 0) {
+        this.release(0, false)
+        await this.quiet()
+      }
       await this.quiet()
       if (this.held.length === 0 && this.pool.waitingCount === 0) break
     }

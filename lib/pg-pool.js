@@ -577,12 +577,12 @@ class Pool extends EventEmitter {
   // ------------------------------------------------------------ methods --
 
   connect(cb) {
+    if (cb !== undefined && typeof cb !== 'function') {
+      throw new TypeError(`Expected \`callback\` to be a function, got ${typeof cb}`)
+    }
     if (this.ending) {
       const err = new Error(ENDED)
       return cb ? cb(err) : this.Promise.reject(err)
-    }
-    if (cb !== undefined && typeof cb !== 'function') {
-      throw new TypeError(`Expected \`callback\` to be a function, got ${typeof cb}`)
     }
     const wfree = this.#wfree
     const token = wfree.length > 0 ? wfree.pop() : this.#ntokens++
@@ -659,6 +659,10 @@ class Pool extends EventEmitter {
   }
 
   end(cb) {
+    // Checked first: a bad callback must not leave the pool half ended.
+    if (cb !== undefined && typeof cb !== 'function') {
+      throw new TypeError(`Expected \`callback\` to be a function, got ${typeof cb}`)
+    }
     this.log('ending')
     if (this.ending) {
       const err = new Error('Called end on pool more than once')

@@ -65,6 +65,12 @@ test('constructor: bad options are TypeError/RangeError naming the option', () =
     name: 'TypeError',
     message: /callback/
   })
+  const ended = new Pool({}, FakeClient)
+  assert.throws(() => ended.end(5), { name: 'TypeError', message: /`callback`/ })
+  assert.equal(ended.ending, false, 'a bad end() callback leaves the pool as it was')
+  ended.end(() => {})
+  assert.throws(() => ended.connect('x'), { name: 'TypeError', message: /`callback`/ })
+  assert.throws(() => ended.end('x'), { name: 'TypeError', message: /`callback`/ })
 })
 
 test('constructor: null, false and empty options are unset, as pg-pool reads them', () => {

@@ -160,14 +160,23 @@ class Pool extends EventEmitter {
     }
     const o = this.options
     // pg-pool's defaults, with its `||` (0 means the default).
-    o.max = numberOption(o, 'max', 0) || numberOption(o, 'poolSize', 0) || 10
-    if (o.max < 1 || o.max === Infinity) {
-      throw new RangeError(`Expected \`options.max\` to be a finite number >= 1, got ${o.max}`)
+    // The numbers the pool runs on (`n`); pool.options keeps the values as
+    // given, filled in with pg-pool's `||` (0 means the default), as
+    // pg-pool's does (a numeric string stays a string there).
+    const n = {
+      max: numberOption(o, 'max', 0) || numberOption(o, 'poolSize', 0) || 10,
+      min: numberOption(o, 'min', 0) || 0,
+      maxUses: numberOption(o, 'maxUses', 0) || Infinity,
+      maxLifetimeSeconds: numberOption(o, 'maxLifetimeSeconds', 0) || 0
     }
-    o.min = numberOption(o, 'min', 0) || 0
-    o.maxUses = numberOption(o, 'maxUses', 0) || Infinity
+    if (n.max < 1 || n.max === Infinity) {
+      throw new RangeError(`Expected \`options.max\` to be a finite number >= 1, got ${n.max}`)
+    }
+    o.max = o.max || o.poolSize || 10
+    o.min = o.min || 0
+    o.maxUses = o.maxUses || Infinity
     o.allowExitOnIdle = o.allowExitOnIdle || false
-    o.maxLifetimeSeconds = numberOption(o, 'maxLifetimeSeconds', 0) || 0
+    o.maxLifetimeSeconds = o.maxLifetimeSeconds || 0
     if (typeof o.idleTimeoutMillis === 'undefined') o.idleTimeoutMillis = 10000
     // Only undefined gets the default: pg-pool runs no idle timer for null,
     // false or 0.
@@ -199,7 +208,7 @@ class Pool extends EventEmitter {
       this.#pump()
     }
     const [acquire, release, ctl, buffer] = binding.pool(
-      this.#config(o, idle, connectTimeout),
+      this.#config(n, idle, connectTimeout),
       this.#pumpFn
     )
     this.#acquire = acquire
@@ -208,23 +217,23 @@ class Pool extends EventEmitter {
     this.#counts = new Float64Array(buffer, 0, C.NCOUNTS)
     this.#hdr = new Int32Array(buffer, C.NCOUNTS * 8, H.SIZE)
     this.#win = new Int32Array(buffer, C.NCOUNTS * 8 + H.SIZE * 4)
-    if (this.#prefill && o.min > 0) {
+    if (this.#prefill && n.min > 0) {
       this.#ctl(CTL.START)
       this.#pump()
     }
   }
 
-  #config(o, idle, connectTimeout) {
+  #config(n, idle, connectTimeout) {
     const a = new Float64Array(CFG.COUNT)
-    const max = Math.min(o.max, LIMITS.COUNT_MAX)
+    const max = Math.min(n.max, LIMITS.COUNT_MAX)
     a[CFG.MAX] = Math.ceil(max)
-    a[CFG.MIN] = Math.min(o.min, a[CFG.MAX])
+    a[CFG.MIN] = Math.min(n.min, a[CFG.MAX])
     a[CFG.MAX_WAITING] = NaN
     a[CFG.FIFO] = 0 // LIFO idle reuse, as pg-pool pops its idle list
     a[CFG.PRIORITY_RANGE] = 1
     a[CFG.ACQUIRE_TIMEOUT] = connectTimeout > 0 ? nodeDelay(connectTimeout) : 0
     a[CFG.IDLE] = NaN // no generic-pool evictor
-    a[CFG.MAX_USES] = o.maxUses === Infinity ? 0 : o.maxUses
+    a[CFG.MAX_USES] = n.maxUses === Infinity ? 0 : n.maxUses
     a[CFG.BACKOFF_MIN] = LIMITS.BACKOFF_MIN
     a[CFG.BACKOFF_MAX] = LIMITS.BACKOFF_MAX
     a[CFG.BIND_CREATES] = 1
@@ -232,7 +241,7 @@ class Pool extends EventEmitter {
     a[CFG.UNREF_TIMEOUTS] = 1
     a[CFG.CREATE_TIMEOUT] = connectTimeout > 0 ? nodeDelay(connectTimeout) : 0
     a[CFG.IDLE_TIMEOUT] = idle > 0 ? nodeDelay(idle) : 0
-    a[CFG.EXPIRE] = o.maxLifetimeSeconds > 0 ? nodeDelay(o.maxLifetimeSeconds * 1000) : 0
+    a[CFG.EXPIRE] = n.maxLifetimeSeconds > 0 ? nodeDelay(n.maxLifetimeSeconds * 1000) : 0
     return a
   }
 

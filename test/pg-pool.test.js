@@ -103,7 +103,18 @@ test("constructor: pg-pool's defaults and parsing, password hidden", () => {
   assert.equal(p.options.password, 'secret')
   assert.equal(Object.keys(p.options).includes('password'), false)
   assert.equal(new Pool({}, FakeClient).options.max, 10)
-  assert.equal(new Pool({ max: '4' }, FakeClient).options.max, 4)
+  // pool.options as pg-pool fills it in (numeric strings stay strings).
+  for (const opts of [
+    { max: '4', min: '1', maxUses: '3', maxLifetimeSeconds: '2', idleTimeoutMillis: '50' },
+    { poolSize: 3, max: 0, maxUses: 0, allowExitOnIdle: 0, idleTimeoutMillis: null },
+    {}
+  ]) {
+    assert.deepEqual(
+      { ...new Pool(opts, FakeClient).options },
+      { ...new (require('pg-pool'))(opts, FakeClient).options },
+      JSON.stringify(opts)
+    )
+  }
   assert.equal(new Pool({ Client: FakeClient }).Client, FakeClient)
   assert.equal(new Pool().Client, require('pg').Client)
   for (const k of ['totalCount', 'idleCount', 'waitingCount', 'expiredCount']) assert.equal(p[k], 0)

@@ -429,10 +429,15 @@ class Pool extends EventEmitter {
     this.#clients[slot] = undefined
     client[kIdle] = false
     client.end(() => {
-      this.emit('remove', client)
-      this.#ctl(CTL.DESTROYED, slot)
-      this.#pump()
-      this.#checkEnded()
+      // A 'remove' listener that throws must not keep the slot from being
+      // freed (nor end() from finishing): its error is thrown after.
+      try {
+        this.emit('remove', client)
+      } finally {
+        this.#ctl(CTL.DESTROYED, slot)
+        this.#pump()
+        this.#checkEnded()
+      }
     })
   }
 
@@ -476,17 +481,39 @@ class Pool extends EventEmitter {
   #acquireClient(token, slot) {
     const client = this.#clients[slot]
     const isNew = this.#fresh[slot] === true
+    // A 'connect' or 'acquire' listener that throws must not leave the
+    // caller waiting for ever and the client lent to nobody: the caller is
+    // served, then the listener's error is thrown (#pump rethrows it).
+    let listenerErr
     if (isNew) {
       this.#fresh[slot] = false
       this.#guard(client)
-      this.emit('connect', client)
+      listenerErr = this.#emitCatching('connect', client)
     } else if (this.options.allowExitOnIdle && client.ref) {
       client.ref()
     }
     client[kIdle] = false
-    this.emit('acquire', client)
+    listenerErr = this.#emitCatching('acquire', client) || listenerErr
     client.release = this.#releaseOnce(client, slot)
     client[kLent] = true
+    if (listenerErr !== undefined) {
+      this.#serve(token, client, isNew)
+      throw listenerErr
+    }
+    this.#serve(token, client, isNew)
+  }
+
+  // Emits `name`; returns what a listener threw (undefined if none did).
+  #emitCatching(name, client) {
+    try {
+      this.emit(name, client)
+    } catch (err) {
+      return err === undefined ? null : err
+    }
+    return undefined
+  }
+
+  #serve(token, client, isNew) {
     if (isNew && this.options.verify) {
       // Only verify's first answer counts: a second call would settle the
       // caller twice (pg-pool calls its callback twice), and here free its
@@ -571,7 +598,20 @@ class Pool extends EventEmitter {
   #releaseClient(client, slot, err) {
     client[kLent] = false
     client._poolUseCount = (client._poolUseCount || 0) + 1
-    this.emit('release', err, client)
+    // A 'release' listener that throws: its error is thrown out of
+    // release() (as in pg-pool), after the client went back (pg-pool loses
+    // it: it stays counted and is never lent again).
+    let listenerErr
+    try {
+      this.emit('release', err, client)
+    } catch (e) {
+      listenerErr = e === undefined ? null : e
+    }
+    this.#giveBack(client, slot, err)
+    if (listenerErr !== undefined) throw listenerErr
+  }
+
+  #giveBack(client, slot, err) {
     if (err || this.ending || !client._queryable || client._ending) {
       this.#ctl(CTL.DESTROY, slot)
     } else {

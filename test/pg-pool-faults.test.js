@@ -718,3 +718,16 @@ test('verify that calls back twice or throws', async () => {
   await pool.end()
   assert.equal(pool.totalCount, 0)
 })
+
+// A pool listener that throws: its error reaches the application, and the
+// pool goes on (pg-pool loses the client: the caller waits for ever, or a
+// released client stays counted and is never lent again).
+test('a listener that throws does not lose the client or the caller', () => {
+  const script = path.join(__dirname, 'support', 'pg-listener-throws.js')
+  for (const event of ['connect', 'acquire', 'release', 'remove']) {
+    const r = spawnSync(process.execPath, [script, event], { encoding: 'utf8', timeout: 30000 })
+    assert.equal(r.status, 0, `${event}: ${r.stdout}${r.stderr}`)
+    const how = event === 'release' ? 'release threw' : 'uncaught'
+    assert.equal(r.stdout.trim(), `served, ended=true; ${how} ${event} listener`, event)
+  }
+})

@@ -169,8 +169,9 @@ class Pool extends EventEmitter {
       maxUses: numberOption(o, 'maxUses', 0) || Infinity,
       maxLifetimeSeconds: numberOption(o, 'maxLifetimeSeconds', 0) || 0
     }
-    if (n.max < 1 || n.max === Infinity) {
-      throw new RangeError(`Expected \`options.max\` to be a finite number >= 1, got ${n.max}`)
+    // Between 0 and 1, pg-pool opens one client (its `>=` test), as here.
+    if (n.max === Infinity) {
+      throw new RangeError(`Expected \`options.max\` to be a finite number, got ${n.max}`)
     }
     o.max = o.max || o.poolSize || 10
     o.min = o.min || 0

@@ -107,6 +107,7 @@ test("constructor: pg-pool's defaults and parsing, password hidden", () => {
   for (const opts of [
     { max: '4', min: '1', maxUses: '3', maxLifetimeSeconds: '2', idleTimeoutMillis: '50' },
     { poolSize: 3, max: 0, maxUses: 0, allowExitOnIdle: 0, idleTimeoutMillis: null },
+    { max: 0.5 },
     {}
   ]) {
     assert.deepEqual(

@@ -442,7 +442,10 @@ test(
         numRuns: Number(process.env.SLUICE_FUZZ_RUNS) || 12,
         seed: Number(process.env.SLUICE_FUZZ_SEED) || undefined,
         endOnFailure: true,
-        verbose: true
+        verbose: true,
+        // The two logs' diff in the report (as a cause, the test runner
+        // left it out): a failure that does not come back must be readable.
+        includeErrorInReport: true
       }
     )
   }

@@ -226,22 +226,13 @@ void sl_ctx_close(sl_ctx_t* ctx) {
   uv_mutex_unlock(&ctx->lock);
 }
 
-/* Doorbells to ring once the gate lock is dropped. More distinct threads
- * than fit in one operation is rare; those are rung under the lock. */
-#define SL__RING_MAX 8
-typedef struct sl__ring_s {
-  sl_ctx_t* ctx[SL__RING_MAX];
-  uv_async_t* bell[SL__RING_MAX];
-  uint32_t n;
-} sl__ring_t;
-
-/* ctx->lock is held. Plans a ring of ctx's doorbell: made in sl__ring(),
+/* ctx->lock is held. Plans a ring of ctx's doorbell: made in sl_ring(),
  * outside every lock; `ringing` keeps teardown from closing the doorbell
  * until it is made. */
-static void sl__ring_plan(sl_ctx_t* ctx, sl__ring_t* ring) {
+static void sl__ring_plan(sl_ctx_t* ctx, sl_ring_t* ring) {
   if (ctx->closing || ctx->doorbell == NULL)
     return;
-  if (ring->n < SL__RING_MAX) {
+  if (ring->n < SL_RING_MAX) {
     ctx->ringing++;
     ring->ctx[ring->n] = ctx;
     ring->bell[ring->n] = ctx->doorbell;
@@ -256,7 +247,7 @@ static void sl__ring_plan(sl_ctx_t* ctx, sl__ring_t* ring) {
  * the gate and the push: teardown removes its waiters under the same gate
  * lock first. The doorbell is rung only when the ready queue was empty (the
  * callback drains the whole queue, so one ring per batch is enough). */
-static void sl__ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl__ring_t* ring) {
+void sl_ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl_ring_t* ring) {
   int was_empty;
   uv_mutex_lock(&ctx->lock);
   was_empty = ctx->ready.head == NULL;
@@ -273,7 +264,7 @@ static void sl__ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl__ring_t* ring) 
 }
 
 /* Rings the doorbells planned under the gate lock. No lock is held. */
-static void sl__ring(sl__ring_t* ring) {
+void sl_ring(sl_ring_t* ring) {
   uint32_t i;
   for (i = 0; i < ring->n; i++) {
     sl_ctx_t* ctx = ring->ctx[i];
@@ -348,23 +339,27 @@ static int sl__others_could_grant(const sl_gate_t* g, const sl_party_t* p) {
 /* Sets a party's keep, counting it in its ctx; a ctx whose count crosses
  * zero gets its doorbell rung, so its thread refs or unrefs it (uv_ref is
  * not thread-safe). */
-static void sl__party_keep(sl_gate_t* g, sl_party_t* p, int want, sl__ring_t* ring) {
-  int64_t before;
+static void sl__party_keep(sl_gate_t* g, sl_party_t* p, int want, sl_ring_t* ring) {
   if (want == p->keep)
     return;
   p->keep = want;
   g->nkeep = want ? g->nkeep + 1 : g->nkeep - 1;
-  uv_mutex_lock(&p->ctx->lock);
-  before = p->ctx->keep;
-  p->ctx->keep += want ? 1 : -1;
-  if ((before == 0) != (p->ctx->keep == 0))
-    sl__ring_plan(p->ctx, ring);
-  uv_mutex_unlock(&p->ctx->lock);
+  sl_ctx_keep_add(p->ctx, want ? 1 : -1, ring);
+}
+
+void sl_ctx_keep_add(sl_ctx_t* ctx, int delta, sl_ring_t* ring) {
+  int64_t before;
+  uv_mutex_lock(&ctx->lock);
+  before = ctx->keep;
+  ctx->keep += delta;
+  if ((before == 0) != (ctx->keep == 0))
+    sl__ring_plan(ctx, ring);
+  uv_mutex_unlock(&ctx->lock);
 }
 
 /* Brings every party's keep up to date after a change: O(parties), that is
  * O(threads), and only while waiters are queued or a keep is set. */
-static void sl__keep_sync(sl_gate_t* g, sl__ring_t* ring) {
+static void sl__keep_sync(sl_gate_t* g, sl_ring_t* ring) {
   sl_party_t* p;
   if (!g->shared || (g->npending == 0 && g->nkeep == 0))
     return;
@@ -457,15 +452,15 @@ static void sl__unlink(sl_gate_t* g, sl_level_t* lv, sl_waiter_t* w) {
 
 /* The gate lock is held. Hands a waiter that left the queue (GRANTED or
  * REFUSED) to its thread: the caller's list or the owner's ready queue. */
-static void sl__hand_over(sl_waiter_t* w, sl_ctx_t* self, sl_wlist_t* out, sl__ring_t* ring) {
+static void sl__hand_over(sl_waiter_t* w, sl_ctx_t* self, sl_wlist_t* out, sl_ring_t* ring) {
   if (w->stake->ctx == self)
     sl_wlist_push(out, w);
   else
-    sl__ctx_push_ready(w->stake->ctx, w, ring);
+    sl_ctx_push_ready(w->stake->ctx, w, ring);
 }
 
 /* The gate lock is held. Grants the head to its stake. */
-static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl__ring_t* ring) {
+static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl_ring_t* ring) {
   sl_level_t* lv = &g->levels[g->nlevels - 1];
   sl_waiter_t* w = lv->head;
   sl__unlink(g, lv, w);
@@ -478,7 +473,7 @@ static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl__ri
 /* The gate lock is held. Grants the head while it fits, at most `max`
  * waiters (0: no limit). */
 static void sl__dispatch_locked(sl_gate_t* g, uint32_t max, sl_ctx_t* self, sl_wlist_t* out,
-                                sl__ring_t* ring) {
+                                sl_ring_t* ring) {
   uint32_t i = 0;
   while (g->nlevels > 0 && sl__fits(g, g->levels[g->nlevels - 1].head->n)) {
     sl__grant_head(g, self, out, ring);
@@ -488,10 +483,10 @@ static void sl__dispatch_locked(sl_gate_t* g, uint32_t max, sl_ctx_t* self, sl_w
 }
 
 /* Drops the lock, then rings: the end of every locked operation. */
-static void sl__unlock_ring(sl_gate_t* g, sl__ring_t* ring) {
+static void sl__unlock_ring(sl_gate_t* g, sl_ring_t* ring) {
   sl__keep_sync(g, ring);
   SL__UNLOCK(g);
-  sl__ring(ring);
+  sl_ring(ring);
 }
 
 /* -------------------------------------------------------------- stakes --- */
@@ -525,7 +520,7 @@ int sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx) {
 void sl_stake_close(sl_stake_t* s) {
   sl_gate_t* g = s->gate;
   sl_party_t* p = s->party;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   sl_wlist_t none;
 
   sl_wlist_init(&none);
@@ -574,7 +569,7 @@ int sl_gate_try_take(sl_stake_t* s, uint32_t n) {
 int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority, int* queued,
                     sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   sl_level_t* lv;
   int r = 0;
 
@@ -605,7 +600,7 @@ int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority,
 
 int sl_gate_release(sl_stake_t* s, int64_t n, uint32_t max_grants, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   SL__LOCK(g);
   if (n < 0 || n > s->held) {
     SL__UNLOCK(g);
@@ -620,7 +615,7 @@ int sl_gate_release(sl_stake_t* s, int64_t n, uint32_t max_grants, sl_wlist_t* o
 
 void sl_gate_dispatch(sl_stake_t* s, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   SL__LOCK(g);
   sl__dispatch_locked(g, 0, s->ctx, out, &ring);
   sl__unlock_ring(g, &ring);
@@ -628,7 +623,7 @@ void sl_gate_dispatch(sl_stake_t* s, sl_wlist_t* out) {
 
 void sl_gate_set_permits(sl_stake_t* s, int64_t permits, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   uint32_t i;
   SL__LOCK(g);
   g->permits = permits;
@@ -653,7 +648,7 @@ void sl_gate_set_permits(sl_stake_t* s, int64_t permits, sl_wlist_t* out) {
 int sl_gate_cancel(sl_waiter_t* w, sl_wlist_t* out) {
   sl_stake_t* s = w->stake;
   sl_gate_t* g;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   if (s == NULL)
     return UV_ENOENT;
   g = s->gate;
@@ -672,7 +667,7 @@ int sl_gate_cancel(sl_waiter_t* w, sl_wlist_t* out) {
 
 void sl_gate_clear(sl_stake_t* s, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   uint32_t i;
   SL__LOCK(g);
   /* Highest priority first, FIFO within each: the order they would have

@@ -127,8 +127,8 @@ void sl_hgate_reap(sl_stake_t* s);
 uint64_t sl_hgate_owner_dead(void);
 /* Tests: locks the segment, leaves it half-written (at = 1: the head taken
  * out of the queue and counted but not granted; 2: our permits half given
- * back; 3: garbage links and counts) and dies by SIGKILL, holding the
- * lock. */
-void sl_hgate_test_crash(sl_stake_t* s, int at);
+ * back; 3: garbage links and counts), writes a byte to `fd` and waits,
+ * holding the lock, to be killed. Never returns. */
+void sl_hgate_test_stall(sl_stake_t* s, int at, int fd);
 
 #endif /* SLUICE_CORE_HGATE_H */

@@ -336,3 +336,43 @@ test(
     sem.release()
   }
 )
+
+test(
+  'worker threads and processes share one host gate; a terminated worker gives its permits and waiters back',
+  { skip },
+  async () => {
+    const { Worker } = require('node:worker_threads')
+    const name = uniq('threads')
+    const sem = new Semaphore(2, { name, scope: 'host' })
+    await sem.acquire(2)
+    const src = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const { Semaphore } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'index.js'))})
+    const sem = new Semaphore(undefined, { name: workerData, scope: 'host' })
+    sem.acquire(1).then(() => parentPort.postMessage('got'))
+    parentPort.postMessage('queued')
+  `
+    const w1 = new Worker(src, { eval: true, workerData: name })
+    const w2 = new Worker(src, { eval: true, workerData: name })
+    const first = (w, what) =>
+      new Promise((resolve) => w.on('message', (m) => m === what && resolve()))
+    await Promise.all([first(w1, 'queued'), first(w2, 'queued')])
+    assert.equal(sem.pending, 2)
+    // A waiter in another process too, behind them.
+    const proc = start('wait', { name, n: 1 })
+    await proc.line(/^queued 3$/)
+    await w1.terminate()
+    assert.equal(sem.pending, 2, "the terminated worker's waiter left the queue")
+    const got2 = first(w2, 'got')
+    sem.release(1)
+    await got2
+    // w2 holds one, we hold one, the process waits. w2 ends: its permit goes
+    // to the process.
+    await w2.terminate()
+    await proc.line(/^got$/)
+    assert.deepEqual(await proc.exited, { code: 0, signal: null })
+    assert.equal(sem.available, 1)
+    sem.release(1)
+    assert.equal(sem.available, 2)
+  }
+)

@@ -214,6 +214,23 @@ test(
   }
 )
 
+test(
+  'process.exit() while holding every permit: they go to the waiting process at once, and the last one out unlinks',
+  { skip },
+  async () => {
+    const name = uniq('exit')
+    const holder = start('hold', { name, permits: 2, n: 2, exit: true })
+    await holder.line(/^held$/)
+    const waiter = start('wait', { name, n: 2 })
+    await waiter.line(/^queued 1$/)
+    holder.child.stdin.end('exit\n')
+    assert.deepEqual(await holder.exited, { code: 0, signal: null })
+    await waiter.line(/^got$/)
+    assert.deepEqual(await waiter.exited, { code: 0, signal: null })
+    assert.equal(fs.existsSync(segment(name)), false)
+  }
+)
+
 test('a stale segment (every user killed) is recovered by the next opener', { skip }, async () => {
   const name = uniq('stale')
   const holder = start('hold', { name, permits: 2, n: 2 })

@@ -15,6 +15,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { fork } = require('node:child_process')
+const fs = require('node:fs')
 const path = require('node:path')
 const { GateModel } = require('./support/gate-model.js')
 const { modelSeeds } = require('./support/model-seeds.js')
@@ -161,7 +162,11 @@ async function run(seed, t) {
     t.diagnostic(`seed ${seed}: ${JSON.stringify(ran)}`)
     return ran
   } finally {
-    for (const p of procs) p.child.kill()
+    // Killed: they cannot detach, so the file stays (the next opener would
+    // recover it); remove it.
+    for (const p of procs) p.child.kill('SIGKILL')
+    await Promise.all(procs.map((p) => new Promise((resolve) => p.child.once('exit', resolve))))
+    fs.rmSync(`/dev/shm/sluice-${process.geteuid()}-${name}`, { force: true })
   }
 }
 

@@ -135,6 +135,7 @@ struct sl_hgate_s {
   uv_thread_t helper;
   uint32_t stop; /* atomic */
   uint64_t last_check;
+  int gone;    /* under the mutex: detached at exit (sl__atexit) */
   char path[]; /* NUL-terminated */
 };
 
@@ -144,9 +145,14 @@ static sl_hgate_t* sl__open;
 static uint64_t sl__repairs;    /* atomic */
 static uint64_t sl__owner_dead; /* atomic */
 
+static void sl__atexit(void);
+
 static void sl__reg_init(void) {
   if (uv_mutex_init(&sl__reg_lock) != 0)
     abort(); /* cannot happen with pthreads short of memory exhaustion */
+  /* process.exit() ends the process without Node's cleanup hooks, so the
+   * stakes are never closed: detach there (see sl__atexit). */
+  atexit(sl__atexit);
 }
 
 uint64_t sl_hgate_repairs(void) {
@@ -543,9 +549,20 @@ static int sl__rebuild(sl_hgate_t* hg, sl_ring_t* ring) {
  * (its mutex is unrecoverable or its header overwritten). */
 static int sl__lock(sl_hgate_t* hg, sl_ring_t* ring) {
   int r = pthread_mutex_lock(&hg->hdr->lock);
+  if (r == 0 && hg->gone) {
+    /* Detached at exit: the slot is not ours any more. */
+    pthread_mutex_unlock(&hg->hdr->lock);
+    return UV_EIO;
+  }
   if (r == 0)
     return 0;
-  if (r == EOWNERDEAD) {
+  if (r == EOWNERDEAD && hg->gone) {
+    /* Repair for the others all the same, then refuse. */
+    if (sl__rebuild(hg, ring) == 0 && pthread_mutex_consistent(&hg->hdr->lock) == 0) {
+      pthread_mutex_unlock(&hg->hdr->lock);
+      return UV_EIO;
+    }
+  } else if (r == EOWNERDEAD) {
     __atomic_fetch_add(&sl__owner_dead, 1, __ATOMIC_RELAXED);
     if (sl__rebuild(hg, ring) == 0 && pthread_mutex_consistent(&hg->hdr->lock) == 0)
       return 0;
@@ -923,6 +940,42 @@ int sl_hgate_open(const char* dir, const char* name, size_t len, int64_t permits
   }
   uv_mutex_unlock(&sl__reg_lock);
   return r;
+}
+
+/* At exit() (process.exit(), or a natural exit after the cleanup hooks,
+ * when nothing is left open): every gate this process still has open is
+ * left as if the process had died, at once, instead of when another
+ * process notices: our slot is freed and the state rebuilt without it (our
+ * permits return, our waiters leave, others are granted), and the last
+ * process unlinks the file. From then on every operation of this process
+ * fails (`gone`), so a thread still running cannot touch a slot that is
+ * no longer ours. The helper threads and mappings die with the process.
+ * Node stops worker threads before it calls exit(); a lock still held
+ * elsewhere is not waited for (trylock): the others reap us anyway. */
+static void sl__atexit(void) {
+  sl_hgate_t* hg;
+  if (uv_mutex_trylock(&sl__reg_lock) != 0)
+    return;
+  for (hg = sl__open; hg != NULL; hg = hg->next) {
+    sl_ring_t ring = {.n = 0};
+    if (sl__lock(hg, &ring) != 0)
+      continue;
+    hg->slots[hg->slot].state = SL_SLOT_FREE;
+    /* Our waiters are dropped by the rebuild: they are no longer ours. */
+    if (hg->wmap != NULL)
+      memset(hg->wmap, 0, hg->wmap_cap * sizeof(*hg->wmap));
+    hg->parties = NULL; /* their ctxs may be gone; nothing to keep alive */
+    hg->slot = SL_NIL;
+    (void) sl__rebuild(hg, &ring);
+    if (hg->hdr->nlive == 0) {
+      hg->hdr->unlinked = 1;
+      (void) unlink(hg->path);
+    }
+    /* Under the mutex: no thread of ours gets in after this. */
+    hg->gone = 1;
+    pthread_mutex_unlock(&hg->hdr->lock);
+  }
+  uv_mutex_unlock(&sl__reg_lock);
 }
 
 /* ---- the backend ---- */

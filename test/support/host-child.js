@@ -47,7 +47,8 @@ const roles = {
     const sem = new Semaphore(opts.permits, { name: opts.name, scope: 'host' })
     await sem.acquire(opts.n)
     say('held')
-    setInterval(() => {}, 1 << 30)
+    if (opts.exit) process.stdin.once('data', () => process.exit(0))
+    else setInterval(() => {}, 1 << 30)
   },
 
   // Waits for `n` permits, says when it has them, releases and exits.

@@ -107,7 +107,7 @@ function openImpl(impl, name) {
   return {
     async acquire() {
       unlock = await lockfile.lock(file, {
-        retries: { retries: 1e9, factor: 1, minTimeout: 1, maxTimeout: 1 },
+        retries: { forever: true, factor: 1, minTimeout: 1, maxTimeout: 1 },
         realpath: false
       })
     },
@@ -187,21 +187,21 @@ async function workerPairs(impl, name, pairs) {
 
 function spawnWorker(impl, mode, name, n) {
   return fork(FILE, ['--worker', impl, mode, name, String(n)], {
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc']
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
 }
 
+// A worker's result comes over IPC (a large one on a pipe could be cut
+// short by the exit).
 function result(child) {
   return new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.on('exit', (code) => {
-      try {
-        resolve(JSON.parse(out.trim().split('\n').pop()))
-      } catch {
-        reject(new Error(`worker exited ${code}: ${out.slice(-200)}`))
-      }
+    let out
+    child.on('message', (m) => {
+      if (m && m.result) out = m.result
     })
+    child.on('exit', (code, signal) =>
+      out ? resolve(out) : reject(new Error(`worker exited ${signal || code}`))
+    )
   })
 }
 
@@ -241,10 +241,7 @@ if (process.argv.includes('--worker')) {
   const [impl, mode, name, n] = process.argv.slice(process.argv.indexOf('--worker') + 1)
   const body = mode === 'ping' ? workerPing : workerPairs
   body(impl, name, Number(n)).then(
-    (out) => {
-      process.stdout.write(JSON.stringify(out) + '\n')
-      process.exit(0)
-    },
+    (out) => process.send({ result: out }, () => process.exit(0)),
     (err) => {
       console.error(err)
       process.exit(1)

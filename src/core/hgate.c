@@ -135,7 +135,11 @@ struct sl_hgate_s {
   uv_thread_t helper;
   uint32_t stop; /* atomic */
   uint64_t last_check;
-  int gone;    /* under the mutex: detached at exit (sl__atexit) */
+  int gone; /* under the mutex: detached at exit (sl__atexit) */
+  /* Under the mutex: slots whose bell was bumped by this operation and
+   * whose helper must be woken once the mutex is dropped (waking it under
+   * the mutex would only make it block on the mutex we hold). */
+  uint64_t wake[SL_HGATE_SLOTS / 64];
   char path[]; /* NUL-terminated */
 };
 
@@ -211,6 +215,29 @@ static void sl__bell(sl_hg_slot_t* slot) {
   __atomic_fetch_add(&slot->bell, 1, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&slot->sleeping, __ATOMIC_SEQ_CST))
     sl__futex_wake(&slot->bell);
+}
+
+/* The mutex is held: bumps the bell of `slot` now (the helper that wakes
+ * for another reason sees it) and wakes its helper after the unlock
+ * (sl__unlock_wake). */
+static void sl__bell_later(sl_hgate_t* hg, uint32_t slot) {
+  __atomic_fetch_add(&hg->slots[slot].bell, 1, __ATOMIC_SEQ_CST);
+  hg->wake[slot / 64] |= (uint64_t) 1 << (slot % 64);
+}
+
+/* Drops the mutex, then wakes the helpers of the slots rung meanwhile. The
+ * slots stay mapped (we are attached), and a slot freed and reused since
+ * gets a spurious wake-up, which a helper takes as "look again". */
+static void sl__unlock_wake(sl_hgate_t* hg) {
+  uint64_t wake[SL_HGATE_SLOTS / 64];
+  uint32_t i;
+  memcpy(wake, hg->wake, sizeof(wake));
+  memset(hg->wake, 0, sizeof(hg->wake));
+  pthread_mutex_unlock(&hg->hdr->lock);
+  for (i = 0; i < SL_HGATE_SLOTS; i++)
+    if (wake[i / 64] & ((uint64_t) 1 << (i % 64)) &&
+        __atomic_load_n(&hg->slots[i].sleeping, __ATOMIC_SEQ_CST))
+      sl__futex_wake(&hg->slots[i].bell);
 }
 
 /* ---- the queue and lists (the mutex is held) ---- */
@@ -366,7 +393,7 @@ static void sl__deliver(sl_hgate_t* hg, uint32_t i, sl_ctx_t* self, sl_wlist_t* 
     sl__take_entry(hg, i, self, out, ring);
   } else {
     sl__ready_push(hg, owner, i);
-    sl__bell(&hg->slots[owner]);
+    sl__bell_later(hg, owner);
   }
 }
 
@@ -539,7 +566,7 @@ static int sl__rebuild(sl_hgate_t* hg, sl_ring_t* ring) {
   sl__take_ready(hg, NULL, &none, ring);
   for (i = 0; i < SL_HGATE_SLOTS; i++)
     if (i != hg->slot && hg->slots[i].state == SL_SLOT_LIVE && hg->slots[i].rhead != SL_NIL)
-      sl__bell(&hg->slots[i]);
+      sl__bell_later(hg, i);
   return 0;
 }
 
@@ -556,16 +583,15 @@ static int sl__lock(sl_hgate_t* hg, sl_ring_t* ring) {
   }
   if (r == 0)
     return 0;
-  if (r == EOWNERDEAD && hg->gone) {
-    /* Repair for the others all the same, then refuse. */
+  if (r == EOWNERDEAD) {
+    __atomic_fetch_add(&sl__owner_dead, 1, __ATOMIC_RELAXED);
     if (sl__rebuild(hg, ring) == 0 && pthread_mutex_consistent(&hg->hdr->lock) == 0) {
-      pthread_mutex_unlock(&hg->hdr->lock);
+      if (!hg->gone)
+        return 0;
+      /* Repaired for the others; we are detached (sl__atexit). */
+      sl__unlock_wake(hg);
       return UV_EIO;
     }
-  } else if (r == EOWNERDEAD) {
-    __atomic_fetch_add(&sl__owner_dead, 1, __ATOMIC_RELAXED);
-    if (sl__rebuild(hg, ring) == 0 && pthread_mutex_consistent(&hg->hdr->lock) == 0)
-      return 0;
     /* Unlocking without consistent makes the mutex unrecoverable: every
      * later locker gets ENOTRECOVERABLE and refuses, as it must. */
     pthread_mutex_unlock(&hg->hdr->lock);
@@ -575,7 +601,7 @@ static int sl__lock(sl_hgate_t* hg, sl_ring_t* ring) {
 
 static void sl__unlock(sl_hgate_t* hg, sl_ring_t* ring) {
   sl__keep_sync(hg, ring);
-  pthread_mutex_unlock(&hg->hdr->lock);
+  sl__unlock_wake(hg);
   sl_ring(ring);
 }
 
@@ -782,7 +808,7 @@ static int sl__attach(sl_hgate_t* hg, int64_t permits, int64_t* existing) {
     }
     if (h->unlinked) {
       /* Its last process detached between our open and our lock. */
-      pthread_mutex_unlock(&h->lock);
+      sl__unlock_wake(hg);
       sl_ring(&ring);
       sl__unmap(hg);
       continue;
@@ -792,7 +818,7 @@ static int sl__attach(sl_hgate_t* hg, int64_t permits, int64_t* existing) {
     if (permits >= 0 && h->permits != permits) {
       if (h->nlive > 0) {
         *existing = h->permits;
-        pthread_mutex_unlock(&h->lock);
+        sl__unlock_wake(hg);
         sl_ring(&ring);
         sl__unmap(hg);
         return UV_EEXIST;
@@ -818,7 +844,7 @@ static int sl__attach(sl_hgate_t* hg, int64_t permits, int64_t* existing) {
       r = 0;
       break;
     }
-    pthread_mutex_unlock(&h->lock);
+    sl__unlock_wake(hg);
     sl_ring(&ring);
     if (r != 0) {
       sl__unmap(hg);
@@ -830,7 +856,7 @@ static int sl__attach(sl_hgate_t* hg, int64_t permits, int64_t* existing) {
       if (sl__lock(hg, &ring) == 0) {
         hg->slots[hg->slot].state = SL_SLOT_FREE;
         h->nlive--;
-        pthread_mutex_unlock(&h->lock);
+        sl__unlock_wake(hg);
       }
       sl_ring(&ring);
       sl__unmap(hg);
@@ -864,7 +890,7 @@ static void sl__detach(sl_hgate_t* hg) {
       h->unlinked = 1;
       (void) unlink(hg->path);
     }
-    pthread_mutex_unlock(&h->lock);
+    sl__unlock_wake(hg);
   }
   sl_ring(&ring);
   sl__unmap(hg);
@@ -973,7 +999,7 @@ static void sl__atexit(void) {
     }
     /* Under the mutex: no thread of ours gets in after this. */
     hg->gone = 1;
-    pthread_mutex_unlock(&hg->hdr->lock);
+    sl__unlock_wake(hg);
   }
   uv_mutex_unlock(&sl__reg_lock);
 }

@@ -1337,7 +1337,8 @@ int sl_hgate_check(sl_stake_t* s, char* why, size_t size) {
       in_use += e->n;
     if (e->state == SL_ENTRY_QUEUED)
       queued++;
-    if (e->state != SL_ENTRY_FREE && hg->slots[e->owner].state != SL_SLOT_LIVE)
+    if (e->state != SL_ENTRY_FREE &&
+        (e->owner >= SL_HGATE_SLOTS || hg->slots[e->owner].state != SL_SLOT_LIVE))
       bad = "an entry of a free slot";
   }
   for (i = h->qhead; i != SL_NIL && bad == NULL; prev = i, i = sl__e(hg, i)->next) {

@@ -15,7 +15,6 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +42,21 @@ __asm__(".symver pthread_mutex_consistent,pthread_mutex_consistent@GLIBC_2.17");
 __asm__(".symver pthread_mutexattr_setpshared,pthread_mutexattr_setpshared@GLIBC_2.17");
 __asm__(".symver pthread_mutexattr_init,pthread_mutexattr_init@GLIBC_2.17");
 __asm__(".symver pthread_mutexattr_destroy,pthread_mutexattr_destroy@GLIBC_2.17");
+#endif
+
+/* The futex operations and OFD lock commands, for C libraries (musl) or
+ * kernel headers that lack them: the values are the kernel's ABI. */
+#ifndef FUTEX_WAIT
+#define FUTEX_WAIT 0
+#endif
+#ifndef FUTEX_WAKE
+#define FUTEX_WAKE 1
+#endif
+#ifndef F_OFD_GETLK
+#define F_OFD_GETLK 36
+#endif
+#ifndef F_OFD_SETLK
+#define F_OFD_SETLK 37
 #endif
 
 #define SL_NIL UINT32_MAX
@@ -130,7 +144,8 @@ struct sl_hgate_s {
   sl_party_t* parties; /* one per ctx with a stake open */
   sl_waiter_t** wmap;  /* our entries -> our waiters */
   uint32_t wmap_cap;
-  uint32_t nlocal; /* our entries not free (helper reads it as a hint) */
+  uint32_t nlocal; /* our entries not free: changed under the mutex, read by
+                    * the helper before it sleeps as a hint (atomic) */
   /* The helper thread. */
   uv_thread_t helper;
   uint32_t stop; /* atomic */
@@ -363,7 +378,7 @@ static void sl__take_entry(sl_hgate_t* hg, uint32_t i, sl_ctx_t* self, sl_wlist_
   sl_waiter_t* w = hg->wmap[i];
   int granted = e->state == SL_ENTRY_GRANTED;
   hg->wmap[i] = NULL;
-  hg->nlocal--;
+  __atomic_fetch_sub(&hg->nlocal, 1, __ATOMIC_RELAXED);
   /* The permits move from the entry to the slot: in_use is unchanged. The
    * entry is freed first so that a crash between the two stores (it would
    * be ours, and our records die with us) cannot count them twice. */
@@ -444,11 +459,34 @@ static void sl__dispatch_locked(sl_hgate_t* hg, uint32_t max, sl_ctx_t* self, sl
 
 /* ---- repair (the mutex is held) ---- */
 
-static int sl__cmp_ticket(const void* a, const void* b, void* arg) {
-  sl_hgate_t* hg = arg;
-  const sl_hg_entry_t* x = sl__e(hg, *(const uint32_t*) a);
-  const sl_hg_entry_t* y = sl__e(hg, *(const uint32_t*) b);
-  return x->ticket < y->ticket ? -1 : x->ticket > y->ticket;
+/* Sorts entry indices by ticket: a heapsort, in place, O(n log n) with no
+ * allocation and no qsort_r (which older musl lacks). Only rebuilds sort. */
+static void sl__sift(sl_hgate_t* hg, uint32_t* a, uint32_t root, uint32_t n) {
+  for (;;) {
+    uint32_t child = 2 * root + 1, top = root;
+    if (child < n && sl__e(hg, a[child])->ticket > sl__e(hg, a[top])->ticket)
+      top = child;
+    if (child + 1 < n && sl__e(hg, a[child + 1])->ticket > sl__e(hg, a[top])->ticket)
+      top = child + 1;
+    if (top == root)
+      return;
+    uint32_t t = a[root];
+    a[root] = a[top];
+    a[top] = t;
+    root = top;
+  }
+}
+
+static void sl__sort_tickets(sl_hgate_t* hg, uint32_t* a, uint32_t n) {
+  uint32_t i;
+  for (i = n / 2; i-- > 0;)
+    sl__sift(hg, a, i, n);
+  for (i = n; i-- > 1;) {
+    uint32_t t = a[0];
+    a[0] = a[i];
+    a[i] = t;
+    sl__sift(hg, a, 0, i);
+  }
 }
 
 static int sl__header_ok(const sl_hg_hdr_t* h) {
@@ -531,7 +569,7 @@ static int sl__rebuild(sl_hgate_t* hg, sl_ring_t* ring) {
   /* In ticket order: the queue by insertion (each goes after the ones of
    * its priority already there), the ready lists by append. */
   if (order != NULL)
-    qsort_r(order, n, sizeof(*order), sl__cmp_ticket, hg);
+    sl__sort_tickets(hg, order, n);
   for (i = 0; i < n; i++) {
     sl_hg_entry_t* e = sl__e(hg, order[i]);
     if (e->ticket == UINT64_MAX)
@@ -647,7 +685,7 @@ static void sl__helper(void* arg) {
     }
     sl_wlist_init(&none);
     sl__take_ready(hg, NULL, &none, &ring);
-    if (hg->nlocal > 0) {
+    if (__atomic_load_n(&hg->nlocal, __ATOMIC_RELAXED) > 0) {
       uint64_t now = uv_hrtime();
       if (now - hg->last_check >= (uint64_t) SL_HGATE_CHECK_MS * 1000000u) {
         hg->last_check = now;
@@ -1181,7 +1219,7 @@ static int sl__cancel(sl_waiter_t* w, sl_wlist_t* out) {
   }
   sl__q_unlink(hg, i);
   hg->wmap[i] = NULL;
-  hg->nlocal--;
+  __atomic_fetch_sub(&hg->nlocal, 1, __ATOMIC_RELAXED);
   sl__entry_free(hg, i);
   sl__book(s, 0, -1);
   w->state = SL_WAITER_NEW;
@@ -1197,7 +1235,7 @@ static void sl__clear_entry(sl_hgate_t* hg, uint32_t i, sl_wlist_t* out) {
   if (sl__e(hg, i)->state == SL_ENTRY_GRANTED)
     hg->hdr->in_use -= w->n; /* given back: its owner never had it */
   hg->wmap[i] = NULL;
-  hg->nlocal--;
+  __atomic_fetch_sub(&hg->nlocal, 1, __ATOMIC_RELAXED);
   sl__entry_free(hg, i);
   sl__book(w->stake, 0, -1);
   w->state = SL_WAITER_NEW;
@@ -1440,6 +1478,7 @@ uint64_t sl_hgate_owner_dead(void) {
 void sl_hgate_test_stall(sl_stake_t* s, int at, int fd) {
   (void) s;
   (void) at;
+  (void) fd;
 }
 
 int sl_hgate_check(sl_stake_t* s, char* why, size_t size) {

@@ -398,6 +398,59 @@ static void test_killed_holder(int crash_at) {
   close(reply[1]);
 }
 
+/* A holder dies inside the lock with the queue's links and counts
+ * garbage: the rebuild restores the queue from the tickets, in order. */
+static void test_rebuild_order(void) {
+  static const int32_t prio[6] = {0, 2, 1, 2, 0, 1};
+  static const int expect[6] = {1, 3, 2, 5, 0, 4};
+  int cmd[2], reply[2], status, queued, i;
+  pid_t pid;
+  sl_ctx_t ctx;
+  sl_stake_t s;
+  sl_waiter_t* w[6];
+  sl_wlist_t out;
+  int64_t existing;
+
+  CHECK_EQ(pipe(cmd), 0);
+  CHECK_EQ(pipe(reply), 0);
+  pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0)
+    holder_child("order", 1, 1, cmd[0], reply[1]);
+  CHECK_EQ(recv_byte(reply[0]), 'h');
+  CHECK_EQ(sl_ctx_init(&ctx), 0);
+  CHECK_EQ(sl_hgate_open(dir, "order", 5, 1, &ctx, &s, &existing), 0);
+  sl_wlist_init(&out);
+  for (i = 0; i < 6; i++) {
+    w[i] = sl_ctx_waiter_new(&ctx);
+    CHECK_EQ(sl_hgate_backend.acquire(&s, w[i], 1, prio[i], &queued, &out), 0);
+    CHECK_EQ(queued, 1);
+  }
+  send_byte(cmd[1], '3');
+  CHECK_EQ(recv_byte(reply[0]), 'x');
+  CHECK_EQ(kill(pid, SIGKILL), 0);
+  CHECK_EQ(waitpid(pid, &status, 0), pid);
+  CHECK(wait_ready(&ctx, 5000) == w[expect[0]]);
+  check_ok(&s);
+  for (i = 1; i < 6; i++) {
+    sl_wlist_init(&out);
+    CHECK_EQ(sl_hgate_backend.release(&s, 1, 0, &out), 0);
+    CHECK(out.head == w[expect[i]] && out.head->next == NULL);
+  }
+  CHECK_EQ(sl_hgate_backend.release(&s, 1, 0, &out), 0);
+  check_ok(&s);
+  for (i = 0; i < 6; i++)
+    sl_ctx_waiter_free(&ctx, w[i]);
+  sl_hgate_backend.close(&s);
+  CHECK(!path_exists("order"));
+  sl_ctx_close(&ctx);
+  sl_ctx_destroy(&ctx);
+  close(cmd[0]);
+  close(cmd[1]);
+  close(reply[0]);
+  close(reply[1]);
+}
+
 /* A stale segment: every process that used it died (one of them inside
  * the lock). The next opener recovers it, with its own permits. */
 static void test_stale(void) {
@@ -620,6 +673,7 @@ int main(void) {
   test_killed_holder(1);
   test_killed_holder(2);
   test_killed_holder(3);
+  test_rebuild_order();
   test_stale();
   test_foreign_files();
   test_random_kills();

@@ -310,8 +310,14 @@ function otherUser() {
     '-e',
     `require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'index.js'))})`
   ])
-  if (r.error || r.status !== 0)
-    return `runuser -u nobody cannot run node on this tree: ${r.error ? r.error.message : String(r.stderr).trim()}`
+  if (r.error || r.status !== 0) {
+    const why = r.error
+      ? r.error.message
+      : String(r.stderr)
+          .split('\n')
+          .find((l) => /Error/.test(l)) || `exit ${r.status}`
+    return `runuser -u nobody cannot run node on this tree: ${why.trim()}`
+  }
   return false
 }
 

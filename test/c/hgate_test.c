@@ -1,4 +1,5 @@
 // sources: src/core/hgate.c src/core/gate.c src/core/alloc.c
+// tsan: --threads-only
 /* The host gate on its own: the in-process rules over a shared segment,
  * FIFO and priorities across processes, a holder killed with SIGKILL, a
  * process killed while it holds the segment's mutex with the state
@@ -555,6 +556,107 @@ static void test_foreign_files(void) {
   sl_ctx_destroy(&ctx);
 }
 
+/* ---- threads of one process ---- */
+
+/* Threads of one process (one ctx each, as Node envs) hammer one host gate
+ * with every operation, their grants crossing through ready queues, while
+ * the helper thread checks liveness. Run under ThreadSanitizer too
+ * (--threads-only). */
+#define THREADS 4
+#define THREAD_OPS 30000
+static uint64_t thread_grants; /* atomic */
+static uint64_t thread_cross;  /* atomic: granted by another thread */
+
+static void thread_body(void* arg) {
+  enum { MAXW = 8 };
+  unsigned seed = (unsigned) (uintptr_t) arg;
+  sl_ctx_t ctx;
+  sl_stake_t s;
+  sl_waiter_t* q[MAXW];
+  uint32_t nq = 0, i;
+  int64_t existing;
+  int op;
+  const sl_gate_backend_t* be = &sl_hgate_backend;
+
+  CHECK_EQ(sl_ctx_init(&ctx), 0);
+  CHECK_EQ(sl_hgate_open(dir, "threads", 7, 3, &ctx, &s, &existing), 0);
+  for (op = 0; op < THREAD_OPS || nq > 0; op++) {
+    sl_wlist_t out, ready;
+    sl_waiter_t* w;
+    int kind = op < THREAD_OPS ? (int) (rand_r(&seed) % 5) : 2, queued;
+    sl_wlist_init(&out);
+    sl_wlist_init(&ready);
+    if (kind == 0) {
+      (void) be->try_take(&s, 1);
+    } else if (kind == 1 && nq < MAXW) {
+      w = sl_ctx_waiter_new(&ctx);
+      CHECK(w != NULL);
+      if (be->acquire(&s, w, 1 + rand_r(&seed) % 2, (int32_t) (rand_r(&seed) % 2), &queued, &out) ==
+              0 &&
+          queued)
+        q[nq++] = w;
+      else
+        sl_ctx_waiter_free(&ctx, w);
+    } else if (kind == 2 && nq > 0) {
+      i = (uint32_t) rand_r(&seed) % nq;
+      if (be->cancel(q[i], &out) == 0) {
+        sl_ctx_waiter_free(&ctx, q[i]);
+        q[i] = q[--nq];
+      }
+    } else if (kind >= 3) {
+      int64_t held = be->held(&s);
+      if (held > 0)
+        CHECK_EQ(be->release(&s, held, 0, &out), 0);
+    }
+    sl_ctx_take_ready(&ctx, &ready);
+    for (w = ready.head; w != NULL; w = w->next)
+      __atomic_fetch_add(&thread_cross, 1, __ATOMIC_RELAXED);
+    while ((w = sl_wlist_shift(&out)) != NULL)
+      sl_wlist_push(&ready, w);
+    while ((w = sl_wlist_shift(&ready)) != NULL) {
+      for (i = 0; i < nq && q[i] != w; i++)
+        ;
+      CHECK(i < nq);
+      CHECK_EQ(w->state, SL_WAITER_GRANTED);
+      __atomic_fetch_add(&thread_grants, 1, __ATOMIC_RELAXED);
+      q[i] = q[--nq];
+      sl_ctx_waiter_free(&ctx, w);
+    }
+    if (op >= THREAD_OPS) {
+      /* Draining: what cannot be cancelled is on its way; give back what
+       * we hold so others' grants can come. */
+      int64_t held = be->held(&s);
+      sl_wlist_init(&out);
+      if (held > 0)
+        CHECK_EQ(be->release(&s, held, 0, &out), 0);
+      while ((w = sl_wlist_shift(&out)) != NULL) {
+        for (i = 0; i < nq && q[i] != w; i++)
+          ;
+        CHECK(i < nq);
+        q[i] = q[--nq];
+        sl_ctx_waiter_free(&ctx, w);
+      }
+      usleep(100);
+    }
+  }
+  be->close(&s);
+  sl_ctx_close(&ctx);
+  sl_ctx_destroy(&ctx);
+}
+
+static void test_threads(void) {
+  uv_thread_t t[THREADS];
+  uintptr_t i;
+  for (i = 0; i < THREADS; i++)
+    CHECK_EQ(uv_thread_create(&t[i], thread_body, (void*) (i + 1)), 0);
+  for (i = 0; i < THREADS; i++)
+    CHECK_EQ(uv_thread_join(&t[i]), 0);
+  CHECK(!path_exists("threads"));
+  printf("hgate_test: threads: %llu waiters granted, %llu of them by another thread\n",
+         (unsigned long long) thread_grants, (unsigned long long) thread_cross);
+  CHECK(thread_cross > 0);
+}
+
 /* ---- random kills ---- */
 
 #define CHAOS_PERMITS 3
@@ -657,7 +759,7 @@ static void test_random_kills(void) {
   CHECK(sl_hgate_repairs() > repairs);
 }
 
-int main(void) {
+int main(int argc, char** argv) {
   /* Unbuffered: forked children inherit no stdio buffer (valgrind counts
    * it as still reachable in a child that ends with _exit). */
   setvbuf(stdout, NULL, _IONBF, 0);
@@ -666,7 +768,14 @@ int main(void) {
     strcpy(dir, "/tmp/sluice-hgate-test-XXXXXX");
     CHECK(mkdtemp(dir) != NULL);
   }
+  if (argc > 1 && strcmp(argv[1], "--threads-only") == 0) {
+    test_threads();
+    CHECK_EQ(rmdir(dir), 0);
+    printf("hgate_test: threads ok\n");
+    return 0;
+  }
   test_rules();
+  test_threads();
   test_two_ctx();
   test_fifo_across_processes();
   test_killed_holder(0);

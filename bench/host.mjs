@@ -59,10 +59,13 @@ function openImpl(impl, name) {
       acquire: () => sem.acquire(),
       release: () => sem.release(),
       trySync: () => sem.tryAcquire(),
+      // Polls with a timer, not setImmediate: a spinning holder would take
+      // a core from the waiting process's two threads (its helper and its
+      // loop) on a small machine, and time the scheduler, not the gate.
       async otherQueued(until) {
         while (sem.pending === 0) {
           if (Date.now() > until) return false
-          await immediate()
+          await sleep(1)
         }
         return true
       }

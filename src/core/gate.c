@@ -5,16 +5,69 @@
 
 #include <string.h>
 
+/* The fast path (shared gates). in_use lives in g->fast, shifted left by
+ * one, with SL_GATE_SLOW as bit 0. With the bit clear (nobody queued, no
+ * lock holder deciding on in_use), a take that fits and any release are
+ * one compare-and-swap, without the lock. Lock holders that read in_use to
+ * decide (grants, queueing, permits, stakes closing) first set the bit
+ * ("freeze"): from then on only lock holders change in_use, and a fast
+ * path that loaded the word before fails its compare-and-swap and takes
+ * the lock. Every unlock clears the bit again unless waiters are queued
+ * ("thaw"): outside the lock, the bit is set exactly while npending > 0.
+ *
+ * Memory order: the thaw is a release and the fast path's load an
+ * acquire, so what a lock holder wrote (a grant booked on a stake, the
+ * stake's party) happens before the stake's own thread, on the fast path,
+ * reads or writes it. Booking on a stake from the fast path touches only
+ * that thread's own stake and party, whose `held` other threads read only
+ * while that party has waiters queued, when the fast path is closed to it.
+ * `permits` is written under the lock with an atomic store and read by the
+ * fast path with an atomic load. */
+#define SL_GATE_SLOW ((uint64_t) 1)
+
+static int64_t sl__in_use(const sl_gate_t* g) {
+  if (g->shared)
+    return (int64_t) (__atomic_load_n(&g->fast, __ATOMIC_RELAXED) >> 1);
+  return g->in_use;
+}
+
+/* Under the lock (shared gates: frozen). */
+static void sl__in_use_add(sl_gate_t* g, int64_t d) {
+  if (g->shared)
+    __atomic_fetch_add(&g->fast, (uint64_t) d << 1, __ATOMIC_RELAXED);
+  else
+    g->in_use += d;
+}
+
+static void sl__freeze(sl_gate_t* g) {
+  if (g->shared)
+    __atomic_fetch_or(&g->fast, SL_GATE_SLOW, __ATOMIC_ACQ_REL);
+}
+
+static void sl__thaw(sl_gate_t* g) {
+  if (g->npending == 0 && (__atomic_load_n(&g->fast, __ATOMIC_RELAXED) & SL_GATE_SLOW))
+    __atomic_fetch_and(&g->fast, ~SL_GATE_SLOW, __ATOMIC_RELEASE);
+}
+
 /* A gate used by one thread only is never locked (see gate.h). */
 #define SL__LOCK(g)                                                                                \
   do {                                                                                             \
     if ((g)->shared)                                                                               \
       uv_mutex_lock(&(g)->lock);                                                                   \
   } while (0)
+#define SL__LOCK_FROZEN(g)                                                                         \
+  do {                                                                                             \
+    if ((g)->shared) {                                                                             \
+      uv_mutex_lock(&(g)->lock);                                                                   \
+      sl__freeze(g);                                                                               \
+    }                                                                                              \
+  } while (0)
 #define SL__UNLOCK(g)                                                                              \
   do {                                                                                             \
-    if ((g)->shared)                                                                               \
+    if ((g)->shared) {                                                                             \
+      sl__thaw(g);                                                                                 \
       uv_mutex_unlock(&(g)->lock);                                                                 \
+    }                                                                                              \
   } while (0)
 
 /* ---------------------------------------------------------------- ctx --- */
@@ -298,9 +351,10 @@ void sl_gate_destroy(sl_gate_t* g) {
 }
 
 static int sl__fits(const sl_gate_t* g, uint32_t n) {
+  int64_t in_use = sl__in_use(g);
   if (g->permits == SL_INFINITE)
     return 1;
-  return g->in_use <= g->permits && (int64_t) n <= g->permits - g->in_use;
+  return in_use <= g->permits && (int64_t) n <= g->permits - in_use;
 }
 
 /* Whether a request for n permits can never be granted: more than the gate
@@ -323,12 +377,20 @@ static void sl__book(sl_stake_t* s, int64_t held, int64_t waiting) {
   }
 }
 
+/* The fast path's booking: held permits only (`waiting` is read by other
+ * threads under the lock at any time; a write of +0 would still race). */
+static void sl__book_held(sl_stake_t* s, int64_t held) {
+  s->held += held;
+  if (s->party != NULL)
+    s->party->held += held;
+}
+
 /* Whether another ctx could let a party's waiters in: it holds permits of
  * the gate, or its waiter heads the queue (ahead of all of ours) while the
  * gate has permits, so its abort or timeout could move ours up. */
 static int sl__others_could_grant(const sl_gate_t* g, const sl_party_t* p) {
   const sl_waiter_t* head;
-  if (g->in_use > p->held)
+  if (sl__in_use(g) > p->held)
     return 1;
   if (g->nlevels == 0 || g->permits == 0)
     return 0;
@@ -464,7 +526,7 @@ static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl_rin
   sl_level_t* lv = &g->levels[g->nlevels - 1];
   sl_waiter_t* w = lv->head;
   sl__unlink(g, lv, w);
-  g->in_use += w->n;
+  sl__in_use_add(g, w->n);
   sl__book(w->stake, w->n, 0);
   w->state = SL_WAITER_GRANTED;
   sl__hand_over(w, self, out, ring);
@@ -524,11 +586,11 @@ void sl_stake_close(sl_stake_t* s) {
   sl_wlist_t none;
 
   sl_wlist_init(&none);
-  SL__LOCK(g);
+  SL__LOCK_FROZEN(g);
   /* Permits the holder never released (a dropped semaphore, a terminated
    * worker) go back, and whoever waits next gets them. self = NULL: every
    * grant goes through a ready queue, since this may run in a finalizer. */
-  g->in_use -= s->held;
+  sl__in_use_add(g, -s->held);
   sl__book(s, -s->held, 0);
   if (p != NULL && --p->nstakes == 0) {
     sl_party_t** pp;
@@ -553,12 +615,61 @@ int64_t sl_stake_held(sl_stake_t* s) {
 
 /* ---------------------------------------------------------- operations --- */
 
+/* Shared gates: takes n permits with one compare-and-swap if nobody is
+ * queued and they fit. Returns 1 if taken, 0 if not (too few free), -1 if
+ * the lock must decide (waiters queued, or a lock holder at work). */
+static int sl__fast_take(sl_stake_t* s, uint32_t n) {
+  sl_gate_t* g = s->gate;
+  uint64_t w = __atomic_load_n(&g->fast, __ATOMIC_ACQUIRE);
+  for (;;) {
+    int64_t permits = __atomic_load_n(&g->permits, __ATOMIC_RELAXED);
+    int64_t in_use = (int64_t) (w >> 1);
+    if (w & SL_GATE_SLOW)
+      return -1;
+    if (permits != SL_INFINITE && (in_use > permits || (int64_t) n > permits - in_use))
+      return 0;
+    if (__atomic_compare_exchange_n(&g->fast, &w, w + ((uint64_t) n << 1), 1, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_ACQUIRE))
+      break;
+  }
+  sl__book_held(s, n);
+  return 1;
+}
+
+/* Shared gates: returns n permits with one compare-and-swap if nobody is
+ * queued (nobody to hand them to). Returns 1 if done, -1 if the lock must
+ * do it. */
+static int sl__fast_release(sl_stake_t* s, int64_t n) {
+  sl_gate_t* g = s->gate;
+  uint64_t w = __atomic_load_n(&g->fast, __ATOMIC_ACQUIRE);
+  if (w & SL_GATE_SLOW)
+    return -1;
+  /* No waiter of ours is queued (the bit would be set), so only this
+   * thread writes s->held now. */
+  if (n < 0 || n > s->held)
+    return -1; /* the locked path answers UV_ERANGE */
+  for (;;) {
+    if (w & SL_GATE_SLOW)
+      return -1;
+    if (__atomic_compare_exchange_n(&g->fast, &w, w - ((uint64_t) n << 1), 1, __ATOMIC_RELEASE,
+                                    __ATOMIC_ACQUIRE))
+      break;
+  }
+  sl__book_held(s, -n);
+  return 1;
+}
+
 int sl_gate_try_take(sl_stake_t* s, uint32_t n) {
   sl_gate_t* g = s->gate;
   int r = UV_EBUSY;
-  SL__LOCK(g);
+  if (g->shared) {
+    int f = sl__fast_take(s, n);
+    if (f >= 0)
+      return f ? 0 : UV_EBUSY;
+  }
+  SL__LOCK_FROZEN(g);
   if (g->npending == 0 && sl__fits(g, n)) {
-    g->in_use += n;
+    sl__in_use_add(g, n);
     sl__book(s, n, 0);
     r = 0;
   }
@@ -574,11 +685,13 @@ int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority,
   int r = 0;
 
   *queued = 0;
-  SL__LOCK(g);
+  if (g->shared && sl__fast_take(s, n) == 1)
+    return 0;
+  SL__LOCK_FROZEN(g);
   if (sl__doomed(g->permits, n)) {
     r = UV_ERANGE;
   } else if (g->npending == 0 && sl__fits(g, n)) {
-    g->in_use += n;
+    sl__in_use_add(g, n);
     sl__book(s, n, 0);
   } else if ((lv = sl__level_get(g, priority)) == NULL) {
     r = UV_ENOMEM;
@@ -601,12 +714,14 @@ int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority,
 int sl_gate_release(sl_stake_t* s, int64_t n, uint32_t max_grants, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
   sl_ring_t ring = {.n = 0};
-  SL__LOCK(g);
+  if (g->shared && sl__fast_release(s, n) == 1)
+    return 0;
+  SL__LOCK_FROZEN(g);
   if (n < 0 || n > s->held) {
     SL__UNLOCK(g);
     return UV_ERANGE;
   }
-  g->in_use -= n;
+  sl__in_use_add(g, -n);
   sl__book(s, -n, 0);
   sl__dispatch_locked(g, max_grants, s->ctx, out, &ring);
   sl__unlock_ring(g, &ring);
@@ -616,7 +731,7 @@ int sl_gate_release(sl_stake_t* s, int64_t n, uint32_t max_grants, sl_wlist_t* o
 void sl_gate_dispatch(sl_stake_t* s, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
   sl_ring_t ring = {.n = 0};
-  SL__LOCK(g);
+  SL__LOCK_FROZEN(g);
   sl__dispatch_locked(g, 0, s->ctx, out, &ring);
   sl__unlock_ring(g, &ring);
 }
@@ -625,8 +740,9 @@ void sl_gate_set_permits(sl_stake_t* s, int64_t permits, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
   sl_ring_t ring = {.n = 0};
   uint32_t i;
-  SL__LOCK(g);
-  g->permits = permits;
+  SL__LOCK_FROZEN(g);
+  /* Atomic: the fast path reads it without the lock. */
+  __atomic_store_n(&g->permits, permits, __ATOMIC_RELAXED);
   /* Refuse the waiters that can never fit now, from the highest level down
    * (dropping a level moves the ones above it, already visited, down). */
   for (i = permits != SL_INFINITE && permits > 0 ? g->nlevels : 0; i-- > 0;) {
@@ -652,7 +768,7 @@ int sl_gate_cancel(sl_waiter_t* w, sl_wlist_t* out) {
   if (s == NULL)
     return UV_ENOENT;
   g = s->gate;
-  SL__LOCK(g);
+  SL__LOCK_FROZEN(g);
   /* Read under the lock: another thread may be granting it right now. */
   if (w->state != SL_WAITER_QUEUED) {
     SL__UNLOCK(g);
@@ -694,7 +810,7 @@ void sl_gate_counts(sl_stake_t* s, sl_gate_counts_t* out) {
   sl_gate_t* g = s->gate;
   SL__LOCK(g);
   out->permits = g->permits;
-  out->in_use = g->in_use;
+  out->in_use = sl__in_use(g);
   out->npending = g->npending;
   SL__UNLOCK(g);
 }

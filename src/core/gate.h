@@ -136,10 +136,17 @@ struct sl_stake_s {
 struct sl_gate_s {
   uv_mutex_t lock; /* guards everything below when `shared` */
   int shared;
-  int64_t permits;  /* capacity; SL_INFINITE for no limit */
-  int64_t in_use;   /* granted and not released; may exceed permits after
+  int64_t permits; /* capacity; SL_INFINITE for no limit */
+  int64_t in_use;  /* granted and not released; may exceed permits after
                     * the capacity was lowered (running work is never
-                    * preempted) */
+                    * preempted). Unshared gates only: see `fast`. */
+  /* Shared gates: in_use << 1 | SL_GATE_SLOW, one word, so that a take or
+   * a release with nobody queued is one compare-and-swap, without the lock
+   * (gate.c "The fast path"). SL_GATE_SLOW is set while waiters are queued
+   * or a lock holder needs in_use to hold still; a fast take or release
+   * that finds it set takes the lock instead, so it can never overtake a
+   * queued waiter. */
+  uint64_t fast;
   int64_t npending; /* waiters queued, all levels */
   /* Non-empty levels sorted by ascending priority, so the highest is the
    * last one and removing it when it empties is O(1). Finding a level for a

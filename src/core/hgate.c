@@ -720,11 +720,35 @@ static int sl__create(const char* path, int64_t permits) {
   uint32_t i;
   int fd, r = 0;
 
-  snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%llu", path, (int) getpid(),
-           (unsigned long long) uv_hrtime());
-  fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return SL__ERR(errno);
+  int anonymous = 0;
+
+  /* An anonymous file (O_TMPFILE) first: a process killed before it is
+   * linked leaves nothing behind. Where the kernel or the file system has
+   * no O_TMPFILE, or /proc is missing for the link, a temporary name. */
+#ifdef O_TMPFILE
+  {
+    const char* slash = strrchr(path, '/');
+    size_t dlen = slash != NULL ? (size_t) (slash - path) : 0;
+    if (slash != NULL && dlen + 1 < sizeof(tmp)) {
+      memcpy(tmp, path, dlen);
+      tmp[dlen ? dlen : 1] = '\0';
+      if (dlen == 0)
+        tmp[0] = '/';
+      fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        anonymous = 1;
+        snprintf(tmp, sizeof(tmp), "/proc/self/fd/%d", fd);
+      }
+    }
+  }
+#endif
+  if (!anonymous) {
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%llu", path, (int) getpid(),
+             (unsigned long long) uv_hrtime());
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return SL__ERR(errno);
+  }
   /* The umask may have taken bits away: the owner needs read and write. */
   if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t) SL_TOTAL_SIZE) != 0) {
     r = SL__ERR(errno);
@@ -764,10 +788,12 @@ static int sl__create(const char* path, int64_t permits) {
     r = SL__ERR(r);
   }
   munmap(h, SL_TOTAL_SIZE);
-  if (r == 0 && link(tmp, path) != 0)
+  /* linkat with AT_SYMLINK_FOLLOW links the file /proc/self/fd/N names. */
+  if (r == 0 && linkat(AT_FDCWD, tmp, AT_FDCWD, path, anonymous ? AT_SYMLINK_FOLLOW : 0) != 0)
     r = SL__ERR(errno);
 out:
-  unlink(tmp);
+  if (!anonymous)
+    unlink(tmp);
   close(fd);
   return r;
 }

@@ -12,6 +12,7 @@
       "sources": [
         "src/core/alloc.c",
         "src/core/gate.c",
+        "src/core/hgate.c",
         "src/core/pool.c",
         "src/core/registry.c",
         "src/napi/util.c",

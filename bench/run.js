@@ -14,7 +14,9 @@ const BENCHES = [
   // pg's Pool against pg-pool on a real PostgreSQL (issue 10).
   { name: 'pg-pool', file: 'pg-pool.mjs', flags: [] },
   // Cross-thread benchmark (issue 4); runs once the file exists.
-  { name: 'shared', file: 'shared.mjs', flags: [], optional: true }
+  { name: 'shared', file: 'shared.mjs', flags: [], optional: true },
+  // Cross-process (scope: 'host', issue 11): hand-offs and uncontended pairs.
+  { name: 'host', file: 'host.mjs', flags: [] }
 ]
 
 const wanted = process.argv.slice(2)

@@ -20,6 +20,7 @@
 //   clearQueue(), which a derived promise cannot do.
 const { binding, scratch, OP } = require('./binding.js')
 const { executor, captured } = require('./executor.js')
+const { checkScope } = require('./semaphore.js')
 
 const CLEARED = Symbol('cleared')
 
@@ -96,9 +97,10 @@ function validateConcurrency(concurrency) {
 function pLimit(concurrency) {
   let rejectOnClear = false
   let name
+  let scope
 
   if (typeof concurrency === 'object') {
-    ;({ concurrency, rejectOnClear = false, name } = concurrency)
+    ;({ concurrency, rejectOnClear = false, name, scope } = concurrency)
   }
 
   // sluice's addition: a `name` shares the limit with every thread of the
@@ -114,8 +116,11 @@ function pLimit(concurrency) {
   if (name !== undefined && typeof name !== 'string') {
     throw new TypeError('Expected `name` to be a string')
   }
+  // sluice's addition: scope 'host' shares the named limit with every
+  // process of the user on this machine.
+  scope = checkScope(scope, name, '')
 
-  const [take, release, ctl] = binding.gate(concurrency, name)
+  const [take, release, ctl] = binding.gate(concurrency, name, scope === 'host')
   // The gate counts up to 2^63 and treats more as unlimited; the getter
   // echoes the number the user gave, as p-limit does. A shared limit may be
   // changed by any thread, so its getter asks the gate.

@@ -24,6 +24,22 @@ function checkPermits(value, name) {
   }
 }
 
+// `scope`: 'process' (the default) or 'host'; a host-wide gate needs a name.
+function checkScope(scope, name, prefix) {
+  if (scope === undefined || scope === 'process') return 'process'
+  if (scope !== 'host') {
+    throw new TypeError(
+      `Expected \`${prefix}scope\` to be 'process' or 'host', got ${
+        typeof scope === 'string' ? JSON.stringify(scope) : typeof scope
+      }`
+    )
+  }
+  if (name === undefined) {
+    throw new TypeError(`Expected \`${prefix}name\` with \`${prefix}scope\` 'host'`)
+  }
+  return scope
+}
+
 const DEFAULTS = Object.freeze({ priority: 0, signal: undefined, timeout: 0, aborted: false })
 
 function readOptions(options) {
@@ -65,11 +81,14 @@ class Semaphore {
   /**
    * @param {number} [permits] how many permits the semaphore has (0 and up, or
    *   Infinity); may be omitted to attach to an existing shared semaphore
-   * @param {{name?: string}} [options] `name` shares the semaphore with every
-   *   thread of the process that opens the same name
+   * @param {{name?: string, scope?: 'process' | 'host'}} [options] `name`
+   *   shares the semaphore with every thread of the process that opens the
+   *   same name; with `scope: 'host'`, with every process of the user on
+   *   this machine
    */
   constructor(permits, options) {
     let name
+    let scope
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') {
         throw new TypeError('Expected `options` to be an object')
@@ -78,9 +97,10 @@ class Semaphore {
       if (name !== undefined && typeof name !== 'string') {
         throw new TypeError('Expected `options.name` to be a string')
       }
+      scope = checkScope(options.scope, name, 'options.')
     }
     if (name === undefined || permits !== undefined) checkPermits(permits, 'permits')
-    const [take, release, ctl] = binding.gate(permits, name)
+    const [take, release, ctl] = binding.gate(permits, name, scope === 'host')
     this.#take = take
     this.#release = release
     this.#ctl = ctl
@@ -201,4 +221,4 @@ class Semaphore {
   }
 }
 
-module.exports = { Semaphore }
+module.exports = { Semaphore, checkScope }

@@ -44,6 +44,22 @@ test('examples/shared-limit-http.js: 4 workers, one shared limit of 3, the servi
   assert.equal(r.stderr, '')
 })
 
+test(
+  'examples/cluster-host-limit.js: 4 cluster workers behind one host-wide limit of 3, the service sees at most 3 at once and reaches it',
+  { skip: process.platform === 'linux' ? false : "scope: 'host' is Linux-only for now" },
+  async () => {
+    const r = await runExample('cluster-host-limit.js')
+    assert.equal(r.signal, null, `killed (hung?): ${r.stdout}\n${r.stderr}`)
+    assert.equal(r.code, 0, r.stderr)
+    const max = /max concurrent requests: (\d+) \(limit (\d+)\)/.exec(r.stdout)
+    assert.ok(max, r.stdout)
+    assert.equal(Number(max[2]), 3)
+    assert.equal(Number(max[1]), 3, 'the limit is reached and never exceeded across processes')
+    assert.match(r.stdout, /total requests: 100 \(served: 100\)/)
+    assert.equal(r.stderr, '')
+  }
+)
+
 test('examples/pool-workers.js: runs its jobs, shuts the pool down and exits by itself', async () => {
   const r = await runExample('pool-workers.js')
   assert.equal(r.signal, null, `killed (hung?): ${r.stdout}\n${r.stderr}`)

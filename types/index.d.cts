@@ -35,11 +35,12 @@ export declare class Semaphore {
   /**
    * @param permits 0 and up, or Infinity.
    * @param options `name` shares the semaphore with every thread of the
-   *   process that opens the same name.
+   *   process that opens the same name; with `scope: 'host'`, with every
+   *   process of the user on this machine (Linux).
    */
-  constructor(permits: number, options?: { name?: string })
+  constructor(permits: number, options?: { name?: string; scope?: 'process' | 'host' })
   /** Attaches to the shared semaphore of this name that another opener made. */
-  constructor(permits: undefined, options: { name: string })
+  constructor(permits: undefined, options: { name: string; scope?: 'process' | 'host' })
   /** Waits for `n` permits (default 1). More than `permits` rejects with a RangeError. */
   acquire(n?: number, options?: AcquireOptions): Promise<void>
   /** Takes `n` permits now if they are free and no one is waiting. */

@@ -91,6 +91,12 @@ declare namespace pLimit {
      * later openers pass the same number, or none (`AttachOptions`).
      */
     readonly name?: string
+    /**
+     * sluice's addition: `'host'` shares the named limit with every process
+     * of the user on this machine (Linux); `'process'` (the default) with the
+     * worker threads of this process.
+     */
+    readonly scope?: 'process' | 'host'
   }
 
   /** sluice's addition: attach to the shared limit of this name that another opener made. */
@@ -98,6 +104,7 @@ declare namespace pLimit {
     readonly concurrency?: number
     readonly rejectOnClear?: boolean
     readonly name: string
+    readonly scope?: 'process' | 'host'
   }
 
   /**

@@ -5,16 +5,69 @@
 
 #include <string.h>
 
+/* The fast path (shared gates). in_use lives in g->fast, shifted left by
+ * one, with SL_GATE_SLOW as bit 0. With the bit clear (nobody queued, no
+ * lock holder deciding on in_use), a take that fits and any release are
+ * one compare-and-swap, without the lock. Lock holders that read in_use to
+ * decide (grants, queueing, permits, stakes closing) first set the bit
+ * ("freeze"): from then on only lock holders change in_use, and a fast
+ * path that loaded the word before fails its compare-and-swap and takes
+ * the lock. Every unlock clears the bit again unless waiters are queued
+ * ("thaw"): outside the lock, the bit is set exactly while npending > 0.
+ *
+ * Memory order: the thaw is a release and the fast path's load an
+ * acquire, so what a lock holder wrote (a grant booked on a stake, the
+ * stake's party) happens before the stake's own thread, on the fast path,
+ * reads or writes it. Booking on a stake from the fast path touches only
+ * that thread's own stake and party, whose `held` other threads read only
+ * while that party has waiters queued, when the fast path is closed to it.
+ * `permits` is written under the lock with an atomic store and read by the
+ * fast path with an atomic load. */
+#define SL_GATE_SLOW ((uint64_t) 1)
+
+static int64_t sl__in_use(const sl_gate_t* g) {
+  if (g->shared)
+    return (int64_t) (__atomic_load_n(&g->fast, __ATOMIC_RELAXED) >> 1);
+  return g->in_use;
+}
+
+/* Under the lock (shared gates: frozen). */
+static void sl__in_use_add(sl_gate_t* g, int64_t d) {
+  if (g->shared)
+    __atomic_fetch_add(&g->fast, (uint64_t) d << 1, __ATOMIC_RELAXED);
+  else
+    g->in_use += d;
+}
+
+static void sl__freeze(sl_gate_t* g) {
+  if (g->shared)
+    __atomic_fetch_or(&g->fast, SL_GATE_SLOW, __ATOMIC_ACQ_REL);
+}
+
+static void sl__thaw(sl_gate_t* g) {
+  if (g->npending == 0 && (__atomic_load_n(&g->fast, __ATOMIC_RELAXED) & SL_GATE_SLOW))
+    __atomic_fetch_and(&g->fast, ~SL_GATE_SLOW, __ATOMIC_RELEASE);
+}
+
 /* A gate used by one thread only is never locked (see gate.h). */
 #define SL__LOCK(g)                                                                                \
   do {                                                                                             \
     if ((g)->shared)                                                                               \
       uv_mutex_lock(&(g)->lock);                                                                   \
   } while (0)
+#define SL__LOCK_FROZEN(g)                                                                         \
+  do {                                                                                             \
+    if ((g)->shared) {                                                                             \
+      uv_mutex_lock(&(g)->lock);                                                                   \
+      sl__freeze(g);                                                                               \
+    }                                                                                              \
+  } while (0)
 #define SL__UNLOCK(g)                                                                              \
   do {                                                                                             \
-    if ((g)->shared)                                                                               \
+    if ((g)->shared) {                                                                             \
+      sl__thaw(g);                                                                                 \
       uv_mutex_unlock(&(g)->lock);                                                                 \
+    }                                                                                              \
   } while (0)
 
 /* ---------------------------------------------------------------- ctx --- */
@@ -226,22 +279,13 @@ void sl_ctx_close(sl_ctx_t* ctx) {
   uv_mutex_unlock(&ctx->lock);
 }
 
-/* Doorbells to ring once the gate lock is dropped. More distinct threads
- * than fit in one operation is rare; those are rung under the lock. */
-#define SL__RING_MAX 8
-typedef struct sl__ring_s {
-  sl_ctx_t* ctx[SL__RING_MAX];
-  uv_async_t* bell[SL__RING_MAX];
-  uint32_t n;
-} sl__ring_t;
-
-/* ctx->lock is held. Plans a ring of ctx's doorbell: made in sl__ring(),
+/* ctx->lock is held. Plans a ring of ctx's doorbell: made in sl_ring(),
  * outside every lock; `ringing` keeps teardown from closing the doorbell
  * until it is made. */
-static void sl__ring_plan(sl_ctx_t* ctx, sl__ring_t* ring) {
+static void sl__ring_plan(sl_ctx_t* ctx, sl_ring_t* ring) {
   if (ctx->closing || ctx->doorbell == NULL)
     return;
-  if (ring->n < SL__RING_MAX) {
+  if (ring->n < SL_RING_MAX) {
     ctx->ringing++;
     ring->ctx[ring->n] = ctx;
     ring->bell[ring->n] = ctx->doorbell;
@@ -256,7 +300,7 @@ static void sl__ring_plan(sl_ctx_t* ctx, sl__ring_t* ring) {
  * the gate and the push: teardown removes its waiters under the same gate
  * lock first. The doorbell is rung only when the ready queue was empty (the
  * callback drains the whole queue, so one ring per batch is enough). */
-static void sl__ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl__ring_t* ring) {
+void sl_ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl_ring_t* ring) {
   int was_empty;
   uv_mutex_lock(&ctx->lock);
   was_empty = ctx->ready.head == NULL;
@@ -273,7 +317,7 @@ static void sl__ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl__ring_t* ring) 
 }
 
 /* Rings the doorbells planned under the gate lock. No lock is held. */
-static void sl__ring(sl__ring_t* ring) {
+void sl_ring(sl_ring_t* ring) {
   uint32_t i;
   for (i = 0; i < ring->n; i++) {
     sl_ctx_t* ctx = ring->ctx[i];
@@ -307,9 +351,10 @@ void sl_gate_destroy(sl_gate_t* g) {
 }
 
 static int sl__fits(const sl_gate_t* g, uint32_t n) {
+  int64_t in_use = sl__in_use(g);
   if (g->permits == SL_INFINITE)
     return 1;
-  return g->in_use <= g->permits && (int64_t) n <= g->permits - g->in_use;
+  return in_use <= g->permits && (int64_t) n <= g->permits - in_use;
 }
 
 /* Whether a request for n permits can never be granted: more than the gate
@@ -332,12 +377,20 @@ static void sl__book(sl_stake_t* s, int64_t held, int64_t waiting) {
   }
 }
 
+/* The fast path's booking: held permits only (`waiting` is read by other
+ * threads under the lock at any time; a write of +0 would still race). */
+static void sl__book_held(sl_stake_t* s, int64_t held) {
+  s->held += held;
+  if (s->party != NULL)
+    s->party->held += held;
+}
+
 /* Whether another ctx could let a party's waiters in: it holds permits of
  * the gate, or its waiter heads the queue (ahead of all of ours) while the
  * gate has permits, so its abort or timeout could move ours up. */
 static int sl__others_could_grant(const sl_gate_t* g, const sl_party_t* p) {
   const sl_waiter_t* head;
-  if (g->in_use > p->held)
+  if (sl__in_use(g) > p->held)
     return 1;
   if (g->nlevels == 0 || g->permits == 0)
     return 0;
@@ -348,23 +401,27 @@ static int sl__others_could_grant(const sl_gate_t* g, const sl_party_t* p) {
 /* Sets a party's keep, counting it in its ctx; a ctx whose count crosses
  * zero gets its doorbell rung, so its thread refs or unrefs it (uv_ref is
  * not thread-safe). */
-static void sl__party_keep(sl_gate_t* g, sl_party_t* p, int want, sl__ring_t* ring) {
-  int64_t before;
+static void sl__party_keep(sl_gate_t* g, sl_party_t* p, int want, sl_ring_t* ring) {
   if (want == p->keep)
     return;
   p->keep = want;
   g->nkeep = want ? g->nkeep + 1 : g->nkeep - 1;
-  uv_mutex_lock(&p->ctx->lock);
-  before = p->ctx->keep;
-  p->ctx->keep += want ? 1 : -1;
-  if ((before == 0) != (p->ctx->keep == 0))
-    sl__ring_plan(p->ctx, ring);
-  uv_mutex_unlock(&p->ctx->lock);
+  sl_ctx_keep_add(p->ctx, want ? 1 : -1, ring);
+}
+
+void sl_ctx_keep_add(sl_ctx_t* ctx, int delta, sl_ring_t* ring) {
+  int64_t before;
+  uv_mutex_lock(&ctx->lock);
+  before = ctx->keep;
+  ctx->keep += delta;
+  if ((before == 0) != (ctx->keep == 0))
+    sl__ring_plan(ctx, ring);
+  uv_mutex_unlock(&ctx->lock);
 }
 
 /* Brings every party's keep up to date after a change: O(parties), that is
  * O(threads), and only while waiters are queued or a keep is set. */
-static void sl__keep_sync(sl_gate_t* g, sl__ring_t* ring) {
+static void sl__keep_sync(sl_gate_t* g, sl_ring_t* ring) {
   sl_party_t* p;
   if (!g->shared || (g->npending == 0 && g->nkeep == 0))
     return;
@@ -457,19 +514,19 @@ static void sl__unlink(sl_gate_t* g, sl_level_t* lv, sl_waiter_t* w) {
 
 /* The gate lock is held. Hands a waiter that left the queue (GRANTED or
  * REFUSED) to its thread: the caller's list or the owner's ready queue. */
-static void sl__hand_over(sl_waiter_t* w, sl_ctx_t* self, sl_wlist_t* out, sl__ring_t* ring) {
+static void sl__hand_over(sl_waiter_t* w, sl_ctx_t* self, sl_wlist_t* out, sl_ring_t* ring) {
   if (w->stake->ctx == self)
     sl_wlist_push(out, w);
   else
-    sl__ctx_push_ready(w->stake->ctx, w, ring);
+    sl_ctx_push_ready(w->stake->ctx, w, ring);
 }
 
 /* The gate lock is held. Grants the head to its stake. */
-static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl__ring_t* ring) {
+static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl_ring_t* ring) {
   sl_level_t* lv = &g->levels[g->nlevels - 1];
   sl_waiter_t* w = lv->head;
   sl__unlink(g, lv, w);
-  g->in_use += w->n;
+  sl__in_use_add(g, w->n);
   sl__book(w->stake, w->n, 0);
   w->state = SL_WAITER_GRANTED;
   sl__hand_over(w, self, out, ring);
@@ -478,7 +535,7 @@ static void sl__grant_head(sl_gate_t* g, sl_ctx_t* self, sl_wlist_t* out, sl__ri
 /* The gate lock is held. Grants the head while it fits, at most `max`
  * waiters (0: no limit). */
 static void sl__dispatch_locked(sl_gate_t* g, uint32_t max, sl_ctx_t* self, sl_wlist_t* out,
-                                sl__ring_t* ring) {
+                                sl_ring_t* ring) {
   uint32_t i = 0;
   while (g->nlevels > 0 && sl__fits(g, g->levels[g->nlevels - 1].head->n)) {
     sl__grant_head(g, self, out, ring);
@@ -488,10 +545,10 @@ static void sl__dispatch_locked(sl_gate_t* g, uint32_t max, sl_ctx_t* self, sl_w
 }
 
 /* Drops the lock, then rings: the end of every locked operation. */
-static void sl__unlock_ring(sl_gate_t* g, sl__ring_t* ring) {
+static void sl__unlock_ring(sl_gate_t* g, sl_ring_t* ring) {
   sl__keep_sync(g, ring);
   SL__UNLOCK(g);
-  sl__ring(ring);
+  sl_ring(ring);
 }
 
 /* -------------------------------------------------------------- stakes --- */
@@ -525,15 +582,15 @@ int sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx) {
 void sl_stake_close(sl_stake_t* s) {
   sl_gate_t* g = s->gate;
   sl_party_t* p = s->party;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   sl_wlist_t none;
 
   sl_wlist_init(&none);
-  SL__LOCK(g);
+  SL__LOCK_FROZEN(g);
   /* Permits the holder never released (a dropped semaphore, a terminated
    * worker) go back, and whoever waits next gets them. self = NULL: every
    * grant goes through a ready queue, since this may run in a finalizer. */
-  g->in_use -= s->held;
+  sl__in_use_add(g, -s->held);
   sl__book(s, -s->held, 0);
   if (p != NULL && --p->nstakes == 0) {
     sl_party_t** pp;
@@ -558,12 +615,61 @@ int64_t sl_stake_held(sl_stake_t* s) {
 
 /* ---------------------------------------------------------- operations --- */
 
+/* Shared gates: takes n permits with one compare-and-swap if nobody is
+ * queued and they fit. Returns 1 if taken, 0 if not (too few free), -1 if
+ * the lock must decide (waiters queued, or a lock holder at work). */
+static int sl__fast_take(sl_stake_t* s, uint32_t n) {
+  sl_gate_t* g = s->gate;
+  uint64_t w = __atomic_load_n(&g->fast, __ATOMIC_ACQUIRE);
+  for (;;) {
+    int64_t permits = __atomic_load_n(&g->permits, __ATOMIC_RELAXED);
+    int64_t in_use = (int64_t) (w >> 1);
+    if (w & SL_GATE_SLOW)
+      return -1;
+    if (permits != SL_INFINITE && (in_use > permits || (int64_t) n > permits - in_use))
+      return 0;
+    if (__atomic_compare_exchange_n(&g->fast, &w, w + ((uint64_t) n << 1), 1, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_ACQUIRE))
+      break;
+  }
+  sl__book_held(s, n);
+  return 1;
+}
+
+/* Shared gates: returns n permits with one compare-and-swap if nobody is
+ * queued (nobody to hand them to). Returns 1 if done, -1 if the lock must
+ * do it. */
+static int sl__fast_release(sl_stake_t* s, int64_t n) {
+  sl_gate_t* g = s->gate;
+  uint64_t w = __atomic_load_n(&g->fast, __ATOMIC_ACQUIRE);
+  if (w & SL_GATE_SLOW)
+    return -1;
+  /* No waiter of ours is queued (the bit would be set), so only this
+   * thread writes s->held now. */
+  if (n < 0 || n > s->held)
+    return -1; /* the locked path answers UV_ERANGE */
+  for (;;) {
+    if (w & SL_GATE_SLOW)
+      return -1;
+    if (__atomic_compare_exchange_n(&g->fast, &w, w - ((uint64_t) n << 1), 1, __ATOMIC_RELEASE,
+                                    __ATOMIC_ACQUIRE))
+      break;
+  }
+  sl__book_held(s, -n);
+  return 1;
+}
+
 int sl_gate_try_take(sl_stake_t* s, uint32_t n) {
   sl_gate_t* g = s->gate;
   int r = UV_EBUSY;
-  SL__LOCK(g);
+  if (g->shared) {
+    int f = sl__fast_take(s, n);
+    if (f >= 0)
+      return f ? 0 : UV_EBUSY;
+  }
+  SL__LOCK_FROZEN(g);
   if (g->npending == 0 && sl__fits(g, n)) {
-    g->in_use += n;
+    sl__in_use_add(g, n);
     sl__book(s, n, 0);
     r = 0;
   }
@@ -574,16 +680,18 @@ int sl_gate_try_take(sl_stake_t* s, uint32_t n) {
 int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority, int* queued,
                     sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   sl_level_t* lv;
   int r = 0;
 
   *queued = 0;
-  SL__LOCK(g);
+  if (g->shared && sl__fast_take(s, n) == 1)
+    return 0;
+  SL__LOCK_FROZEN(g);
   if (sl__doomed(g->permits, n)) {
     r = UV_ERANGE;
   } else if (g->npending == 0 && sl__fits(g, n)) {
-    g->in_use += n;
+    sl__in_use_add(g, n);
     sl__book(s, n, 0);
   } else if ((lv = sl__level_get(g, priority)) == NULL) {
     r = UV_ENOMEM;
@@ -605,13 +713,15 @@ int sl_gate_acquire(sl_stake_t* s, sl_waiter_t* w, uint32_t n, int32_t priority,
 
 int sl_gate_release(sl_stake_t* s, int64_t n, uint32_t max_grants, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
-  SL__LOCK(g);
+  sl_ring_t ring = {.n = 0};
+  if (g->shared && sl__fast_release(s, n) == 1)
+    return 0;
+  SL__LOCK_FROZEN(g);
   if (n < 0 || n > s->held) {
     SL__UNLOCK(g);
     return UV_ERANGE;
   }
-  g->in_use -= n;
+  sl__in_use_add(g, -n);
   sl__book(s, -n, 0);
   sl__dispatch_locked(g, max_grants, s->ctx, out, &ring);
   sl__unlock_ring(g, &ring);
@@ -620,18 +730,19 @@ int sl_gate_release(sl_stake_t* s, int64_t n, uint32_t max_grants, sl_wlist_t* o
 
 void sl_gate_dispatch(sl_stake_t* s, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
-  SL__LOCK(g);
+  sl_ring_t ring = {.n = 0};
+  SL__LOCK_FROZEN(g);
   sl__dispatch_locked(g, 0, s->ctx, out, &ring);
   sl__unlock_ring(g, &ring);
 }
 
 void sl_gate_set_permits(sl_stake_t* s, int64_t permits, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   uint32_t i;
-  SL__LOCK(g);
-  g->permits = permits;
+  SL__LOCK_FROZEN(g);
+  /* Atomic: the fast path reads it without the lock. */
+  __atomic_store_n(&g->permits, permits, __ATOMIC_RELAXED);
   /* Refuse the waiters that can never fit now, from the highest level down
    * (dropping a level moves the ones above it, already visited, down). */
   for (i = permits != SL_INFINITE && permits > 0 ? g->nlevels : 0; i-- > 0;) {
@@ -653,11 +764,11 @@ void sl_gate_set_permits(sl_stake_t* s, int64_t permits, sl_wlist_t* out) {
 int sl_gate_cancel(sl_waiter_t* w, sl_wlist_t* out) {
   sl_stake_t* s = w->stake;
   sl_gate_t* g;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   if (s == NULL)
     return UV_ENOENT;
   g = s->gate;
-  SL__LOCK(g);
+  SL__LOCK_FROZEN(g);
   /* Read under the lock: another thread may be granting it right now. */
   if (w->state != SL_WAITER_QUEUED) {
     SL__UNLOCK(g);
@@ -672,7 +783,7 @@ int sl_gate_cancel(sl_waiter_t* w, sl_wlist_t* out) {
 
 void sl_gate_clear(sl_stake_t* s, sl_wlist_t* out) {
   sl_gate_t* g = s->gate;
-  sl__ring_t ring = {.n = 0};
+  sl_ring_t ring = {.n = 0};
   uint32_t i;
   SL__LOCK(g);
   /* Highest priority first, FIFO within each: the order they would have
@@ -699,7 +810,7 @@ void sl_gate_counts(sl_stake_t* s, sl_gate_counts_t* out) {
   sl_gate_t* g = s->gate;
   SL__LOCK(g);
   out->permits = g->permits;
-  out->in_use = g->in_use;
+  out->in_use = sl__in_use(g);
   out->npending = g->npending;
   SL__UNLOCK(g);
 }

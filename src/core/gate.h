@@ -67,6 +67,7 @@ typedef struct sl_gate_s sl_gate_t;
 typedef struct sl_ctx_s sl_ctx_t;
 typedef struct sl_stake_s sl_stake_t;
 typedef struct sl_party_s sl_party_t;
+typedef struct sl_hgate_s sl_hgate_t;
 
 /* A singly linked list of waiters through their `next` field, FIFO. */
 typedef struct sl_wlist_s {
@@ -84,7 +85,10 @@ enum sl_waiter_state {
 
 struct sl_waiter_s {
   sl_waiter_t* next; /* queue link (gate level, out list or free list) */
-  sl_waiter_t* prev; /* queue link, gate levels only */
+  union {
+    sl_waiter_t* prev; /* queue link, gate levels only (in-process gates) */
+    uint32_t hentry;   /* host gates: its entry in the shared segment */
+  };
   sl_stake_t* stake; /* whose request it is; never changes once queued */
   void* data;        /* the binding's: the deferred to settle */
   void* timer;       /* the binding's: a timeout timer, or NULL */
@@ -120,6 +124,8 @@ struct sl_stake_s {
   sl_gate_t* gate;
   sl_ctx_t* ctx;
   sl_party_t* party; /* shared gates: its ctx's party; NULL otherwise */
+  sl_hgate_t* host;  /* host gates (src/core/hgate.h): the process's view of
+                      * the segment; `gate` is NULL then */
   /* Both under the gate lock (shared gates). `held` counts grants still on
    * the way to their thread (in its ready queue) too: the permits are taken
    * from the gate when granted. */
@@ -130,10 +136,17 @@ struct sl_stake_s {
 struct sl_gate_s {
   uv_mutex_t lock; /* guards everything below when `shared` */
   int shared;
-  int64_t permits;  /* capacity; SL_INFINITE for no limit */
-  int64_t in_use;   /* granted and not released; may exceed permits after
+  int64_t permits; /* capacity; SL_INFINITE for no limit */
+  int64_t in_use;  /* granted and not released; may exceed permits after
                     * the capacity was lowered (running work is never
-                    * preempted) */
+                    * preempted). Unshared gates only: see `fast`. */
+  /* Shared gates: in_use << 1 | SL_GATE_SLOW, one word, so that a take or
+   * a release with nobody queued is one compare-and-swap, without the lock
+   * (gate.c "The fast path"). SL_GATE_SLOW is set while waiters are queued
+   * or a lock holder needs in_use to hold still; a fast take or release
+   * that finds it set takes the lock instead, so it can never overtake a
+   * queued waiter. */
+  uint64_t fast;
   int64_t npending; /* waiters queued, all levels */
   /* Non-empty levels sorted by ascending priority, so the highest is the
    * last one and removing it when it empties is O(1). Finding a level for a
@@ -190,6 +203,16 @@ struct sl_ctx_s {
   uint64_t live;         /* waiters not free */
 };
 
+/* Doorbells to ring once every lock is dropped (see sl_ring). More
+ * distinct threads than fit in one operation is rare; those are rung
+ * under the lock. */
+#define SL_RING_MAX 8
+typedef struct sl_ring_s {
+  sl_ctx_t* ctx[SL_RING_MAX];
+  uv_async_t* bell[SL_RING_MAX];
+  uint32_t n;
+} sl_ring_t;
+
 /* ---- context ---- */
 int sl_ctx_init(sl_ctx_t* ctx);
 /* Frees the slab. Every waiter must be free by then. */
@@ -212,6 +235,20 @@ void sl_ctx_set_doorbell(sl_ctx_t* ctx, uv_async_t* doorbell);
 /* Teardown: no doorbell is rung from now on; waits for rings in flight.
  * Call after every waiter of the ctx left every gate. */
 void sl_ctx_close(sl_ctx_t* ctx);
+
+/* For other gate backends (src/core/hgate.c), which decide grants under a
+ * lock of their own and must hand them to threads the same way:
+ * - sl_ctx_push_ready: hands a GRANTED or REFUSED waiter to its ctx's ready
+ *   queue (counted in ctx->keep until taken) and plans a ring of its
+ *   doorbell when the queue was empty. Call it under the backend's lock, so
+ *   the owner's teardown (which clears its waiters under that lock first)
+ *   cannot run between finding the waiter and the push.
+ * - sl_ctx_keep_add: changes ctx->keep by `delta` (+1 or -1) and plans a
+ *   ring when it crosses zero (the owner refs or unrefs its doorbell).
+ * - sl_ring: makes the planned rings; call it with no lock held. */
+void sl_ctx_push_ready(sl_ctx_t* ctx, sl_waiter_t* w, sl_ring_t* ring);
+void sl_ctx_keep_add(sl_ctx_t* ctx, int delta, sl_ring_t* ring);
+void sl_ring(sl_ring_t* ring);
 
 /* ---- gate ---- */
 int sl_gate_init(sl_gate_t* g, int64_t permits, int shared);

@@ -34,6 +34,7 @@
 #include "gate.h"
 
 #include "../core/gate.h"
+#include "../core/hgate.h"
 #include "../core/registry.h"
 #include "protocol.h"
 
@@ -73,8 +74,9 @@ struct sl_handle_s {
   uint64_t waiters; /* waiters not yet freed (queued, or granted in flight) */
   uint64_t pins;    /* of those, the ones another thread or a timer may settle */
   uint32_t refs;    /* JS functions alive */
-  int shared;
-  int closed; /* teardown gave its stake back already */
+  int shared;       /* named: other threads (or processes) may grant its waiters */
+  int host;         /* a host gate (sl_hgate_backend): its stake holds the segment */
+  int closed;       /* teardown gave its stake back already */
 };
 
 /* A timeout for one waiter. The waiter points to it and it points back; the
@@ -359,6 +361,18 @@ static napi_value sl__take_unqueued(napi_env env, sl_handle_t* h, int r, double 
   if (r == UV_ERANGE) {
     h->be->counts(&h->stake, &c);
     SL_CHECK(env, sl__too_many(env, n, c.permits, &err));
+  } else if (r == UV_ENOSPC || r == UV_EIO) {
+    /* Host gates only: the shared queue is full, or the segment cannot be
+     * used any more. */
+    SL_CHECK(env, napi_create_string_utf8(
+                      env, r == UV_ENOSPC ? "ERR_SLUICE_QUEUE_FULL" : "ERR_SLUICE_HOST_GATE",
+                      NAPI_AUTO_LENGTH, &code));
+    SL_CHECK(env, napi_create_string_utf8(
+                      env,
+                      r == UV_ENOSPC ? "sluice: the host gate's queue is full (16384 waiters)"
+                                     : "sluice: the host gate's shared memory is unusable",
+                      NAPI_AUTO_LENGTH, &text));
+    SL_CHECK(env, napi_create_error(env, code, text, &err));
   } else {
     SL_CHECK(env, napi_create_string_utf8(env, "ERR_SLUICE_NOMEM", NAPI_AUTO_LENGTH, &code));
     SL_CHECK(env, napi_create_string_utf8(env, "sluice: out of memory", NAPI_AUTO_LENGTH, &text));
@@ -656,7 +670,7 @@ static void sl__handle_close(sl_handle_t* h) {
     sl__drop(h->genv, &out);
   }
   h->be->close(&h->stake);
-  if (h->shared)
+  if (h->shared && !h->host)
     sl_registry_close(h->stake.gate);
   h->closed = 1;
 }
@@ -743,6 +757,69 @@ static int sl__open_named(napi_env env, sl_genv_t* genv, const char* name, size_
   return r == 0 ? 0 : sl_throw_uv(env, r);
 }
 
+/* Opens a stake in the host gate `name` (scope: 'host'), with an error
+ * that says why not. */
+static int sl__open_host(napi_env env, sl_genv_t* genv, const char* name, size_t len,
+                         int64_t permits, sl_stake_t* s) {
+  int64_t existing = 0;
+  char msg[SL_NAME_MAX + 600], path[512];
+  int r;
+  if ((r = sl__doorbell_open(genv)) != 0)
+    return sl_throw_uv(env, r);
+  r = sl_hgate_open(NULL, name, len, permits, &genv->ctx, s, &existing);
+  if (r == 0)
+    return 0;
+  if (r == UV_ENOTSUP)
+    return sl_throw_error(env, "ERR_SLUICE_HOST_UNSUPPORTED",
+                          "scope: 'host' is not supported on this platform yet (Linux only); "
+                          "use scope: 'process'");
+  if (r == UV_EINVAL)
+    return sl_throw_range(env, "Expected `name` to be 1 to 200 bytes with no \"/\" and no NUL "
+                               "for scope: 'host' (it is part of a file name)");
+  if (sl_hgate_path(NULL, name, len, path, sizeof(path)) != 0)
+    snprintf(path, sizeof(path), "(its file)");
+  switch (r) {
+    case UV_EEXIST:
+      if (existing == SL_INFINITE)
+        snprintf(msg, sizeof(msg),
+                 "The host-wide limit \"%.*s\" exists with Infinity permits; open it with that "
+                 "number or with none",
+                 (int) len, name);
+      else
+        snprintf(msg, sizeof(msg),
+                 "The host-wide limit \"%.*s\" exists with %lld permits; open it with that "
+                 "number or with none",
+                 (int) len, name, (long long) existing);
+      return sl_throw_range(env, msg);
+    case UV_ENOENT:
+      snprintf(msg, sizeof(msg),
+               "No host-wide limit is named \"%.*s\": the first opener must give the number "
+               "of permits",
+               (int) len, name);
+      return sl_throw_type(env, msg);
+    case UV_EACCES:
+    case UV_EPERM:
+      snprintf(msg, sizeof(msg),
+               "EACCES: permission denied, host-wide limit \"%.*s\" (%s): the file belongs to "
+               "another user, or others may read or write it. A host-wide limit is shared only "
+               "by the processes of one user",
+               (int) len, name, path);
+      return sl_throw_error(env, "EACCES", msg);
+    case UV_EPROTO:
+      snprintf(msg, sizeof(msg),
+               "%s is not a host-wide limit of this version of sluice (layout %d, this "
+               "architecture): refused. Stop the processes that use it, or delete it if none "
+               "does",
+               path, SL_HGATE_LAYOUT);
+      return sl_throw_error(env, "ERR_SLUICE_HOST_LAYOUT", msg);
+    case UV_EBUSY:
+      snprintf(msg, sizeof(msg), "sluice: %d processes have the host-wide limit \"%.*s\" open",
+               SL_HGATE_SLOTS, (int) len, name);
+      return sl_throw_error(env, "ERR_SLUICE_HOST_FULL", msg);
+    default: return sl_throw_uv(env, r);
+  }
+}
+
 /* Makes the three functions of `h`. On failure the handle is left to the
  * finalizers of those made so far, or freed here if none was. */
 static napi_value sl__handle_functions(napi_env env, sl_handle_t* h) {
@@ -782,19 +859,19 @@ static napi_value sl__handle_functions(napi_env env, sl_handle_t* h) {
  * opener sets the permits; later openers pass the same number or
  * undefined. */
 static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
-  size_t argc = 2, len = 0;
-  napi_value argv[2];
+  size_t argc = 3, len = 0;
+  napi_value argv[3];
   void* data;
   sl_genv_t* genv;
   sl_handle_t* h;
   sl_gate_t* shared = NULL;
   int64_t permits = -1;
-  int named = 0, no_permits = 0;
+  int named = 0, no_permits = 0, host = 0;
   char name[SL_NAME_MAX + 1];
 
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   genv = data;
-  /* argv is filled with undefined up to 2. Everything is read first. */
+  /* argv is filled with undefined up to 3. Everything is read first. */
   if (sl_is_undefined(env, argv[1], &named) != 0)
     return NULL;
   named = !named;
@@ -804,11 +881,28 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
     return NULL;
   if ((!named || !no_permits) && sl_arg_permits(env, argv[0], "permits", &permits) != 0)
     return NULL;
+  {
+    napi_valuetype t;
+    SL_CHECK(env, napi_typeof(env, argv[2], &t));
+    if (t != napi_undefined && t != napi_boolean) {
+      sl_throw_type(env, "Expected `host` to be a boolean");
+      return NULL;
+    }
+    if (t == napi_boolean) {
+      bool b = false;
+      SL_CHECK(env, napi_get_value_bool(env, argv[2], &b));
+      host = b;
+    }
+  }
+  if (host && !named) {
+    sl_throw_type(env, "Expected a `name` with scope 'host'");
+    return NULL;
+  }
   if (genv->senv->closing) {
     sl_throw_error(env, "ERR_SLUICE_CLOSING", "sluice: the environment is shutting down");
     return NULL;
   }
-  if (named && sl__open_named(env, genv, name, len, permits, &shared) != 0)
+  if (named && !host && sl__open_named(env, genv, name, len, permits, &shared) != 0)
     return NULL;
   h = calloc(1, sizeof(*h));
   if (h == NULL) {
@@ -820,14 +914,25 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
   h->genv = genv;
   h->be = &sl_gate_local;
   h->shared = shared != NULL;
-  if (shared == NULL)
-    sl_gate_init(&h->local, permits, 0); /* cannot fail unshared */
-  if (sl_stake_open(&h->stake, shared != NULL ? shared : &h->local, &genv->ctx) != 0) {
-    if (shared != NULL)
-      sl_registry_close(shared);
-    free(h);
-    sl_throw_uv(env, UV_ENOMEM);
-    return NULL;
+  if (host) {
+    /* The stake is opened by the host gate, into h->stake. */
+    if (sl__open_host(env, genv, name, len, permits, &h->stake) != 0) {
+      free(h);
+      return NULL;
+    }
+    h->be = &sl_hgate_backend;
+    h->shared = 1;
+    h->host = 1;
+  } else {
+    if (shared == NULL)
+      sl_gate_init(&h->local, permits, 0); /* cannot fail unshared */
+    if (sl_stake_open(&h->stake, shared != NULL ? shared : &h->local, &genv->ctx) != 0) {
+      if (shared != NULL)
+        sl_registry_close(shared);
+      free(h);
+      sl_throw_uv(env, UV_ENOMEM);
+      return NULL;
+    }
   }
   h->next = genv->handles;
   if (h->next != NULL)

@@ -23,6 +23,11 @@
 
 #include "check.h"
 
+/* A gate's in_use: shared gates keep it in the fast-path word (gate.h). */
+static int64_t in_use_of(const sl_gate_t* g) {
+  return g->shared ? (int64_t) (__atomic_load_n(&g->fast, __ATOMIC_RELAXED) >> 1) : g->in_use;
+}
+
 /* ------------------------------------------------------------ helpers --- */
 
 /* A waiter tagged with `id` (kept in the binding's `value` field). */
@@ -174,7 +179,7 @@ static void check_structure(const sl_gate_t* g) {
       held += p->held;
       nkeep += p->keep != 0;
     }
-    CHECK_EQ(held, g->in_use);
+    CHECK_EQ(held, in_use_of(g));
     CHECK_EQ(nkeep, g->nkeep);
   }
 }
@@ -196,8 +201,10 @@ static void check_books(const sl_gate_t* g, sl_stake_t* const* stakes, int k) {
     held += stakes[j]->held;
     waiting += mine;
   }
-  CHECK_EQ(held, g->in_use);
+  CHECK_EQ(held, in_use_of(g));
   CHECK_EQ(waiting, g->npending);
+  if (g->shared)
+    CHECK_EQ((g->fast & 1) != 0, g->npending > 0); /* outside the lock: slow iff queued */
 }
 
 /* Every doorbell the gate rings comes through here (this definition takes
@@ -256,12 +263,12 @@ static void test_counts(void) {
   CHECK_EQ(avail(&s), 3);
 
   CHECK_EQ(sl_gate_try_take(&s, 1), 0);
-  CHECK_EQ(g.in_use, 1);
+  CHECK_EQ(in_use_of(&g), 1);
   CHECK_EQ(sl_stake_held(&s), 1);
   CHECK_EQ(sl_gate_try_take(&s, 3), UV_EBUSY);
-  CHECK_EQ(g.in_use, 1);
+  CHECK_EQ(in_use_of(&g), 1);
   CHECK_EQ(sl_gate_try_take(&s2, 2), 0);
-  CHECK_EQ(g.in_use, 3);
+  CHECK_EQ(in_use_of(&g), 3);
   CHECK_EQ(sl_stake_held(&s2), 2);
   CHECK_EQ(avail(&s), 0);
   CHECK_EQ(sl_gate_try_take(&s, 1), UV_EBUSY);
@@ -270,17 +277,17 @@ static void test_counts(void) {
   /* A stake returns only what it holds; anything else changes nothing. */
   CHECK_EQ(sl_gate_release(&s, 2, 0, &out), UV_ERANGE);
   CHECK_EQ(sl_gate_release(&s, -1, 0, &out), UV_ERANGE);
-  CHECK_EQ(g.in_use, 3);
+  CHECK_EQ(in_use_of(&g), 3);
   CHECK_EQ(sl_stake_held(&s), 1);
   CHECK_EQ(sl_gate_release(&s2, 2, 0, &out), 0);
-  CHECK_EQ(g.in_use, 1);
+  CHECK_EQ(in_use_of(&g), 1);
   CHECK_EQ(sl_stake_held(&s2), 0);
   CHECK_EQ(sl_gate_release(&s2, 1, 0, &out), UV_ERANGE); /* s holds it, not s2 */
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), UV_ERANGE);
   CHECK_EQ(sl_gate_release(&s, 0, 0, &out), 0); /* nothing, allowed */
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   EXPECT_NONE(&out);
 
   /* acquire: taken at once when it fits and no one waits (w stays NEW). */
@@ -288,7 +295,7 @@ static void test_counts(void) {
   CHECK_EQ(sl_gate_acquire(&s, w, 2, 0, &queued, &out), 0);
   CHECK_EQ(queued, 0);
   CHECK_EQ(w->state, SL_WAITER_NEW);
-  CHECK_EQ(g.in_use, 2);
+  CHECK_EQ(in_use_of(&g), 2);
   CHECK_EQ(sl_stake_held(&s), 2);
   CHECK_EQ(g.npending, 0);
   EXPECT_NONE(&out);
@@ -304,7 +311,7 @@ static void test_counts(void) {
   CHECK_EQ(c.npending, 1);
   CHECK_EQ(c.in_use, 2);
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
-  CHECK_EQ(g.in_use, 3); /* 1 released, 2 granted */
+  CHECK_EQ(in_use_of(&g), 3); /* 1 released, 2 granted */
   CHECK_EQ(g.npending, 0);
   CHECK_EQ(s2.waiting, 0);
   CHECK(out.head == w);
@@ -314,7 +321,7 @@ static void test_counts(void) {
   EXPECT_IDS(&out, 2);
   CHECK_EQ(sl_gate_release(&s2, 2, 0, &out), 0);
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
 
   /* Exactly the capacity fits; a request of 0 always does. */
   take_now(&s, 3);
@@ -352,7 +359,7 @@ static void test_fifo_and_priority(void) {
     CHECK_EQ(list_len(&out), 1);
     CHECK_EQ(id_of(out.head), i);
     expect_ids(&out, SL_WAITER_GRANTED, &i, 1, __LINE__);
-    CHECK_EQ(g.in_use, 1);
+    CHECK_EQ(in_use_of(&g), 1);
   }
   CHECK_EQ(g.npending, 0);
 
@@ -387,7 +394,7 @@ static void test_fifo_and_priority(void) {
   queue(&s, 2, 1, 0);
   CHECK_EQ(sl_gate_release(&s, 5, 0, &out), 0);
   EXPECT_IDS(&out, 1, 0, 2);
-  CHECK_EQ(g.in_use, 8);
+  CHECK_EQ(in_use_of(&g), 8);
   CHECK_EQ(sl_gate_release(&s, 8, 0, &out), 0);
 
   CHECK_EQ(ctx.live, 0);
@@ -425,23 +432,23 @@ static void test_head_of_line(void) {
 
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0); /* 2 free */
   EXPECT_NONE(&out);
-  CHECK_EQ(g.in_use, 2);
+  CHECK_EQ(in_use_of(&g), 2);
   /* 3 free: the head is granted the moment it fits, and nothing after it. */
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
   EXPECT_IDS(&out, 1);
-  CHECK_EQ(g.in_use, 4);
+  CHECK_EQ(in_use_of(&g), 4);
   CHECK_EQ(g.npending, 3);
 
   /* A higher priority acquire that fits is not blocked by a lower head. */
   CHECK_EQ(sl_gate_release(&s, 4, 0, &out), 0);
   EXPECT_IDS(&out, 2, 3, 4);
-  CHECK_EQ(g.in_use, 3); /* 1 free */
-  queue(&s, 5, 2, 0);    /* head at priority 0 needs 2, 1 free */
+  CHECK_EQ(in_use_of(&g), 3); /* 1 free */
+  queue(&s, 5, 2, 0);         /* head at priority 0 needs 2, 1 free */
   w = mk(&ctx, 6);
   CHECK_EQ(sl_gate_acquire(&s, w, 1, 1, &queued, &out), 0); /* priority 1, fits */
   CHECK_EQ(queued, 1); /* queued, as the head of its level, then granted */
   EXPECT_IDS(&out, 6);
-  CHECK_EQ(g.in_use, 4);
+  CHECK_EQ(in_use_of(&g), 4);
   CHECK_EQ(g.npending, 1);
   /* ...but a higher priority big head blocks a lower priority small one. */
   queue(&s, 7, 4, 9);
@@ -452,7 +459,7 @@ static void test_head_of_line(void) {
   EXPECT_IDS(&out, 7);
   CHECK_EQ(sl_gate_release(&s, 4, 0, &out), 0);
   EXPECT_IDS(&out, 5);
-  CHECK_EQ(g.in_use, 2);
+  CHECK_EQ(in_use_of(&g), 2);
   CHECK_EQ(g.npending, 0);
   CHECK_EQ(sl_gate_release(&s, 2, 0, &out), 0);
 
@@ -486,13 +493,13 @@ static void test_set_permits(void) {
   CHECK_EQ(avail(&s), 2);
   sl_gate_dispatch(&s, &out);
   EXPECT_IDS(&out, 1, 2);
-  CHECK_EQ(g.in_use, 3);
+  CHECK_EQ(in_use_of(&g), 3);
   CHECK_EQ(g.npending, 1);
 
   /* Lowering never preempts: in_use may exceed permits. */
   sl_gate_set_permits(&s, 1, &out);
   EXPECT_NONE(&out); /* 3 wants 1: it still fits the capacity */
-  CHECK_EQ(g.in_use, 3);
+  CHECK_EQ(in_use_of(&g), 3);
   CHECK_EQ(avail(&s), -2);
   CHECK_EQ(sl_gate_try_take(&s, 1), UV_EBUSY);
   sl_gate_dispatch(&s, &out);
@@ -505,7 +512,7 @@ static void test_set_permits(void) {
   CHECK_EQ(avail(&s), 0);
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
   EXPECT_IDS(&out, 3);
-  CHECK_EQ(g.in_use, 1);
+  CHECK_EQ(in_use_of(&g), 1);
 
   /* A raise not dispatched yet: a new acquire grants the head, one waiter
    * only (as p-limit's enqueue does); dispatch grants the rest. */
@@ -517,10 +524,10 @@ static void test_set_permits(void) {
   EXPECT_IDS(&out, 4);
   CHECK_EQ(w->state, SL_WAITER_QUEUED);
   CHECK_EQ(g.npending, 1);
-  CHECK_EQ(g.in_use, 2);
+  CHECK_EQ(in_use_of(&g), 2);
   CHECK_EQ(sl_gate_release(&s, 2, 1, &out), 0);
   EXPECT_IDS(&out, 5);
-  CHECK_EQ(g.in_use, 1);
+  CHECK_EQ(in_use_of(&g), 1);
   /* The new waiter itself can be the one granted. */
   sl_gate_set_permits(&s, 1, &out);
   queue(&s, 6, 1, 0);
@@ -538,7 +545,7 @@ static void test_set_permits(void) {
   CHECK_EQ(avail(&s), SL_INFINITE);
   CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
   CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
-  CHECK_EQ(g.in_use, 1 + 2 * (int64_t) UINT32_MAX);
+  CHECK_EQ(in_use_of(&g), 1 + 2 * (int64_t) UINT32_MAX);
   CHECK_EQ(avail(&s), SL_INFINITE);
   take_now(&s, UINT32_MAX);
   CHECK_EQ(sl_stake_held(&s), 1 + 3 * (int64_t) UINT32_MAX);
@@ -555,7 +562,7 @@ static void test_set_permits(void) {
   CHECK_EQ(sl_gate_release(&s, UINT32_MAX, 0, &out), 0);
   CHECK_EQ(sl_gate_release(&s, UINT32_MAX, 0, &out), 0);
   CHECK_EQ(sl_gate_release(&s, UINT32_MAX, 0, &out), 0);
-  CHECK_EQ(g.in_use, 1 + 1 + 2);
+  CHECK_EQ(in_use_of(&g), 1 + 1 + 2);
 
   /* Permits 0: paused, not too small. Waiters of any size wait for a raise;
    * the raise refuses those that still do not fit. */
@@ -577,7 +584,7 @@ static void test_set_permits(void) {
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
   EXPECT_IDS(&out, 13);
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
 
   CHECK_EQ(ctx.live, 0);
   sl_stake_close(&s);
@@ -601,23 +608,23 @@ static void test_max_grants(void) {
     queue(&s, i, 1, 0);
   CHECK_EQ(sl_gate_release(&s, 5, 2, &out), 0);
   EXPECT_IDS(&out, 0, 1);
-  CHECK_EQ(g.in_use, 7);
+  CHECK_EQ(in_use_of(&g), 7);
   CHECK_EQ(sl_gate_release(&s, 1, 1, &out), 0);
   EXPECT_IDS(&out, 2);
-  CHECK_EQ(g.in_use, 7);
+  CHECK_EQ(in_use_of(&g), 7);
   sl_gate_dispatch(&s, &out);
   EXPECT_IDS(&out, 3, 4, 5);
-  CHECK_EQ(g.in_use, 10);
+  CHECK_EQ(in_use_of(&g), 10);
   /* max_grants larger than the queue. */
   queue(&s, 6, 1, 0);
   CHECK_EQ(sl_gate_release(&s, 3, 100, &out), 0);
   EXPECT_IDS(&out, 6);
-  CHECK_EQ(g.in_use, 8);
+  CHECK_EQ(in_use_of(&g), 8);
   /* UV_ERANGE with a limit too: nothing granted, nothing changed. */
   queue(&s, 7, 5, 0);
   CHECK_EQ(sl_gate_release(&s, 9, 1, &out), UV_ERANGE);
   EXPECT_NONE(&out);
-  CHECK_EQ(g.in_use, 8);
+  CHECK_EQ(in_use_of(&g), 8);
   CHECK_EQ(g.npending, 1);
   CHECK_EQ(sl_gate_release(&s, 8, 1, &out), 0);
   EXPECT_IDS(&out, 7);
@@ -656,7 +663,7 @@ static void test_cancel(void) {
   CHECK_EQ(a->state, SL_WAITER_NEW);
   (void) b;
   EXPECT_IDS(&out, 2);
-  CHECK_EQ(g.in_use, 4);
+  CHECK_EQ(in_use_of(&g), 4);
   CHECK_EQ(g.npending, 2);
   CHECK_EQ(s.waiting, 2);
   check_structure(&g);
@@ -724,7 +731,7 @@ static void test_cancel(void) {
   CHECK_EQ(sl_gate_cancel(a, &out), UV_ENOENT);
   EXPECT_REFUSED(&out, 12);
   CHECK_EQ(sl_gate_release(&s, 4, 0, &out), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
 
   CHECK_EQ(ctx.live, 0);
   sl_stake_close(&s);
@@ -779,11 +786,11 @@ static void test_clear(void) {
   sl_gate_clear(&s1, &out);
   EXPECT_CLEARED(&out, 10);
   CHECK_EQ(g.npending, 4);
-  CHECK_EQ(g.in_use, 1);
+  CHECK_EQ(in_use_of(&g), 1);
   sl_gate_clear(&s2, &out);
   CHECK_EQ(g.npending, 0);
   CHECK_EQ(g.nlevels, 0);
-  CHECK_EQ(g.in_use, 1);
+  CHECK_EQ(in_use_of(&g), 1);
   EXPECT_CLEARED(&out, 6, 1, 2, 7);
   CHECK_EQ(sl_gate_release(&s3, 1, 0, &out), 0);
   EXPECT_NONE(&out);
@@ -905,7 +912,7 @@ static void test_levels(void) {
       n++;
     }
     CHECK_EQ(n, P * PER - PER * ((P + 2) / 3) + (P + 5) / 6);
-    CHECK_EQ(g.in_use, n);
+    CHECK_EQ(in_use_of(&g), n);
     CHECK_EQ(sl_gate_release(&s, n, 0, &out), 0);
   }
   CHECK_EQ(ctx.live, 0);
@@ -970,7 +977,7 @@ static void test_slab(void) {
     CHECK_EQ(w->state, SL_WAITER_GRANTED);
   }
   CHECK(out.head == NULL);
-  CHECK_EQ(g.in_use, N);
+  CHECK_EQ(in_use_of(&g), N);
 
   /* A freed waiter's token misses. */
   idx = ws[1500]->index;
@@ -1286,7 +1293,7 @@ static void test_range(void) {
   CHECK_EQ(w->state, SL_WAITER_NEW);
   CHECK(w->stake == NULL);
   CHECK_EQ(g.npending, 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(g.nlevels, 0);
   CHECK_EQ(sl_gate_try_take(&s, 4), UV_EBUSY);
   CHECK_EQ(sl_gate_try_take(&s, 2), 0);
@@ -1313,7 +1320,7 @@ static void test_range(void) {
   sl_gate_set_permits(&s, 3, &out);
   EXPECT_REFUSED(&out, 1);
   CHECK_EQ(g.npending, 1);
-  CHECK_EQ(g.in_use, 2);
+  CHECK_EQ(in_use_of(&g), 2);
   CHECK_EQ(s.waiting, 1);
   check_structure(&g);
 
@@ -1330,7 +1337,7 @@ static void test_range(void) {
   sl_gate_set_permits(&s, 2, &out);
   EXPECT_REFUSED(&out, 4, 2); /* run order: priority 5 first */
   CHECK_EQ(g.npending, 3);
-  CHECK_EQ(g.in_use, 2);
+  CHECK_EQ(in_use_of(&g), 2);
   CHECK_EQ(g.nlevels, 2);
   check_structure(&g);
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0); /* in_use 1 of 2 */
@@ -1340,7 +1347,7 @@ static void test_range(void) {
   CHECK_EQ(sl_gate_release(&s, 2, 0, &out), 0);
   EXPECT_IDS(&out, 6);
   CHECK_EQ(sl_gate_release(&s, 1, 0, &out), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(g.npending, 0);
   sl_stake_close(&s);
   sl_gate_destroy(&g);
@@ -1369,7 +1376,7 @@ static void test_range(void) {
   CHECK_EQ(sg.npending, 2);
   CHECK_EQ(sb.waiting, 1);
   CHECK_EQ(sa.waiting, 1);
-  CHECK_EQ(sg.in_use, 2);
+  CHECK_EQ(in_use_of(&sg), 2);
   check_structure(&sg);
   /* 12 (n 1) is the head now, but 2 of 2 are in use. */
   sl_gate_dispatch(&sa, &out);
@@ -1394,7 +1401,7 @@ static void test_range(void) {
   CHECK_EQ(sl_gate_release(&sa, 3, 0, &out), 0);
   CHECK_EQ(sl_gate_release(&sb, 1, 0, &out), 0);
   EXPECT_NONE(&out);
-  CHECK_EQ(sg.in_use, 0);
+  CHECK_EQ(in_use_of(&sg), 0);
 
   CHECK_EQ(ca.live, 0);
   CHECK_EQ(cb.live, 0);
@@ -1434,11 +1441,11 @@ static void test_big_release(void) {
   CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
   CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
   CHECK_EQ(sl_stake_held(&s), big);
-  CHECK_EQ(g.in_use, big);
+  CHECK_EQ(in_use_of(&g), big);
   /* Release more than 2^32 in one call, then take it back. */
   CHECK_EQ(sl_gate_release(&s, ((int64_t) 1 << 32) + 7, 0, &out), 0);
   CHECK_EQ(sl_stake_held(&s), big - ((int64_t) 1 << 32) - 7);
-  CHECK_EQ(g.in_use, big - ((int64_t) 1 << 32) - 7);
+  CHECK_EQ(in_use_of(&g), big - ((int64_t) 1 << 32) - 7);
   CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
   CHECK_EQ(sl_gate_try_take(&s, 8), 0);
   CHECK_EQ(sl_stake_held(&s), big);
@@ -1448,7 +1455,7 @@ static void test_big_release(void) {
   w = queue(&s2, 1, UINT32_MAX, 0);
   CHECK_EQ(g.npending, 1);
   sl_stake_close(&s);
-  CHECK_EQ(g.in_use, UINT32_MAX); /* all of s's back, then s2's granted */
+  CHECK_EQ(in_use_of(&g), UINT32_MAX); /* all of s's back, then s2's granted */
   CHECK_EQ(g.npending, 0);
   CHECK_EQ(sl_stake_held(&s2), UINT32_MAX);
   CHECK(ctx.ready.head == w); /* closing settles nothing itself */
@@ -1457,7 +1464,7 @@ static void test_big_release(void) {
   check_structure(&g);
 
   sl_stake_close(&s2);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK(g.parties == NULL);
 
   CHECK_EQ(ctx.live, 0);
@@ -1483,13 +1490,13 @@ static void test_close_unshared(void) {
   CHECK_EQ(sl_gate_try_take(&s, UINT32_MAX), 0);
   queue(&s2, 1, UINT32_MAX, 0);
   sl_stake_close(&s);
-  CHECK_EQ(g.in_use, UINT32_MAX);
+  CHECK_EQ(in_use_of(&g), UINT32_MAX);
   CHECK_EQ(g.npending, 0);
   sl_ctx_take_ready(&ctx, &out);
   EXPECT_IDS(&out, 1);
   CHECK_EQ(sl_stake_held(&s2), UINT32_MAX);
   sl_stake_close(&s2);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(ctx.live, 0);
   sl_gate_destroy(&g);
   sl_ctx_destroy(&ctx);
@@ -1644,7 +1651,7 @@ static void test_keep(void) {
   sl_stake_close(&sa);
   sl_stake_close(&sb);
   CHECK(g.parties == NULL);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   sl_gate_destroy(&g);
   sl_ctx_close(&cb);
   uv_close((uv_handle_t*) &bell_a.async, NULL);
@@ -1664,7 +1671,7 @@ typedef struct {
 } snap_t;
 
 static snap_t snap(const sl_gate_t* g) {
-  snap_t s = {g->permits, g->in_use, g->npending, g->nlevels};
+  snap_t s = {g->permits, in_use_of(g), g->npending, g->nlevels};
   return s;
 }
 
@@ -1785,7 +1792,7 @@ static void test_alloc_failures(void) {
   sl_gate_dispatch(&s, &out);
   EXPECT_IDS(&out, 9, 8, 7, 6, 5, 4, 3, 10, 2, 1, 0);
   CHECK_EQ(sl_gate_release(&s, 11, 0, &out), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   sl_stake_close(&s);
   sl_gate_destroy(&g);
 
@@ -2083,7 +2090,7 @@ static void test_random(void) {
     CHECK(out.head == NULL);
     sl_stake_close(&st[o]);
   }
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(ctx.live, 0);
   printf("  random: %llu acquires (%llu out of range), %llu releases (%llu out of range), "
          "%llu refused, %llu cancels, %llu clears\n",
@@ -2242,7 +2249,7 @@ static void test_threads(void) {
   CHECK_EQ(sl_gate_release(&sm, 1, 0, &out), 0);
   CHECK(out.head == NULL);
   CHECK_EQ(uv_thread_join(&ta), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(g.npending, 0);
   CHECK_EQ(a.ctx.live, 0);
   CHECK_EQ(sl_ctx_keep(&a.ctx), 0);
@@ -2303,7 +2310,7 @@ static void test_threads(void) {
   CHECK_EQ(uv_thread_create(&tb, stress_thread, &b), 0);
   CHECK_EQ(uv_thread_join(&ta), 0);
   CHECK_EQ(uv_thread_join(&tb), 0);
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(g.npending, 0);
   CHECK_EQ(a.ctx.live, 0);
   CHECK_EQ(b.ctx.live, 0);
@@ -2530,7 +2537,7 @@ static void test_threads4(void) {
   for (i = 0; i < T4_THREADS; i++)
     CHECK_EQ(uv_thread_join(&tids[i]), 0);
 
-  CHECK_EQ(g.in_use, 0);
+  CHECK_EQ(in_use_of(&g), 0);
   CHECK_EQ(g.npending, 0);
   CHECK_EQ(g.nkeep, 0);
   CHECK(g.parties == sm.party && sm.party->next == NULL);
@@ -2652,7 +2659,7 @@ static void test_teardown_race(void) {
     CHECK_EQ(sl_gate_release(&sm, 1, 0, &out), 0);
     CHECK(out.head == NULL);
     CHECK_EQ(uv_thread_join(&tid), 0);
-    CHECK_EQ(g.in_use, 0);
+    CHECK_EQ(in_use_of(&g), 0);
     CHECK_EQ(g.npending, 0);
     CHECK(g.parties == sm.party && sm.party->next == NULL);
     CHECK_EQ(t.ctx.live, 0);

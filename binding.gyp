@@ -1,11 +1,16 @@
 {
-  # --sluice_sanitize=true (or npm_config_sluice_sanitize=true) builds with
-  # AddressSanitizer and UBSan, for scripts/sanitize.js only (-O1 in cflags_c
-  # comes after node-gyp's -O3, for exact stack traces).
-  # --sluice_werror=true (or npm_config_sluice_werror=true, as .ci/run sets)
-  # makes every compiler warning an error: CI builds that way; users' builds
-  # do not (a newer compiler's new warning must not break an install).
-  "variables": { "sluice_sanitize%": "false", "sluice_werror%": "false" },
+  # SLUICE_SANITIZE=1 in the environment builds with AddressSanitizer and
+  # UBSan, for scripts/sanitize.js only (-O1 in cflags_c comes after
+  # node-gyp's -O3, for exact stack traces).
+  # SLUICE_WERROR=1 (.ci/run sets it) makes every compiler warning an error:
+  # CI builds that way; users' builds do not (a newer compiler's new warning
+  # must not break an install).
+  # Plain environment variables read by gyp at configure time, not npm
+  # config: npm warns that unknown npm_config_* settings will stop working.
+  "variables": {
+    "sluice_sanitize%": "<!(node -p \"process.env.SLUICE_SANITIZE === '1'\")",
+    "sluice_werror%": "<!(node -p \"process.env.SLUICE_WERROR === '1'\")"
+  },
   "targets": [
     {
       "target_name": "sluice",

@@ -6,7 +6,7 @@
 //      SLUICE_VALGRIND=1): zero errors, zero leaks of any kind. Then their
 //      threaded tests under ThreadSanitizer (tsanCTests below): no report.
 //   2. The addon built with -fsanitize=address,undefined (binding.gyp's
-//      sluice_sanitize variable) in a copy of the tree under the system temp
+//      SLUICE_SANITIZE=1) in a copy of the tree under the system temp
 //      dir, so build/Release, which `npm test` loads, is never touched.
 //   3. The whole JS suite against that build (lib/binding.js loads the file
 //      named by SLUICE_ADDON_PATH), with libasan preloaded into the
@@ -242,11 +242,11 @@ async function main() {
     fs.cpSync(path.join(root, 'src'), path.join(tree, 'src'), { recursive: true })
     fs.cpSync(path.join(root, 'scripts', 'install.js'), path.join(tree, 'scripts', 'install.js'))
     // The build users get (scripts/install.js finds node-gyp and the headers);
-    // node-gyp takes npm_config_* variables as gyp variables.
+    // binding.gyp reads SLUICE_SANITIZE.
     const r = spawnSync(process.execPath, [path.join(tree, 'scripts', 'install.js'), '--force'], {
       cwd: tree,
       stdio: 'inherit',
-      env: { ...process.env, npm_config_sluice_sanitize: 'true' }
+      env: { ...process.env, SLUICE_SANITIZE: '1' }
     })
     const file = path.join(tree, 'build', 'Release', 'sluice.node')
     if (r.status !== 0 || !fs.existsSync(file)) return false

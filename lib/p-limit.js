@@ -98,6 +98,10 @@ function pLimit(concurrency) {
   let name
 
   if (typeof concurrency === 'object') {
+    // A fleet-wide limit in Redis (lib/redis/).
+    if (concurrency !== null && concurrency.redis !== undefined) {
+      return require('./redis/semaphore.js').redisLimit(concurrency)
+    }
     ;({ concurrency, rejectOnClear = false, name } = concurrency)
   }
 

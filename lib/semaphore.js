@@ -69,6 +69,10 @@ class Semaphore {
    *   thread of the process that opens the same name
    */
   constructor(permits, options) {
+    // A fleet-wide gate in Redis (lib/redis/): another object, same API.
+    if (options !== null && typeof options === 'object' && options.redis !== undefined) {
+      return new (require('./redis/semaphore.js').RedisSemaphore)(permits, options)
+    }
     let name
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') {

@@ -23,8 +23,14 @@ function kind(client) {
 // to a connection that is down or a command that timed out.
 function isReplyError(err) {
   if (!err || typeof err !== 'object') return false
-  const name = err.name || (err.constructor && err.constructor.name)
-  return name === 'ReplyError' || name === 'SimpleError' || name === 'ErrorReply'
+  // ioredis: ReplyError; node-redis: SimpleError/BlobError, both extending
+  // ErrorReply, with `name` left as 'Error'.
+  for (let p = Object.getPrototypeOf(err); p !== null; p = Object.getPrototypeOf(p)) {
+    const name = p.constructor && p.constructor.name
+    if (name === 'ReplyError' || name === 'ErrorReply') return true
+    if (p === Error.prototype) break
+  }
+  return err.name === 'ReplyError'
 }
 
 function adapt(client) {

@@ -237,13 +237,20 @@ async function startRedis({ port } = {}) {
     } catch {
       return
     }
-    // Wait until it is gone, so that the port is free again.
+    // Wait until it is gone, so that the port is free again. A daemonized
+    // server is a child of PID 1; where PID 1 reaps late (some containers),
+    // it lingers as a zombie, which holds no port: that counts as gone.
     for (let i = 0; i < 500; i++) {
       try {
         process.kill(pid, 0)
       } catch {
         break
       }
+      let state = ''
+      try {
+        state = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0]
+      } catch {}
+      if (state === 'Z') break
       await sleep(10)
     }
     fs.rmSync(pidfile, { force: true })

@@ -18,18 +18,12 @@ const crypto = require('node:crypto')
 const { EventEmitter } = require('node:events')
 const { TimeoutError } = require('../errors.js')
 const { adapt, isReplyError, subscriber, unsubscribe } = require('./client.js')
+const { RedisUnreachableError } = require('./errors.js')
 
 const PROCESS = crypto.randomBytes(6).toString('hex')
 const CHANNEL = `sluice:w:${PROCESS}`
 let clients = 0
 const SWEEP_BATCH = 256
-
-class RedisUnreachableError extends Error {
-  constructor(message, cause) {
-    super(message, cause === undefined ? undefined : { cause })
-    this.name = 'RedisUnreachableError'
-  }
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref())
 

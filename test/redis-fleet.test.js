@@ -195,3 +195,26 @@ for (const kind of KINDS) {
     }
   )
 }
+
+test(
+  'examples/redis-fleet-limit.js: 4 processes, one limit of 3 in Redis, reached and never exceeded',
+  { skip },
+  async () => {
+    const { spawnSync } = require('node:child_process')
+    const path = require('node:path')
+    const r = spawnSync(
+      process.execPath,
+      [path.join(__dirname, '..', 'examples', 'redis-fleet-limit.js')],
+      {
+        env: { ...process.env, REDIS_URL: URL },
+        encoding: 'utf8',
+        timeout: 60000
+      }
+    )
+    assert.equal(r.signal, null, `killed (hung?): ${r.stdout}\n${r.stderr}`)
+    assert.equal(r.status, 0, r.stderr)
+    assert.match(r.stdout, /^4 processes, 40 calls$/m)
+    assert.match(r.stdout, /^max concurrent calls across the fleet: 3 \(limit 3\)$/m)
+    assert.equal(r.stderr, '')
+  }
+)

@@ -39,44 +39,51 @@ local function fmt(x) return string.format('%.0f', x) end
 local function owner(ticket) return string.match(ticket, '^(.*)%.[^.]*$') end
 local function channel(client) return 'sluice:w:' .. string.match(client, '^([^.]*)') end
 
--- The gate: create it when missing (a new gate, or one Redis lost).
-local permits = redis.call('HGET', meta, 'permits')
-if not permits then
+-- The gate: create it when missing (a new gate, or one Redis lost). Its
+-- counters are read once here and written once at the end.
+local m = redis.call('HMGET', meta, 'permits', 'used', 'token', 'epoch', 'grace')
+if not m[1] then
   if ARGV[8] == '' then return { 'nogate', '', '', '', '', '', '', '' } end
-  local token = math.max(nowUs, (tonumber(ARGV[6]) or 0) + 1)
   local grace = 0
   -- A client that knew an earlier epoch: Redis lost the gate (a restart
   -- without persistence, a failover). Grant nothing for one lease, so that
   -- every live holder re-registers what it holds first.
   if knownEpoch ~= '' then grace = now + leaseMs end
-  redis.call('HSET', meta, 'permits', ARGV[8], 'used', 0, 'token', fmt(token), 'seq', 0,
-    'epoch', fmt(nowUs), 'grace', grace)
-  permits = ARGV[8]
+  -- Tokens start at the server's time in microseconds: above any token the
+  -- lost gate gave, unless it gave more than one per microsecond.
+  m = { ARGV[8], '0', fmt(math.max(nowUs, (tonumber(ARGV[6]) or 0) + 1)), fmt(nowUs), tostring(grace) }
+  redis.call('HSET', meta, 'permits', m[1], 'used', 0, 'token', m[3], 'seq', 0, 'epoch', m[4],
+    'grace', grace)
 end
-permits = tonumber(permits)
-local epoch = redis.call('HGET', meta, 'epoch')
-local used = tonumber(redis.call('HGET', meta, 'used'))
-if tonumber(ARGV[6]) and tonumber(ARGV[6]) > tonumber(redis.call('HGET', meta, 'token')) then
-  redis.call('HSET', meta, 'token', ARGV[6])
-end
+local permits = tonumber(m[1])
+local used = tonumber(m[2])
+local token = tonumber(m[3])
+local epoch = m[4]
+local grace = tonumber(m[5] or '0')
+if tonumber(ARGV[6]) and tonumber(ARGV[6]) > token then token = tonumber(ARGV[6]) end
 
 local function fits(n) return permits < 0 or used + n <= permits end
 
-local function grant(member, skip)
-  local n, ticket = string.match(member, '^%d+ (%d+) (.*)$')
-  n = tonumber(n)
+-- A grant: the permits are the client's, the record waits for its claim.
+local function take(ticket, n)
   local client = owner(ticket)
   used = used + n
   redis.call('HINCRBY', held, client, n)
-  local token = fmt(redis.call('HINCRBY', meta, 'token', 1))
-  redis.call('HSET', grants, ticket, n .. ' ' .. token)
+  token = token + 1
+  redis.call('HSET', grants, ticket, n .. ' ' .. fmt(token))
+  return client
+end
+
+local function grant(member, skip)
+  local n, ticket = string.match(member, '^%d+ (%d+) (.*)$')
+  local client = take(ticket, tonumber(n))
   redis.call('ZREM', queue, member)
   redis.call('HDEL', qidx, ticket)
-  if ticket ~= skip then redis.call('PUBLISH', channel(client), ticket .. ' ' .. token) end
+  if ticket ~= skip then redis.call('PUBLISH', channel(client), ticket .. ' ' .. fmt(token)) end
 end
 
 local function dispatch(skip)
-  if now < tonumber(redis.call('HGET', meta, 'grace') or '0') then return end
+  if now < grace then return end
   while true do
     local head = redis.call('ZRANGE', queue, 0, 0)[1]
     if not head then break end
@@ -131,10 +138,11 @@ end
 
 -- Claimed grants: the client has them, the records can go.
 if ARGV[7] ~= '' then
-  local prefix = c .. '.'
+  local prefix, mine = c .. '.', {}
   for ticket in string.gmatch(ARGV[7], '%S+') do
-    if string.sub(ticket, 1, #prefix) == prefix then redis.call('HDEL', grants, ticket) end
+    if string.sub(ticket, 1, #prefix) == prefix then mine[#mine + 1] = ticket end
   end
+  if #mine > 0 then redis.call('HDEL', grants, unpack(mine)) end
 end
 
 if op ~= 'open' and op ~= 'close' and op ~= 'state' then
@@ -156,24 +164,22 @@ elseif op == 'acquire' then
     status = 'queued'
   elseif permits >= 0 and n > permits and permits > 0 then
     status, a = 'toolarge', fmt(permits)
-  elseif try and (redis.call('ZCARD', queue) > 0 or not fits(n) or
-      now < tonumber(redis.call('HGET', meta, 'grace') or '0')) then
+  elseif redis.call('EXISTS', queue) == 0 and fits(n) and now >= grace then
+    -- Nobody waits and it fits: granted without queueing.
+    take(ticket, n)
+    status, b = 'granted', fmt(token)
+  elseif try then
     status = 'busy'
   else
     local seq = redis.call('HINCRBY', meta, 'seq', 1)
     local member = string.format('%016.0f', seq) .. ' ' .. n .. ' ' .. ticket
     redis.call('ZADD', queue, -prio, member)
     redis.call('HSET', qidx, ticket, member)
+    local before = token
     dispatch(ticket)
     freed = false
-    g = redis.call('HGET', grants, ticket)
-    if g then
-      status, b = 'granted', string.match(g, ' (%d+)$')
-    elseif try then
-      -- Grace period: take it back out.
-      redis.call('ZREM', queue, member)
-      redis.call('HDEL', qidx, ticket)
-      status = 'busy'
+    if token > before and redis.call('HEXISTS', qidx, ticket) == 0 then
+      status, b = 'granted', string.match(redis.call('HGET', grants, ticket), ' (%d+)$')
     else
       status = 'queued'
     end
@@ -199,18 +205,22 @@ elseif op == 'cancel' then
   end
 elseif op == 'release' then
   local n, rseq = tonumber(ARGV[9]), tonumber(ARGV[10])
-  local last = tonumber(redis.call('HGET', held, c .. '#r') or '0')
+  local hr = redis.call('HMGET', held, c, c .. '#r')
+  local h, last = tonumber(hr[1] or '0'), tonumber(hr[2] or '0')
   if rseq <= last then
     status = 'dup'
   else
-    redis.call('HSET', held, c .. '#r', rseq)
-    local h = tonumber(redis.call('HGET', held, c) or '0')
     if h < n then
       status, a = 'short', fmt(h)
       n = h
     end
     used = used - n
-    if h - n > 0 then redis.call('HSET', held, c, h - n) else redis.call('HDEL', held, c) end
+    if h - n > 0 then
+      redis.call('HSET', held, c, h - n, c .. '#r', rseq)
+    else
+      redis.call('HDEL', held, c)
+      redis.call('HSET', held, c .. '#r', rseq)
+    end
     freed = true
   end
 elseif op == 'renew' then
@@ -248,7 +258,7 @@ elseif op == 'close' then
 end
 
 if freed then dispatch('') end
-redis.call('HSET', meta, 'used', used)
+redis.call('HSET', meta, 'used', used, 'token', fmt(token))
 return { status, a, b, fmt(permits), fmt(used), tostring(redis.call('ZCARD', queue)), epoch, flags }
 `
 

@@ -83,6 +83,7 @@ for (const kind of KINDS) {
       const ca = await connect(kind, server.url)
       const cb = await connect(kind, server.url)
       const a = new Semaphore(1, { name, redis: ca, leaseMillis: 5000 })
+      await a.ready
       const b = new Semaphore(undefined, { name, redis: cb, leaseMillis: 5000 })
       const lost = []
       a.on('leaseLost', (e) => lost.push(e))

@@ -120,6 +120,7 @@ for (const kind of KINDS) {
       const name = uniqueName('fifo')
       const c = await connect(kind, URL)
       const sem = new Semaphore(1, { name, redis: c })
+      await sem.ready
       const kids = ['A', 'B', 'C'].map((id) => child({ kind, url: URL, name, mode: 'wait', id }))
       try {
         await Promise.all(kids.map((k) => k.waitFor((e) => e.ev === 'ready', 15000, 'ready')))
@@ -162,6 +163,7 @@ for (const kind of KINDS) {
       const name = uniqueName('idle')
       const c = await connect(kind, server.url)
       const sem = new Semaphore(1, { name, redis: c })
+      await sem.ready
       const kids = [0, 1, 2].map((id) => child({ kind, url: server.url, name, mode: 'wait', id }))
       try {
         await Promise.all(kids.map((k) => k.waitFor((e) => e.ev === 'ready', 15000, 'ready')))

@@ -12,7 +12,9 @@ const BENCHES = [
   { name: 'heap', file: 'heap.mjs', flags: [] },
   { name: 'pool', file: 'pool.mjs', flags: [] },
   // Cross-thread benchmark (issue 4); runs once the file exists.
-  { name: 'shared', file: 'shared.mjs', flags: [], optional: true }
+  { name: 'shared', file: 'shared.mjs', flags: [], optional: true },
+  // Fleet gates on a private redis-server (issue 12); says so when there is none.
+  { name: 'redis', file: 'redis.mjs', flags: [] }
 ]
 
 const wanted = process.argv.slice(2)

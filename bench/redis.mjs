@@ -11,6 +11,8 @@
 //     performance.timeOrigin + performance.now(), one clock on one machine).
 //     p50 / p99 in µs, and Redis round trips per grant (MONITOR: commands
 //     the clients sent, lease renewals and polling included).
+// (c) Idle waiting: three processes wait 3 s for a permit the benchmark holds;
+//     Redis round trips per second (MONITOR).
 //
 // Usage: node bench/redis.mjs   (needs redis-server; says so and exits 0 if missing)
 import { createRequire } from 'node:module'
@@ -22,6 +24,7 @@ const require = createRequire(import.meta.url)
 const ROUNDTRIPS = 1000
 const HANDOFF_ROUNDS = 150 // per process
 const HOLD_MS = 2
+const IDLE_MS = 3000
 const LIBS = {
   sluice: 'sluice Semaphore({ redis })',
   'redis-semaphore': 'redis-semaphore 5.8 Semaphore',
@@ -143,6 +146,39 @@ async function peer([lib, url, name, rounds]) {
   await gate.close()
   process.send({ events })
   process.disconnect()
+}
+
+// A process of (c), forked with `--idle lib url name`: asks for the permit
+// the parent holds, and waits.
+async function idlePeer([lib, url, name]) {
+  const gate = await open(lib, url, name)
+  process.send('ready')
+  process.once('message', async () => {
+    setTimeout(() => process.exit(0), 2000).unref()
+    await gate.close().catch(() => {})
+    process.disconnect()
+    process.exit(0)
+  })
+  await gate.acquire()
+}
+
+async function idle(lib, url) {
+  const name = `bench-idle-${lib}-${process.pid}`
+  const holder = await open(lib, url, name)
+  await holder.acquire()
+  const peers = [0, 1, 2].map(() =>
+    fork(fileURLToPath(import.meta.url), ['--idle', lib, url, name], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+    })
+  )
+  await Promise.all(peers.map((p) => new Promise((r) => p.once('message', r))))
+  await sleep(500) // their acquires are queued (or polling)
+  const counted = await countRoundTrips(url, () => sleep(IDLE_MS))
+  for (const p of peers) p.send('stop')
+  await Promise.all(peers.map((p) => new Promise((r) => p.once('exit', r))))
+  await holder.release()
+  await holder.close()
+  return { idlePerSec: counted.trips / (IDLE_MS / 1000) }
 }
 
 function startPeers(lib, url, name, rounds) {
@@ -278,6 +314,12 @@ async function main() {
       } catch (err) {
         r.error = `${r.error ? r.error + '; ' : ''}hand-off failed: ${err.message}`
       }
+      if (process.env.BENCH_DEBUG) console.error(`${lib}: idle waiting`)
+      try {
+        Object.assign(r, await idle(lib, server.url))
+      } catch (err) {
+        r.idleError = `idle waiting failed: ${err.message}`
+      }
       results[lib] = r
     }
   } finally {
@@ -322,9 +364,19 @@ async function main() {
       'renewals and polling included; script-internal: commands Lua scripts ran inside Redis.'
     ]
   )
+  printTable(
+    `(c) three processes waiting ${IDLE_MS / 1000} s for a permit held elsewhere`,
+    Object.entries(LIBS).map(([lib, label]) => {
+      const r = results[lib]
+      if (r.idlePerSec === undefined) return { library: label, error: r.idleError }
+      return { library: label, 'round trips/s': fmt(r.idlePerSec, 1) }
+    }),
+    ['sluice: lease renewals only (every leaseMillis / 3 = 3.3 s per process); no polling.']
+  )
 }
 
 if (process.argv[2] === '--peer') peer(process.argv.slice(3))
+else if (process.argv[2] === '--idle') idlePeer(process.argv.slice(3))
 else
   main().catch((err) => {
     console.error(err)

@@ -324,3 +324,30 @@ test('bad input: TypeError/RangeError naming the argument', { skip }, async () =
     await disconnect(c)
   }
 })
+
+test(
+  'a limiter closed while a task runs: the task ends with its own result, waiters reject',
+  { skip },
+  async () => {
+    const c = await connect('node-redis', URL)
+    try {
+      const limit = pLimit({ concurrency: 1, name: uniqueName('closerun'), redis: c })
+      let finish
+      const gate = new Promise((r) => (finish = r))
+      const running = limit(async () => {
+        await gate
+        return 'done'
+      })
+      const queued = limit(() => 'never')
+      const rejected = assert.rejects(queued, { code: 'ERR_SLUICE_CLOSED' })
+      await until(() => limit.localActiveCount === 1 && limit.localPendingCount === 1)
+      const closing = limit.close()
+      await rejected
+      finish()
+      assert.equal(await running, 'done')
+      await closing
+    } finally {
+      await disconnect(c)
+    }
+  }
+)

@@ -81,7 +81,7 @@ class RedisGate extends EventEmitter {
     for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
       if (this.closed) return
       try {
-        const r = await this._call('open', [p === undefined ? '' : encode(p)])
+        const r = await this._bounded('open', [p === undefined ? '' : encode(p)])
         if (r.status === 'nogate') {
           throw new RangeError(
             `No gate named ${JSON.stringify(this.name)} in Redis: pass \`permits\` to create it`
@@ -99,6 +99,26 @@ class RedisGate extends EventEmitter {
         await sleep(delay)
       }
     }
+  }
+
+  // A call that gives up waiting after a lease (at least 1 s): a command
+  // lost in a reconnect must not stall a sweep, a waiter or the releases
+  // forever. Every op is idempotent (tickets, release sequence numbers), so
+  // the caller may send it again; a late reply is still taken in.
+  _bounded(op, extra) {
+    const ms = Math.max(1000, this.leaseMillis)
+    let timer
+    const call = this._call(op, extra)
+    const late = new Promise((resolve, reject) => {
+      timer = setTimeout(() => {
+        call.catch(() => {})
+        const err = new Error(`Redis did not answer within ${ms} ms`)
+        this.lastError = err
+        reject(err)
+      }, ms)
+      timer.unref()
+    })
+    return Promise.race([call, late]).finally(() => clearTimeout(timer))
   }
 
   // One script call. Everything it reports about the gate is taken in here.
@@ -198,7 +218,7 @@ class RedisGate extends EventEmitter {
         if (w.sent) tickets.push(w.ticket)
         if (tickets.length === SWEEP_BATCH) break
       }
-      const r = await this._call('renew', tickets)
+      const r = await this._bounded('renew', tickets)
       if (r.a === '') return
       for (const item of r.a.split(',')) {
         const [ticket, token] = item.split(' ')
@@ -267,7 +287,7 @@ class RedisGate extends EventEmitter {
         w.resend = false
         let r
         try {
-          r = await this._call('acquire', [w.ticket, String(w.n), String(w.priority), w.try])
+          r = await this._bounded('acquire', [w.ticket, String(w.n), String(w.priority), w.try])
         } catch (err) {
           if (!transient(err)) {
             if (this.waiters.has(w.ticket)) {
@@ -311,7 +331,7 @@ class RedisGate extends EventEmitter {
     if (this.closed) return
     for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
       try {
-        await this._call('cancel', [w.ticket])
+        await this._bounded('cancel', [w.ticket])
         break
       } catch (err) {
         if (!transient(err) || this.closed) break
@@ -380,6 +400,9 @@ class RedisGate extends EventEmitter {
   // Local bookkeeping first (synchronous, so a double release is caught
   // here); Redis is told by one release at a time, carrying what piled up.
   release(n) {
+    // close() gave everything back already; a task that ends after it must
+    // not throw.
+    if (this.closed) return
     if (n > this.held + this.lost) {
       throw new RangeError(
         `Cannot release ${n} permits: this process holds ${this.held} of the gate ${JSON.stringify(this.name)}`
@@ -403,7 +426,7 @@ class RedisGate extends EventEmitter {
         const rseq = ++this.rseq
         for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
           try {
-            await this._call('release', [String(n), String(rseq)])
+            await this._bounded('release', [String(n), String(rseq)])
             break
           } catch (err) {
             // A lapsed lease returns them anyway; a closed gate reaps itself.
@@ -455,14 +478,24 @@ class RedisGate extends EventEmitter {
     if (this.timer !== null) clearInterval(this.timer)
     this.timer = null
     this.closing = (async () => {
-      try {
-        await this.ready
-      } catch {}
       // What it holds and every waiter of this client go, in one script.
+      // Redis may be unreachable: close() gives up after a lease (at most
+      // 5 s), when the lease lapses and Redis reaps it anyway.
+      let timer
+      const giveUp = new Promise((resolve) => {
+        timer = setTimeout(resolve, Math.min(this.leaseMillis, 5000))
+      })
       try {
-        await this._call('close', [])
+        const closed = this.ready
+          .then(() => this._call('close', []))
+          .catch(() => {
+            // Unreachable or refused: the lease lapses and Redis reaps it.
+          })
+        await Promise.race([giveUp, closed])
       } catch {
-        // Unreachable: the lease lapses and Redis reaps it.
+        // Unreachable or refused: the lease lapses and Redis reaps it.
+      } finally {
+        clearTimeout(timer)
       }
       this.held = 0
       this.lost = 0

@@ -51,13 +51,29 @@ for (const kind of KINDS) {
         await until(async () => Number(await raw(probe, 'ZCARD', keys(name).queue)) === 1)
         await server.restart()
         // The gate comes back: the holder's permit counted, the waiter queued.
+        const restarted = Date.now()
         await until(
           async () =>
             Number(await raw(probe, 'HGET', keys(name).meta, 'used')) === 1 &&
             Number(await raw(probe, 'ZCARD', keys(name).queue)) === 1,
           30000,
           'the gate re-created with the holder and the waiter'
-        )
+        ).catch(async (err) => {
+          const K = keys(name)
+          const state = {
+            after: Date.now() - restarted,
+            meta: await raw(probe, 'HGETALL', K.meta).catch((e) => e.message),
+            queue: await raw(probe, 'ZRANGE', K.queue, '0', '-1').catch((e) => e.message),
+            held: await raw(probe, 'HGETALL', K.held).catch((e) => e.message),
+            leases: await raw(probe, 'ZRANGE', K.leases, '0', '-1', 'WITHSCORES').catch(
+              (e) => e.message
+            ),
+            time: await raw(probe, 'TIME').catch((e) => e.message),
+            aHeld: a.held,
+            bPending: b.pending
+          }
+          throw new Error(`${err.message}: ${JSON.stringify(state)}`)
+        })
         // Past the grace period, the waiter still waits: the one permit is a's.
         await sleep(1500)
         assert.equal(granted, null, 'the waiter was not granted while the holder still holds')

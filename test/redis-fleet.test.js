@@ -114,6 +114,47 @@ for (const kind of KINDS) {
   })
 
   test(
+    `${kind}: a holder paused past its lease (SIGSTOP) loses its permit, learns it ('leaseLost'), and its release is a no-op`,
+    { skip },
+    async () => {
+      const name = uniqueName('stop')
+      const holder = child({
+        kind,
+        url: URL,
+        name,
+        permits: 1,
+        mode: 'hold',
+        leaseMillis: 1000,
+        id: 'h'
+      })
+      const c = await connect(kind, URL)
+      let sem
+      try {
+        const held = await holder.waitFor((e) => e.ev === 'held', 15000, 'held')
+        sem = new Semaphore(undefined, { name, redis: c, leaseMillis: 1000 })
+        holder.proc.kill('SIGSTOP')
+        const token = await sem.acquire(1, { timeout: 20000 })
+        assert.ok(token > held.token)
+        holder.proc.kill('SIGCONT')
+        const lost = await holder.waitFor((e) => e.ev === 'leaseLost', 15000, 'leaseLost')
+        assert.equal(lost.permits, 1)
+        holder.send({ op: 'release' })
+        await holder.waitFor((e) => e.ev === 'released', 15000, 'released')
+        await sleep(100)
+        assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 1, 'still only ours')
+        sem.release()
+        holder.send({ op: 'exit' })
+        assert.equal((await holder.exited).code, 0, holder.stderr)
+      } finally {
+        holder.proc.kill('SIGCONT')
+        await stopAll([holder])
+        if (sem) await sem.close()
+        await disconnect(c)
+      }
+    }
+  )
+
+  test(
     `${kind}: FIFO across processes, in the order Redis saw the requests`,
     { skip },
     async () => {

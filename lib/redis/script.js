@@ -24,7 +24,8 @@
 //       (space-separated), 8 permits to create the gate with (or ''),
 //       9.. per op.
 // Reply: { status, a, b, permits, used, pending, epoch, flags } as strings;
-//        flags: 'l' the client's lease had lapsed (it was reaped),
+//        flags: 'l' the client had no lease when the call ran (it lapsed
+//               and was reaped, or it never had one),
 //               'e' the gate was re-created (Redis lost it).
 const LUA = `
 local meta, queue, qidx, grants, held, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -131,10 +132,12 @@ end
 local dead = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. now)
 local freed = false
 for _, client in ipairs(dead) do
-  if client == c then flags = flags .. 'l' end
   reap(client)
   freed = true
 end
+-- No lease (any more): reaped just now or by an earlier call of anyone, or
+-- never had one. The client knows which of these it expected.
+if not redis.call('ZSCORE', leases, c) then flags = flags .. 'l' end
 
 -- Claimed grants: the client has them, the records can go.
 if ARGV[7] ~= '' then

@@ -28,7 +28,7 @@ async function until(pred, ms = 10000, what = 'the condition') {
 for (const kind of KINDS) {
   test(
     `${kind}: Redis restarts (every key lost) while one holds and one waits: the holder re-registers, the waiter re-queues, nothing is granted twice`,
-    { skip },
+    { skip, timeout: 60000 },
     async () => {
       const server = await startRedis()
       const name = uniqueName('restart')
@@ -94,7 +94,7 @@ for (const kind of KINDS) {
 
   test(
     `${kind}: CLIENT PAUSE stalls the gate; it resumes with nothing lost`,
-    { skip },
+    { skip, timeout: 60000 },
     async () => {
       const server = await startRedis()
       const name = uniqueName('pause')
@@ -132,7 +132,7 @@ for (const kind of KINDS) {
 
   test(
     `${kind}: Redis unreachable: acquire waits until its timeout, then says Redis is unreachable; works again when Redis is back`,
-    { skip },
+    { skip, timeout: 60000 },
     async () => {
       const server = await startRedis()
       const name = uniqueName('down')

@@ -35,7 +35,7 @@ async function stopAll(children) {
 for (const kind of KINDS) {
   test(
     `${kind}: 4 processes on a limit of 3 never exceed 3 at once, and reach it`,
-    { skip },
+    { skip, timeout: 60000 },
     async () => {
       const name = uniqueName('fleet')
       const counter = `${name}:active`
@@ -78,44 +78,48 @@ for (const kind of KINDS) {
     }
   )
 
-  test(`${kind}: a SIGKILLed holder's permits come back after its lease`, { skip }, async () => {
-    const name = uniqueName('kill')
-    const holder = child({
-      kind,
-      url: URL,
-      name,
-      permits: 2,
-      mode: 'hold',
-      n: 2,
-      leaseMillis: 1000,
-      id: 'h'
-    })
-    const c = await connect(kind, URL)
-    let sem
-    try {
-      const held = await holder.waitFor((e) => e.ev === 'held', 15000, 'held')
-      sem = new Semaphore(undefined, { name, redis: c, leaseMillis: 1000 })
-      const waiting = sem.acquire(2)
-      await until(async () => Number(await raw(c, 'ZCARD', keys(name).queue)) === 1)
-      const killed = Date.now()
-      holder.proc.kill('SIGKILL')
-      const token = await waiting
-      const took = Date.now() - killed
-      assert.ok(token > held.token, 'the new grant has a higher fencing token')
-      // leaseMillis (1000) plus one renewal interval (333): generous margin
-      // for a loaded machine, but far below "never".
-      assert.ok(took < 6000, `permits came back after ${took} ms`)
-      sem.release(2)
-    } finally {
-      await stopAll([holder])
-      if (sem) await sem.close()
-      await disconnect(c)
+  test(
+    `${kind}: a SIGKILLed holder's permits come back after its lease`,
+    { skip, timeout: 60000 },
+    async () => {
+      const name = uniqueName('kill')
+      const holder = child({
+        kind,
+        url: URL,
+        name,
+        permits: 2,
+        mode: 'hold',
+        n: 2,
+        leaseMillis: 1000,
+        id: 'h'
+      })
+      const c = await connect(kind, URL)
+      let sem
+      try {
+        const held = await holder.waitFor((e) => e.ev === 'held', 15000, 'held')
+        sem = new Semaphore(undefined, { name, redis: c, leaseMillis: 1000 })
+        const waiting = sem.acquire(2)
+        await until(async () => Number(await raw(c, 'ZCARD', keys(name).queue)) === 1)
+        const killed = Date.now()
+        holder.proc.kill('SIGKILL')
+        const token = await waiting
+        const took = Date.now() - killed
+        assert.ok(token > held.token, 'the new grant has a higher fencing token')
+        // leaseMillis (1000) plus one renewal interval (333): generous margin
+        // for a loaded machine, but far below "never".
+        assert.ok(took < 6000, `permits came back after ${took} ms`)
+        sem.release(2)
+      } finally {
+        await stopAll([holder])
+        if (sem) await sem.close()
+        await disconnect(c)
+      }
     }
-  })
+  )
 
   test(
     `${kind}: a holder paused past its lease (SIGSTOP) loses its permit, learns it ('leaseLost'), and its release is a no-op`,
-    { skip },
+    { skip, timeout: 60000 },
     async () => {
       const name = uniqueName('stop')
       const holder = child({
@@ -156,7 +160,7 @@ for (const kind of KINDS) {
 
   test(
     `${kind}: FIFO across processes, in the order Redis saw the requests`,
-    { skip },
+    { skip, timeout: 60000 },
     async () => {
       const name = uniqueName('fifo')
       const c = await connect(kind, URL)
@@ -198,7 +202,7 @@ for (const kind of KINDS) {
 
   test(
     `${kind}: three processes waiting 3 s cost Redis a few commands, not hundreds`,
-    { skip: skipPrivate },
+    { skip: skipPrivate, timeout: 60000 },
     async (t) => {
       const server = await startRedis()
       const name = uniqueName('idle')

@@ -53,6 +53,8 @@ for (const kind of KINDS) {
         })
       )
       try {
+        await Promise.all(kids.map((k) => k.waitFor((e) => e.ev === 'ready', 15000, 'ready')))
+        for (const k of kids) k.send({ op: 'go' })
         const done = await Promise.all(
           kids.map((k) => k.waitFor((e) => e.ev === 'done', 30000, 'done'))
         )

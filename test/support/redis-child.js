@@ -5,7 +5,7 @@
 //
 // args: { kind, url, name, permits, leaseMillis, mode, id, ... }
 // modes:
-//   'loop'   runs `tasks` tasks through the gate, each INCR/DECR of
+//   'loop'   on any line on stdin, runs `tasks` tasks through the gate, each INCR/DECR of
 //            `counter` (the measured concurrency) around `holdMs` of work,
 //            and records the largest INCR result it saw; prints
 //            { ev: 'done', max, tasks }
@@ -32,6 +32,9 @@ async function main() {
   await sem.ready
   out({ ev: 'ready' })
   if (args.mode === 'loop') {
+    // Starts when told (every process at once), so that they overlap.
+    await new Promise((resolve) => process.stdin.once('data', resolve))
+    process.stdin.destroy() // nothing more to read; it must not keep the process alive
     let max = 0
     for (let i = 0; i < args.tasks; i++) {
       await sem.acquire()

@@ -16,7 +16,9 @@ const BENCHES = [
   // Cross-thread benchmark (issue 4); runs once the file exists.
   { name: 'shared', file: 'shared.mjs', flags: [], optional: true },
   // Cross-process (scope: 'host', issue 11): hand-offs and uncontended pairs.
-  { name: 'host', file: 'host.mjs', flags: [] }
+  { name: 'host', file: 'host.mjs', flags: [] },
+  // Fleet gates on a private redis-server (issue 12); says so when there is none.
+  { name: 'redis', file: 'redis.mjs', flags: [] }
 ]
 
 const wanted = process.argv.slice(2)

@@ -10,5 +10,6 @@ module.exports = {
   Semaphore,
   TimeoutError,
   createPool,
-  Pool
+  Pool,
+  RedisUnreachableError: require('./redis/errors.js').RedisUnreachableError
 }

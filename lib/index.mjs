@@ -1,3 +1,11 @@
 import sluice from './index.js'
 
-export const { pLimit, limitFunction, Semaphore, TimeoutError, createPool, Pool } = sluice
+export const {
+  pLimit,
+  limitFunction,
+  Semaphore,
+  TimeoutError,
+  createPool,
+  Pool,
+  RedisUnreachableError
+} = sluice

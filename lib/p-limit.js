@@ -100,6 +100,15 @@ function pLimit(concurrency) {
   let scope
 
   if (typeof concurrency === 'object') {
+    // A fleet-wide limit in Redis (lib/redis/).
+    if (concurrency !== null && concurrency.redis !== undefined) {
+      if (concurrency.scope !== undefined) {
+        throw new TypeError(
+          '`options.scope` cannot be combined with `options.redis`: a Redis gate is fleet-wide'
+        )
+      }
+      return require('./redis/semaphore.js').redisLimit(concurrency)
+    }
     ;({ concurrency, rejectOnClear = false, name, scope } = concurrency)
   }
 

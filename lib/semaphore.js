@@ -87,6 +87,15 @@ class Semaphore {
    *   this machine
    */
   constructor(permits, options) {
+    // A fleet-wide gate in Redis (lib/redis/): another object, same API.
+    if (options !== null && typeof options === 'object' && options.redis !== undefined) {
+      if (options.scope !== undefined) {
+        throw new TypeError(
+          '`options.scope` cannot be combined with `options.redis`: a Redis gate is fleet-wide'
+        )
+      }
+      return new (require('./redis/semaphore.js').RedisSemaphore)(permits, options)
+    }
     let name
     let scope
     if (options !== undefined) {

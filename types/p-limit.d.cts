@@ -24,6 +24,8 @@
 declare function pLimit(
   concurrency: number | pLimit.Options | pLimit.AttachOptions
 ): pLimit.LimitFunction
+/** sluice's addition: one limit for every process that opens `name` in Redis. */
+declare function pLimit(options: pLimit.RedisOptions): pLimit.RedisLimitFunction
 
 declare namespace pLimit {
   export type LimitFunction = {
@@ -105,6 +107,40 @@ declare namespace pLimit {
     readonly rejectOnClear?: boolean
     readonly name: string
     readonly scope?: 'process' | 'host'
+  }
+
+  /** sluice's addition: a limit kept in Redis, shared by a fleet of processes. */
+  export type RedisOptions = {
+    /** The fleet's limit; the first opener sets it, later ones pass the same or none. */
+    readonly concurrency?: number
+    readonly rejectOnClear?: boolean
+    /** The gate's name; its keys are `sluice:{name}:*`. */
+    readonly name: string
+    /** An ioredis or node-redis (v4+) client, connected. */
+    readonly redis: object
+    /** How long a process's lease lasts without renewal. Default 10000. */
+    readonly leaseMillis?: number
+  }
+
+  /** A limit kept in Redis. Counts are the fleet's, as of the last reply from Redis. */
+  export type RedisLimitFunction = LimitFunction & {
+    /** Tasks of this process running now. */
+    readonly localActiveCount: number
+    /** Tasks of this process waiting for a permit. */
+    readonly localPendingCount: number
+    /** Resolves once the gate is open in Redis. */
+    readonly ready: Promise<void>
+    on(
+      event: 'leaseLost',
+      listener: (info: { permits: number; waiting: number }) => void
+    ): RedisLimitFunction
+    off(
+      event: 'leaseLost',
+      listener: (info: { permits: number; waiting: number }) => void
+    ): RedisLimitFunction
+    /** Releases what it holds, withdraws its waiting tasks, stops its timers. */
+    close(): Promise<void>
+    [Symbol.asyncDispose](): Promise<void>
   }
 
   /**

@@ -3,4 +3,11 @@
 import pLimit from './p-limit.cjs'
 
 export default pLimit
-export { limitFunction, type AttachOptions, type LimitFunction, type Options } from './p-limit.cjs'
+export {
+  limitFunction,
+  type AttachOptions,
+  type LimitFunction,
+  type Options,
+  type RedisOptions,
+  type RedisLimitFunction
+} from './p-limit.cjs'

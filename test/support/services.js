@@ -237,13 +237,34 @@ async function startRedis({ port } = {}) {
     } catch {
       return
     }
-    // Wait until it is gone, so that the port is free again.
+    // Wait until it is gone, so that the port is free again. A daemonized
+    // server is a child of PID 1; where PID 1 reaps late (some containers),
+    // it lingers as a zombie, which holds no port: that counts as gone. Its
+    // sockets close only when its last thread has exited, so every thread
+    // must be a zombie (the leader alone turns 'Z' first).
+    const zombie = () => {
+      try {
+        const tids = fs.readdirSync(`/proc/${pid}/task`)
+        return tids.every((tid) => {
+          try {
+            return (
+              fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1][0] === 'Z'
+            )
+          } catch {
+            return true // that thread is gone
+          }
+        })
+      } catch {
+        return false
+      }
+    }
     for (let i = 0; i < 500; i++) {
       try {
         process.kill(pid, 0)
       } catch {
         break
       }
+      if (zombie()) break
       await sleep(10)
     }
     fs.rmSync(pidfile, { force: true })

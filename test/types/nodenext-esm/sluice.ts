@@ -97,3 +97,21 @@ pool.acquire(0, { signal: 'abort' })
 
 export { value, acquireOptions, taken, counts, isTimeout, unlimited, sameLimit, sameLimitFunction }
 export { limit, byClass, conn, used, busy }
+
+// README, "One limit for a fleet: Redis" (the client is only a type here).
+import type { RedisSemaphore, LeaseLost } from 'sluice'
+declare const redis: object
+export async function fleet(): Promise<number> {
+  const fleetSem: RedisSemaphore = new Semaphore(200, { name: 'db', redis, leaseMillis: 10000 })
+  fleetSem.on('leaseLost', (info: LeaseLost) => info.permits + info.waiting)
+  const token: number = await fleetSem.acquire(1, { timeout: 1000 })
+  const maybe: number | false = await fleetSem.tryAcquire()
+  fleetSem.release()
+  await fleetSem.close()
+  const fleetLimit = pLimit({ concurrency: 50, name: 'payments-api', redis })
+  const n: number = fleetLimit.localActiveCount + fleetLimit.activeCount
+  await fleetLimit.close()
+  // @ts-expect-error: a Redis gate needs a name
+  new Semaphore(1, { redis })
+  return token + (maybe || 0) + n
+}

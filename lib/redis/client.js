@@ -1,0 +1,119 @@
+'use strict'
+// The user's Redis client, ioredis or node-redis (v4 and later), recognised
+// by its shape. sluice speaks to it through three things only: a raw command
+// (ioredis `call`, node-redis `sendCommand`), `duplicate()` for the one
+// subscriber per client and process, and its events for reconnects.
+const crypto = require('node:crypto')
+const { LUA } = require('./script.js')
+
+const SHA = crypto.createHash('sha1').update(LUA).digest('hex')
+
+function kind(client) {
+  if (client === null || typeof client !== 'object') return null
+  if (typeof client.call === 'function' && typeof client.defineCommand === 'function') {
+    return 'ioredis'
+  }
+  if (typeof client.sendCommand === 'function' && typeof client.duplicate === 'function') {
+    return 'node-redis'
+  }
+  return null
+}
+
+// A reply error of the server (a Lua error, WRONGTYPE, NOSCRIPT), as opposed
+// to a connection that is down or a command that timed out.
+function isReplyError(err) {
+  if (!err || typeof err !== 'object') return false
+  // ioredis: ReplyError; node-redis: SimpleError/BlobError, both extending
+  // ErrorReply, with `name` left as 'Error'.
+  for (let p = Object.getPrototypeOf(err); p !== null; p = Object.getPrototypeOf(p)) {
+    const name = p.constructor && p.constructor.name
+    if (name === 'ReplyError' || name === 'ErrorReply') return true
+    if (p === Error.prototype) break
+  }
+  return err.name === 'ReplyError'
+}
+
+function adapt(client) {
+  const k = kind(client)
+  if (k === null) {
+    throw new TypeError(
+      'Expected `options.redis` to be an ioredis client or a node-redis (v4 or later) client'
+    )
+  }
+  const raw = k === 'ioredis' ? (args) => client.call(...args) : (args) => client.sendCommand(args)
+  let loaded = false
+  async function run(keys, argv) {
+    const tail = [String(keys.length), ...keys, ...argv]
+    if (loaded) {
+      try {
+        return await raw(['EVALSHA', SHA, ...tail])
+      } catch (err) {
+        // Redis 7.4+ evicts scripts; a restart or failover forgets them.
+        if (!(isReplyError(err) && /^NOSCRIPT/.test(err.message))) throw err
+      }
+    }
+    const reply = await raw(['EVAL', LUA, ...tail])
+    loaded = true
+    return reply
+  }
+  return { kind: k, client, run, raw }
+}
+
+// The subscriber: one per user client and process, duplicated from it, on
+// the channel "sluice:w:<process>". Gates register by client id.
+const subscribers = new Map()
+
+function subscriber(adapter, channel, onMessage, onReconnect) {
+  let s = subscribers.get(adapter.client)
+  if (s !== undefined) {
+    s.refs++
+    return s
+  }
+  const client = adapter.client
+  const sub = client.duplicate()
+  s = { sub, refs: 1, ready: null, gates: new Map() }
+  subscribers.set(client, s)
+  const deliver = (message) => onMessage(s, String(message))
+  let first = true
+  const onReady = () => {
+    if (first) {
+      first = false
+      return
+    }
+    // Messages published while it was away are lost: every gate sweeps.
+    onReconnect(s)
+  }
+  sub.on('ready', onReady)
+  // A subscriber's errors are the connection's own; its reconnects are
+  // handled by the client. Without a listener they would crash the process.
+  sub.on('error', () => {})
+  if (adapter.kind === 'ioredis') {
+    sub.on('message', (ch, message) => {
+      if (ch === channel) deliver(message)
+    })
+    s.ready = sub.subscribe(channel)
+  } else {
+    s.ready = Promise.resolve(sub.isOpen ? undefined : sub.connect()).then(() =>
+      sub.subscribe(channel, deliver)
+    )
+  }
+  s.ready.catch(() => {})
+  return s
+}
+
+function unsubscribe(adapter) {
+  const s = subscribers.get(adapter.client)
+  if (s === undefined || --s.refs > 0) return
+  subscribers.delete(adapter.client)
+  try {
+    if (adapter.kind === 'ioredis') s.sub.disconnect()
+    else {
+      const p = s.sub.destroy ? s.sub.destroy() : s.sub.disconnect()
+      if (p && typeof p.catch === 'function') p.catch(() => {})
+    }
+  } catch {
+    // Already closed.
+  }
+}
+
+module.exports = { adapt, kind, isReplyError, subscriber, unsubscribe, SHA }

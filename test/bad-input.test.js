@@ -548,3 +548,23 @@ test("the pool's raw binding refuses a bad config or pump with TypeError/RangeEr
     after: [0, 0, 0]
   })
 })
+
+test('scope with redis is a TypeError that names both (a Redis gate is fleet-wide)', () => {
+  const redis = {}
+  for (const scope of ['host', 'process']) {
+    assert.throws(
+      () => new Semaphore(1, { name: 'both', redis, scope }),
+      (err) =>
+        err instanceof TypeError &&
+        /options\.scope/.test(err.message) &&
+        /options\.redis/.test(err.message)
+    )
+    assert.throws(
+      () => pLimit({ concurrency: 1, name: 'both', redis, scope }),
+      (err) =>
+        err instanceof TypeError &&
+        /options\.scope/.test(err.message) &&
+        /options\.redis/.test(err.message)
+    )
+  }
+})

@@ -78,8 +78,19 @@ function asPgUser(cmd, args) {
   return isRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]
 }
 
+// The servers run without what the test run preloads into its own processes:
+// test:sanitize sets LD_PRELOAD to libasan, under which postgres hung.
+function serverEnv() {
+  const env = { ...process.env }
+  for (const k of Object.keys(env)) {
+    if (/^(LD_PRELOAD|ASAN_OPTIONS|UBSAN_OPTIONS|LSAN_OPTIONS|TSAN_OPTIONS|NODE_OPTIONS)$/.test(k))
+      delete env[k]
+  }
+  return env
+}
+
 function runChecked(cmd, args, what) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' })
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: serverEnv() })
   if (r.status !== 0) {
     throw new Error(
       `${what} failed (${r.error ? r.error.message : `exit ${r.status}`}):\n${r.stdout}${r.stderr}`

@@ -736,8 +736,13 @@ static int sl__create(const char* path, int64_t permits) {
         tmp[0] = '/';
       fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
       if (fd >= 0) {
-        anonymous = 1;
         snprintf(tmp, sizeof(tmp), "/proc/self/fd/%d", fd);
+        /* linkat needs /proc to name it: without /proc (a sandbox, a
+         * chroot), the temporary name below. */
+        if (access(tmp, F_OK) == 0)
+          anonymous = 1;
+        else
+          close(fd);
       }
     }
   }

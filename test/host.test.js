@@ -271,6 +271,27 @@ test(
   }
 )
 
+// Without /dev/shm (hidden by a private mount namespace), the first opener
+// is told that, not that it should have given the permits it gave.
+test(
+  'a process without /dev/shm gets a clear ENOENT',
+  { skip: noProc && 'hiding /dev/shm needs root and unshare -m here' },
+  () => {
+    const code = `const { Semaphore } = require(${JSON.stringify(path.join(__dirname, '..'))})
+      try { new Semaphore(2, { name: 'x', scope: 'host' }) } catch (e) { console.log(e.code, e.message) }`
+    const r = spawnSync('unshare', [
+      '-m',
+      'sh',
+      '-c',
+      'mount -t tmpfs none /dev && exec "$0" -e "$1"',
+      process.execPath,
+      code
+    ])
+    assert.equal(r.stderr.toString(), '')
+    assert.match(r.stdout.toString(), /^ENOENT .*cannot create the host-wide limit "x".*\/dev\/shm/)
+  }
+)
+
 test('bad scope and host names: TypeError/RangeError naming them', { skip }, () => {
   assert.throws(() => pLimit({ concurrency: 1, name: 'x', scope: 'Host' }), {
     name: 'TypeError',

@@ -244,6 +244,58 @@ test('a stale segment (every user killed) is recovered by the next opener', { sk
   assert.equal(fs.existsSync(segment(name)), false)
 })
 
+// Without /proc (a sandbox, a chroot) the segment cannot be created as an
+// O_TMPFILE linked through /proc/self/fd: creation falls back to a named
+// temporary instead of failing. A private mount namespace hides /proc.
+const noProc =
+  !linux || process.geteuid() !== 0 || spawnSync('unshare', ['-m', 'true']).status !== 0
+test(
+  'a process without /proc creates a host gate',
+  {
+    skip:
+      (noProc && 'hiding /proc needs root and unshare -m here') ||
+      (process.env.SLUICE_SANITIZE && 'the sanitizer runtime needs /proc')
+  },
+  () => {
+    const name = uniq('noproc')
+    const code = `const { Semaphore } = require(${JSON.stringify(path.join(__dirname, '..'))})
+      const s = new Semaphore(2, { name: ${JSON.stringify(name)}, scope: 'host' })
+      console.log(require('fs').existsSync('/proc/self'), s.tryAcquire(2))`
+    const r = spawnSync('unshare', [
+      '-m',
+      'sh',
+      '-c',
+      'mount -t tmpfs none /proc && exec "$0" -e "$1"',
+      process.execPath,
+      code
+    ])
+    assert.equal(r.stderr.toString(), '')
+    assert.equal(r.stdout.toString(), 'false true\n')
+    assert.equal(fs.existsSync(segment(name)), false)
+  }
+)
+
+// Without /dev/shm (hidden by a private mount namespace), the first opener
+// is told that, not that it should have given the permits it gave.
+test(
+  'a process without /dev/shm gets a clear ENOENT',
+  { skip: noProc && 'hiding /dev/shm needs root and unshare -m here' },
+  () => {
+    const code = `const { Semaphore } = require(${JSON.stringify(path.join(__dirname, '..'))})
+      try { new Semaphore(2, { name: 'x', scope: 'host' }) } catch (e) { console.log(e.code, e.message) }`
+    const r = spawnSync('unshare', [
+      '-m',
+      'sh',
+      '-c',
+      'mount -t tmpfs none /dev && exec "$0" -e "$1"',
+      process.execPath,
+      code
+    ])
+    assert.equal(r.stderr.toString(), '')
+    assert.match(r.stdout.toString(), /^ENOENT .*cannot create the host-wide limit "x".*\/dev\/shm/)
+  }
+)
+
 test('bad scope and host names: TypeError/RangeError naming them', { skip }, () => {
   assert.throws(() => pLimit({ concurrency: 1, name: 'x', scope: 'Host' }), {
     name: 'TypeError',

@@ -736,8 +736,13 @@ static int sl__create(const char* path, int64_t permits) {
         tmp[0] = '/';
       fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
       if (fd >= 0) {
-        anonymous = 1;
         snprintf(tmp, sizeof(tmp), "/proc/self/fd/%d", fd);
+        /* linkat needs /proc to name it: without /proc (a sandbox, a
+         * chroot), the temporary name below. */
+        if (access(tmp, F_OK) == 0)
+          anonymous = 1;
+        else
+          close(fd);
       }
     }
   }
@@ -871,7 +876,20 @@ static int sl__attach(sl_hgate_t* hg, int64_t permits, int64_t* existing) {
       return r;
     }
     if (h->unlinked) {
-      /* Its last process detached between our open and our lock. */
+      /* Its last process detached between our open and our lock, or was
+       * killed between marking it and unlinking it: then the file is still
+       * at the name, and nobody can ever attach to it again. We unlink it
+       * for them if the name still holds this file. Under this file's
+       * mutex: every unlink of it happens under it, so the name cannot
+       * change to a new file between our stat and our unlink. */
+      struct stat a, b;
+      int at = open(hg->path, O_PATH | O_NOFOLLOW | O_CLOEXEC); /* no stat(): GLIBC_2.33 */
+      if (at >= 0) {
+        if (syscall(SYS_fstat, fd, &a) == 0 && syscall(SYS_fstat, at, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+          (void) unlink(hg->path);
+        close(at);
+      }
       sl__unlock_wake(hg);
       sl_ring(&ring);
       sl__unmap(hg);

@@ -792,6 +792,15 @@ static int sl__open_host(napi_env env, sl_genv_t* genv, const char* name, size_t
                  (int) len, name, (long long) existing);
       return sl_throw_range(env, msg);
     case UV_ENOENT:
+      if (permits >= 0) {
+        /* Permits given, so the gate was to be created: its directory is
+         * missing (a container without /dev/shm). */
+        snprintf(msg, sizeof(msg),
+                 "ENOENT: no such file or directory, cannot create the host-wide limit \"%.*s\" "
+                 "(%s): scope: 'host' needs /dev/shm",
+                 (int) len, name, path);
+        return sl_throw_error(env, "ENOENT", msg);
+      }
       snprintf(msg, sizeof(msg),
                "No host-wide limit is named \"%.*s\": the first opener must give the number "
                "of permits",

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -548,6 +549,21 @@ static void test_foreign_files(void) {
         CHECK_EQ(sl_hgate_open(dir, "loose", 5, 1, &ctx, &s, &existing), 0);
         sl_hgate_backend.close(&s);
       }
+    }
+    /* The same copy marked `unlinked`, as a last process killed between
+     * marking and unlinking leaves it: nobody can attach to it, so the
+     * next opener removes it and starts afresh instead of giving up. */
+    {
+      uint32_t one = 1;
+      memcpy(buf + 48 + sizeof(pthread_mutex_t), &one, sizeof(one));
+      fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+      CHECK(fd >= 0);
+      CHECK_EQ(write(fd, buf, (size_t) st.st_size), st.st_size);
+      close(fd);
+      CHECK_EQ(sl_hgate_open(dir, "loose", 5, 1, &ctx, &s, &existing), 0);
+      check_ok(&s);
+      CHECK_EQ(sl_hgate_backend.try_take(&s, 1), 0);
+      sl_hgate_backend.close(&s);
     }
     free(buf);
   }

@@ -125,6 +125,23 @@ for (const kind of KINDS) {
     b.release()
   })
 
+  it('a timeout above 2^31-1 ms does not fire at once (setTimeout would make it 1 ms)', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('longtimeout')
+    const a = sem(1, { name })
+    await a.acquire()
+    let settled = false
+    const p = a.acquire(1, { timeout: 3e9 }).finally(() => (settled = true))
+    await until(async () => Number(await raw(c, 'ZCARD', keys(name).queue)) === 1)
+    await sleep(100)
+    assert.equal(settled, false)
+    a.release()
+    assert.equal(typeof (await p), 'number')
+    a.release()
+  })
+
   it('a waiter cancelled just as it is granted gives the permit back, once', async ({ c, sem }) => {
     const name = uniqueName('race')
     const a = sem(1, { name })

@@ -27,6 +27,18 @@ const SWEEP_BATCH = 256
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref())
 
+// setTimeout fires after 1 ms for a delay above 2^31-1 ms; a timeout may be
+// up to 2^32-1 ms, so a longer one is armed in steps.
+const MAX_DELAY = 0x7fffffff
+function longTimeout(fn, ms) {
+  const h = { t: null }
+  const arm = (left) => {
+    h.t = left > MAX_DELAY ? setTimeout(arm, MAX_DELAY, left - MAX_DELAY) : setTimeout(fn, left)
+  }
+  arm(ms)
+  return h
+}
+
 function onMessage(s, message) {
   const space = message.lastIndexOf(' ')
   if (space < 0) return
@@ -263,7 +275,7 @@ class RedisGate extends EventEmitter {
 
   _settle(w) {
     this.waiters.delete(w.ticket)
-    if (w.timer !== undefined) clearTimeout(w.timer)
+    if (w.timer !== undefined) clearTimeout(w.timer.t)
     if (w.signal !== undefined) {
       try {
         w.signal.removeEventListener('abort', w.onAbort)
@@ -375,7 +387,7 @@ class RedisGate extends EventEmitter {
     }
     this.waiters.set(ticket, w)
     if (timeout > 0) {
-      w.timer = setTimeout(() => this._cancel(w, this._timeoutError(w, timeout)), timeout)
+      w.timer = longTimeout(() => this._cancel(w, this._timeoutError(w, timeout)), timeout)
     }
     if (signal !== undefined) {
       w.onAbort = () => this._cancel(w, signal.reason)

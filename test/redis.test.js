@@ -368,3 +368,68 @@ test(
     }
   }
 )
+
+test(
+  'a process that quits its client exits without close(); one with a waiter stays until granted',
+  { skip },
+  async () => {
+    const { spawn } = require('node:child_process')
+    // One process per client kind: the first takes and keeps a permit, quits
+    // its client; the second waits for a permit the parent holds, with its
+    // client unref'd, and must not exit before it is granted.
+    const script = (kind, name, mode) => `
+      const { Semaphore } = require(${JSON.stringify(require.resolve('../lib/index.js'))})
+      const { connect } = require(${JSON.stringify(require.resolve('./support/redis.js'))})
+      ;(async () => {
+        const c = await connect(${JSON.stringify(kind)}, ${JSON.stringify(URL)})
+        const s = new Semaphore(1, { redis: c, name: ${JSON.stringify(name)} })
+        if (${JSON.stringify(mode)} === 'hold') {
+          await s.acquire()
+          await c.quit()
+          return
+        }
+        if (c.stream) c.stream.unref()
+        else c.unref()
+        process.stdout.write('waiting\\n')
+        await s.acquire()
+        process.stdout.write('granted\\n')
+        s.release()
+        await c.quit()
+      })()`
+    const run = (src, onOut) =>
+      new Promise((resolve) => {
+        const p = spawn(process.execPath, ['-e', src], { stdio: ['ignore', 'pipe', 'inherit'] })
+        let out = ''
+        p.stdout.setEncoding('utf8').on('data', (d) => {
+          out += d
+          if (onOut) onOut(out)
+        })
+        const kill = setTimeout(() => p.kill('SIGKILL'), 15000)
+        p.on('exit', (code, signal) => {
+          clearTimeout(kill)
+          resolve({ code, signal, out })
+        })
+      })
+    const c = await connect('ioredis', URL)
+    try {
+      for (const kind of KINDS) {
+        const held = await run(script(kind, uniqueName('exit'), 'hold'))
+        assert.deepEqual([held.code, held.signal], [0, null], `${kind}: exits after quit`)
+        const name = uniqueName('keepalive')
+        const holder = new Semaphore(1, { redis: c, name })
+        await holder.acquire()
+        let released = false
+        const waited = await run(script(kind, name, 'wait'), (out) => {
+          if (out.includes('waiting') && !released) {
+            released = true
+            setTimeout(() => holder.release(), 500)
+          }
+        })
+        await holder.close()
+        assert.deepEqual([waited.code, waited.signal, waited.out], [0, null, 'waiting\ngranted\n'])
+      }
+    } finally {
+      await disconnect(c)
+    }
+  }
+)

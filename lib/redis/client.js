@@ -84,6 +84,16 @@ function subscriber(adapter, channel, onMessage, onReconnect) {
     onReconnect(s)
   }
   sub.on('ready', onReady)
+  // The subscriber must not keep the process alive by itself: a process that
+  // quits its own client, with nothing waiting, exits. (A gate with waiters
+  // keeps it alive with its sweep timer.)
+  if (adapter.kind === 'ioredis') {
+    sub.on('connect', () => {
+      if (sub.stream && typeof sub.stream.unref === 'function') sub.stream.unref()
+    })
+  } else if (typeof sub.unref === 'function') {
+    sub.unref()
+  }
   // A subscriber's errors are the connection's own; its reconnects are
   // handled by the client. Without a listener they would crash the process.
   sub.on('error', () => {})

@@ -199,7 +199,15 @@ class RedisGate extends EventEmitter {
     if (this.timer !== null || this.closed) return
     const every = Math.max(10, Math.floor(this.leaseMillis / 3))
     this.timer = setInterval(() => this._sweep(), every)
-    this.timer.unref()
+    this._keepAlive()
+  }
+
+  // Waiters keep the process alive (a process elsewhere may release to
+  // them); held permits alone do not.
+  _keepAlive() {
+    if (this.timer === null) return
+    if (this.waiters.size > 0) this.timer.ref()
+    else this.timer.unref()
   }
 
   _idleCheck() {
@@ -275,6 +283,7 @@ class RedisGate extends EventEmitter {
 
   _settle(w) {
     this.waiters.delete(w.ticket)
+    if (this.waiters.size === 0) this._keepAlive()
     if (w.timer !== undefined) clearTimeout(w.timer.t)
     if (w.signal !== undefined) {
       try {
@@ -394,6 +403,7 @@ class RedisGate extends EventEmitter {
       signal.addEventListener('abort', w.onAbort, { once: true })
     }
     this._ensureTimer()
+    this._keepAlive()
     this._send(w)
     return promise
   }

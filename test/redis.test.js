@@ -266,6 +266,42 @@ for (const kind of KINDS) {
     b.release()
   })
 
+  it('a loop busy twice for less than the lease, with a renewal unread between, keeps the lease', async ({
+    c,
+    sem
+  }) => {
+    const spin = (ms) => {
+      for (const end = Date.now() + ms; Date.now() < end;);
+    }
+    const s = sem(1, { name: uniqueName('busy'), leaseMillis: 1000 })
+    let lost = 0
+    s.on('leaseLost', () => lost++)
+    await s.acquire()
+    // The next renewal is sent, then the loop is busy 500 ms before its reply
+    // is read (an interval tick comes meanwhile), then busy 600 ms more.
+    const key = kind === 'ioredis' ? 'call' : 'sendCommand'
+    const orig = c[key]
+    let armed = true
+    c[key] = function (...args) {
+      const p = orig.apply(this, args)
+      if (armed && args.flat().includes('renew')) {
+        armed = false
+        setImmediate(() => spin(500))
+        p.then(() => setTimeout(() => spin(600), 0))
+      }
+      return p
+    }
+    try {
+      await until(() => !armed, 5000, 'a renewal')
+      await sleep(1500)
+    } finally {
+      c[key] = orig
+    }
+    assert.equal(lost, 0)
+    assert.equal(s.held, 1)
+    s.release()
+  })
+
   it('NOSCRIPT (a restart or Redis 7.4 evicting scripts) falls back to EVAL', async ({
     c,
     sem

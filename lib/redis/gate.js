@@ -81,6 +81,7 @@ class RedisGate extends EventEmitter {
     this.lastError = null
     this.timer = null
     this.sweeping = false
+    this.sweepAgain = false
     this.sub = subscriber(this.adapter, CHANNEL, onMessage, onReconnect)
     this.sub.gates.set(this.client, this)
     this.ready = this._open()
@@ -226,8 +227,16 @@ class RedisGate extends EventEmitter {
   // The lease renewal, which is also the safety sweep: it asks after the
   // oldest waiting tickets, in case a grant message was lost.
   async _sweep() {
-    if (this.sweeping || this.closed) return
+    if (this.closed) return
+    if (this.sweeping) {
+      // The last renewal's reply is still unread (the loop was busy): renew
+      // again as soon as it is in, not a whole interval later, or a busy loop
+      // shorter than the lease could still let it lapse.
+      this.sweepAgain = true
+      return
+    }
     this.sweeping = true
+    this.sweepAgain = false
     try {
       if (this.held === 0 && this.waiters.size === 0 && this.claims.length === 0) {
         this._idleCheck()
@@ -252,6 +261,7 @@ class RedisGate extends EventEmitter {
     } finally {
       this.sweeping = false
       this._idleCheck()
+      if (this.sweepAgain && this.timer !== null) this._sweep()
     }
   }
 

@@ -302,6 +302,26 @@ for (const kind of KINDS) {
     s.release()
   })
 
+  it('a release that is the first call after Redis lost the gate counts what is still held', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('lostrel')
+    const a = sem(2, { name, leaseMillis: 300 })
+    const b = sem(undefined, { name, leaseMillis: 300 })
+    await Promise.all([a.ready, b.ready])
+    await a.acquire(2)
+    await raw(c, 'DEL', ...Object.values(keys(name)))
+    a.release(1)
+    await until(async () => (await raw(c, 'HGET', keys(name).meta, 'used')) !== null)
+    assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 1)
+    // Past the grace of the re-created gate: b must still not get 2.
+    assert.equal(await b.acquire(2, { timeout: 700 }).catch((e) => e.name), 'TimeoutError')
+    a.release(1)
+    assert.equal(typeof (await b.acquire(2)), 'number')
+    b.release(2)
+  })
+
   it('NOSCRIPT (a restart or Redis 7.4 evicting scripts) falls back to EVAL', async ({
     c,
     sem

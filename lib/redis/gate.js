@@ -118,10 +118,10 @@ class RedisGate extends EventEmitter {
   // lost in a reconnect must not stall a sweep, a waiter or the releases
   // forever. Every op is idempotent (tickets, release sequence numbers), so
   // the caller may send it again; a late reply is still taken in.
-  _bounded(op, extra) {
+  _bounded(op, extra, releasing = 0) {
     const ms = Math.max(1000, this.leaseMillis)
     let timer
-    const call = this._call(op, extra)
+    const call = this._call(op, extra, releasing)
     const late = new Promise((resolve, reject) => {
       timer = setTimeout(() => {
         call.catch(() => {})
@@ -135,7 +135,8 @@ class RedisGate extends EventEmitter {
   }
 
   // One script call. Everything it reports about the gate is taken in here.
-  async _call(op, extra) {
+  // `releasing`: permits this very call releases (a release call).
+  async _call(op, extra, releasing = 0) {
     if (this.closed && op !== 'close') throw closedError(this.name)
     // Whether this process should have a lease now: it holds permits or has
     // tickets in Redis. A lapse found by a call made while idle means nothing.
@@ -146,7 +147,11 @@ class RedisGate extends EventEmitter {
       this.client,
       String(this.leaseMillis),
       this.epoch,
-      String(this.held),
+      // What Redis should count as ours if it lost the gate and this call
+      // re-creates it: what we hold plus what we released but Redis has not
+      // applied yet (the releases not sent, and this call's own, which the
+      // script applies after re-registering).
+      String(this.held + this.releasing + releasing),
       String(this.maxToken),
       this.claims.length > 0 ? this.claims.splice(0).join(' ') : '',
       this.createPermits === undefined ? '' : encode(this.createPermits),
@@ -458,7 +463,7 @@ class RedisGate extends EventEmitter {
         const rseq = ++this.rseq
         for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
           try {
-            await this._bounded('release', [String(n), String(rseq)])
+            await this._bounded('release', [String(n), String(rseq)], n)
             break
           } catch (err) {
             // A lapsed lease returns them anyway; a closed gate reaps itself.

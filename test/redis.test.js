@@ -286,7 +286,10 @@ for (const kind of KINDS) {
       const p = orig.apply(this, args)
       if (armed && args.flat().includes('renew')) {
         armed = false
-        setImmediate(() => spin(500))
+        // ioredis has written the command by now, node-redis writes it in a
+        // setImmediate queued before this one: either way before the spin.
+        if (kind === 'ioredis') spin(500)
+        else setImmediate(() => spin(500))
         p.then(() => setTimeout(() => spin(600), 0))
       }
       return p

@@ -381,6 +381,11 @@ test('bad input: TypeError/RangeError naming the argument', { skip }, async () =
   const c = await connect('ioredis', URL)
   try {
     assert.throws(() => new Semaphore(1, { redis: {}, name: 'x' }), /options\.redis/)
+    // Look-alikes: the shape checks, not a crash inside.
+    const calls = { call() {}, defineCommand() {} }
+    assert.throws(() => new Semaphore(1, { redis: calls, name: 'x' }), /options\.redis/)
+    const dup = { sendCommand() {}, duplicate() {}, on() {} }
+    assert.throws(() => new Semaphore(1, { redis: dup, name: 'x' }), /options\.redis/)
     assert.throws(() => new Semaphore(1, { redis: c }), /options\.name/)
     assert.throws(() => new Semaphore(1, { redis: c, name: '' }), RangeError)
     assert.throws(() => new Semaphore(-1, { redis: c, name: 'x' }), /permits/)

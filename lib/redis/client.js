@@ -10,6 +10,8 @@ const SHA = crypto.createHash('sha1').update(LUA).digest('hex')
 
 function kind(client) {
   if (client === null || typeof client !== 'object') return null
+  // Both have duplicate() (the subscriber) and on() (its events).
+  if (typeof client.duplicate !== 'function' || typeof client.on !== 'function') return null
   if (typeof client.call === 'function' && typeof client.defineCommand === 'function') {
     return 'ioredis'
   }
@@ -71,6 +73,11 @@ function subscriber(adapter, channel, onMessage, onReconnect) {
   }
   const client = adapter.client
   const sub = client.duplicate()
+  if (sub === null || typeof sub !== 'object' || typeof sub.on !== 'function') {
+    throw new TypeError(
+      'Expected `options.redis` to be an ioredis or node-redis client: its duplicate() returned no client'
+    )
+  }
   s = { sub, refs: 1, ready: null, gates: new Map() }
   subscribers.set(client, s)
   const deliver = (message) => onMessage(s, String(message))

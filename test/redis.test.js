@@ -325,6 +325,39 @@ for (const kind of KINDS) {
     b.release(2)
   })
 
+  it('a release whose reply was lost, retried after Redis lost the gate and a renewal re-created it, applies once', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('lostreply')
+    const a = sem(2, { name, leaseMillis: 300 })
+    await a.acquire(2)
+    const key = kind === 'ioredis' ? 'call' : 'sendCommand'
+    const orig = c[key]
+    let releases = 0
+    c[key] = function (...args) {
+      const p = orig.apply(this, args)
+      if (!args.flat().includes('release') || ++releases > 1) return p
+      // Applied, then Redis loses the gate, then the reply is lost; a
+      // renewal re-creates the gate before the release is sent again.
+      return p.then(async () => {
+        await raw(c, 'DEL', ...Object.values(keys(name)))
+        await sleep(400)
+        throw new Error('connection lost (test)')
+      })
+    }
+    try {
+      a.release(1)
+      await until(() => releases >= 2, 5000, 'the retried release')
+      await sleep(100)
+    } finally {
+      c[key] = orig
+    }
+    assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 1)
+    a.release(1)
+    await until(async () => Number(await raw(c, 'HGET', keys(name).meta, 'used')) === 0)
+  })
+
   it('NOSCRIPT (a restart or Redis 7.4 evicting scripts) falls back to EVAL', async ({
     c,
     sem

@@ -151,7 +151,9 @@ class RedisGate extends EventEmitter {
       // re-creates it: what we hold plus what we released but Redis has not
       // applied yet (the releases not sent, and this call's own, which the
       // script applies after re-registering).
-      String(this.held + this.releasing + releasing),
+      // With it, the last release those permits account for (this call's
+      // own is not yet), so that a retried release is not applied twice.
+      `${this.held + this.releasing + releasing}:${this.rseq - (releasing > 0 ? 1 : 0)}`,
       String(this.maxToken),
       this.claims.length > 0 ? this.claims.splice(0).join(' ') : '',
       this.createPermits === undefined ? '' : encode(this.createPermits),

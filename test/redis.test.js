@@ -125,6 +125,23 @@ for (const kind of KINDS) {
     b.release()
   })
 
+  it('a timeout above 2^31-1 ms does not fire at once (setTimeout would make it 1 ms)', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('longtimeout')
+    const a = sem(1, { name })
+    await a.acquire()
+    let settled = false
+    const p = a.acquire(1, { timeout: 3e9 }).finally(() => (settled = true))
+    await until(async () => Number(await raw(c, 'ZCARD', keys(name).queue)) === 1)
+    await sleep(100)
+    assert.equal(settled, false)
+    a.release()
+    assert.equal(typeof (await p), 'number')
+    a.release()
+  })
+
   it('a waiter cancelled just as it is granted gives the permit back, once', async ({ c, sem }) => {
     const name = uniqueName('race')
     const a = sem(1, { name })
@@ -249,6 +266,98 @@ for (const kind of KINDS) {
     b.release()
   })
 
+  it('a loop busy twice for less than the lease, with a renewal unread between, keeps the lease', async ({
+    c,
+    sem
+  }) => {
+    const spin = (ms) => {
+      for (const end = Date.now() + ms; Date.now() < end;);
+    }
+    const s = sem(1, { name: uniqueName('busy'), leaseMillis: 1000 })
+    let lost = 0
+    s.on('leaseLost', () => lost++)
+    await s.acquire()
+    // The next renewal is sent, then the loop is busy 500 ms before its reply
+    // is read (an interval tick comes meanwhile), then busy 600 ms more.
+    const key = kind === 'ioredis' ? 'call' : 'sendCommand'
+    const orig = c[key]
+    let armed = true
+    c[key] = function (...args) {
+      const p = orig.apply(this, args)
+      if (armed && args.flat().includes('renew')) {
+        armed = false
+        // ioredis has written the command by now, node-redis writes it in a
+        // setImmediate queued before this one: either way before the spin.
+        if (kind === 'ioredis') spin(500)
+        else setImmediate(() => spin(500))
+        p.then(() => setTimeout(() => spin(600), 0))
+      }
+      return p
+    }
+    try {
+      await until(() => !armed, 5000, 'a renewal')
+      await sleep(1500)
+    } finally {
+      c[key] = orig
+    }
+    assert.equal(lost, 0)
+    assert.equal(s.held, 1)
+    s.release()
+  })
+
+  it('a release that is the first call after Redis lost the gate counts what is still held', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('lostrel')
+    const a = sem(2, { name, leaseMillis: 300 })
+    const b = sem(undefined, { name, leaseMillis: 300 })
+    await Promise.all([a.ready, b.ready])
+    await a.acquire(2)
+    await raw(c, 'DEL', ...Object.values(keys(name)))
+    a.release(1)
+    await until(async () => (await raw(c, 'HGET', keys(name).meta, 'used')) !== null)
+    assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 1)
+    // Past the grace of the re-created gate: b must still not get 2.
+    assert.equal(await b.acquire(2, { timeout: 700 }).catch((e) => e.name), 'TimeoutError')
+    a.release(1)
+    assert.equal(typeof (await b.acquire(2)), 'number')
+    b.release(2)
+  })
+
+  it('a release whose reply was lost, retried after Redis lost the gate and a renewal re-created it, applies once', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('lostreply')
+    const a = sem(2, { name, leaseMillis: 300 })
+    await a.acquire(2)
+    const key = kind === 'ioredis' ? 'call' : 'sendCommand'
+    const orig = c[key]
+    let releases = 0
+    c[key] = function (...args) {
+      const p = orig.apply(this, args)
+      if (!args.flat().includes('release') || ++releases > 1) return p
+      // Applied, then Redis loses the gate, then the reply is lost; a
+      // renewal re-creates the gate before the release is sent again.
+      return p.then(async () => {
+        await raw(c, 'DEL', ...Object.values(keys(name)))
+        await sleep(400)
+        throw new Error('connection lost (test)')
+      })
+    }
+    try {
+      a.release(1)
+      await until(() => releases >= 2, 5000, 'the retried release')
+      await sleep(100)
+    } finally {
+      c[key] = orig
+    }
+    assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 1)
+    a.release(1)
+    await until(async () => Number(await raw(c, 'HGET', keys(name).meta, 'used')) === 0)
+  })
+
   it('NOSCRIPT (a restart or Redis 7.4 evicting scripts) falls back to EVAL', async ({
     c,
     sem
@@ -305,6 +414,11 @@ test('bad input: TypeError/RangeError naming the argument', { skip }, async () =
   const c = await connect('ioredis', URL)
   try {
     assert.throws(() => new Semaphore(1, { redis: {}, name: 'x' }), /options\.redis/)
+    // Look-alikes: the shape checks, not a crash inside.
+    const calls = { call() {}, defineCommand() {} }
+    assert.throws(() => new Semaphore(1, { redis: calls, name: 'x' }), /options\.redis/)
+    const dup = { sendCommand() {}, duplicate() {}, on() {} }
+    assert.throws(() => new Semaphore(1, { redis: dup, name: 'x' }), /options\.redis/)
     assert.throws(() => new Semaphore(1, { redis: c }), /options\.name/)
     assert.throws(() => new Semaphore(1, { redis: c, name: '' }), RangeError)
     assert.throws(() => new Semaphore(-1, { redis: c, name: 'x' }), /permits/)
@@ -346,6 +460,71 @@ test(
       finish()
       assert.equal(await running, 'done')
       await closing
+    } finally {
+      await disconnect(c)
+    }
+  }
+)
+
+test(
+  'a process that quits its client exits without close(); one with a waiter stays until granted',
+  { skip },
+  async () => {
+    const { spawn } = require('node:child_process')
+    // One process per client kind: the first takes and keeps a permit, quits
+    // its client; the second waits for a permit the parent holds, with its
+    // client unref'd, and must not exit before it is granted.
+    const script = (kind, name, mode) => `
+      const { Semaphore } = require(${JSON.stringify(require.resolve('../lib/index.js'))})
+      const { connect } = require(${JSON.stringify(require.resolve('./support/redis.js'))})
+      ;(async () => {
+        const c = await connect(${JSON.stringify(kind)}, ${JSON.stringify(URL)})
+        const s = new Semaphore(1, { redis: c, name: ${JSON.stringify(name)} })
+        if (${JSON.stringify(mode)} === 'hold') {
+          await s.acquire()
+          await c.quit()
+          return
+        }
+        if (c.stream) c.stream.unref()
+        else c.unref()
+        process.stdout.write('waiting\\n')
+        await s.acquire()
+        process.stdout.write('granted\\n')
+        s.release()
+        await c.quit()
+      })()`
+    const run = (src, onOut) =>
+      new Promise((resolve) => {
+        const p = spawn(process.execPath, ['-e', src], { stdio: ['ignore', 'pipe', 'inherit'] })
+        let out = ''
+        p.stdout.setEncoding('utf8').on('data', (d) => {
+          out += d
+          if (onOut) onOut(out)
+        })
+        const kill = setTimeout(() => p.kill('SIGKILL'), 15000)
+        p.on('exit', (code, signal) => {
+          clearTimeout(kill)
+          resolve({ code, signal, out })
+        })
+      })
+    const c = await connect('ioredis', URL)
+    try {
+      for (const kind of KINDS) {
+        const held = await run(script(kind, uniqueName('exit'), 'hold'))
+        assert.deepEqual([held.code, held.signal], [0, null], `${kind}: exits after quit`)
+        const name = uniqueName('keepalive')
+        const holder = new Semaphore(1, { redis: c, name })
+        await holder.acquire()
+        let released = false
+        const waited = await run(script(kind, name, 'wait'), (out) => {
+          if (out.includes('waiting') && !released) {
+            released = true
+            setTimeout(() => holder.release(), 500)
+          }
+        })
+        await holder.close()
+        assert.deepEqual([waited.code, waited.signal, waited.out], [0, null, 'waiting\ngranted\n'])
+      }
     } finally {
       await disconnect(c)
     }

@@ -10,6 +10,8 @@ const SHA = crypto.createHash('sha1').update(LUA).digest('hex')
 
 function kind(client) {
   if (client === null || typeof client !== 'object') return null
+  // Both have duplicate() (the subscriber) and on() (its events).
+  if (typeof client.duplicate !== 'function' || typeof client.on !== 'function') return null
   if (typeof client.call === 'function' && typeof client.defineCommand === 'function') {
     return 'ioredis'
   }
@@ -71,6 +73,11 @@ function subscriber(adapter, channel, onMessage, onReconnect) {
   }
   const client = adapter.client
   const sub = client.duplicate()
+  if (sub === null || typeof sub !== 'object' || typeof sub.on !== 'function') {
+    throw new TypeError(
+      'Expected `options.redis` to be an ioredis or node-redis client: its duplicate() returned no client'
+    )
+  }
   s = { sub, refs: 1, ready: null, gates: new Map() }
   subscribers.set(client, s)
   const deliver = (message) => onMessage(s, String(message))
@@ -84,6 +91,16 @@ function subscriber(adapter, channel, onMessage, onReconnect) {
     onReconnect(s)
   }
   sub.on('ready', onReady)
+  // The subscriber must not keep the process alive by itself: a process that
+  // quits its own client, with nothing waiting, exits. (A gate with waiters
+  // keeps it alive with its sweep timer.)
+  if (adapter.kind === 'ioredis') {
+    sub.on('connect', () => {
+      if (sub.stream && typeof sub.stream.unref === 'function') sub.stream.unref()
+    })
+  } else if (typeof sub.unref === 'function') {
+    sub.unref()
+  }
   // A subscriber's errors are the connection's own; its reconnects are
   // handled by the client. Without a listener they would crash the process.
   sub.on('error', () => {})

@@ -27,6 +27,18 @@ const SWEEP_BATCH = 256
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref())
 
+// setTimeout fires after 1 ms for a delay above 2^31-1 ms; a timeout may be
+// up to 2^32-1 ms, so a longer one is armed in steps.
+const MAX_DELAY = 0x7fffffff
+function longTimeout(fn, ms) {
+  const h = { t: null }
+  const arm = (left) => {
+    h.t = left > MAX_DELAY ? setTimeout(arm, MAX_DELAY, left - MAX_DELAY) : setTimeout(fn, left)
+  }
+  arm(ms)
+  return h
+}
+
 function onMessage(s, message) {
   const space = message.lastIndexOf(' ')
   if (space < 0) return
@@ -69,6 +81,7 @@ class RedisGate extends EventEmitter {
     this.lastError = null
     this.timer = null
     this.sweeping = false
+    this.sweepAgain = false
     this.sub = subscriber(this.adapter, CHANNEL, onMessage, onReconnect)
     this.sub.gates.set(this.client, this)
     this.ready = this._open()
@@ -105,10 +118,10 @@ class RedisGate extends EventEmitter {
   // lost in a reconnect must not stall a sweep, a waiter or the releases
   // forever. Every op is idempotent (tickets, release sequence numbers), so
   // the caller may send it again; a late reply is still taken in.
-  _bounded(op, extra) {
+  _bounded(op, extra, releasing = 0) {
     const ms = Math.max(1000, this.leaseMillis)
     let timer
-    const call = this._call(op, extra)
+    const call = this._call(op, extra, releasing)
     const late = new Promise((resolve, reject) => {
       timer = setTimeout(() => {
         call.catch(() => {})
@@ -122,7 +135,8 @@ class RedisGate extends EventEmitter {
   }
 
   // One script call. Everything it reports about the gate is taken in here.
-  async _call(op, extra) {
+  // `releasing`: permits this very call releases (a release call).
+  async _call(op, extra, releasing = 0) {
     if (this.closed && op !== 'close') throw closedError(this.name)
     // Whether this process should have a lease now: it holds permits or has
     // tickets in Redis. A lapse found by a call made while idle means nothing.
@@ -133,7 +147,13 @@ class RedisGate extends EventEmitter {
       this.client,
       String(this.leaseMillis),
       this.epoch,
-      String(this.held),
+      // What Redis should count as ours if it lost the gate and this call
+      // re-creates it: what we hold plus what we released but Redis has not
+      // applied yet (the releases not sent, and this call's own, which the
+      // script applies after re-registering).
+      // With it, the last release those permits account for (this call's
+      // own is not yet), so that a retried release is not applied twice.
+      `${this.held + this.releasing + releasing}:${this.rseq - (releasing > 0 ? 1 : 0)}`,
       String(this.maxToken),
       this.claims.length > 0 ? this.claims.splice(0).join(' ') : '',
       this.createPermits === undefined ? '' : encode(this.createPermits),
@@ -187,7 +207,15 @@ class RedisGate extends EventEmitter {
     if (this.timer !== null || this.closed) return
     const every = Math.max(10, Math.floor(this.leaseMillis / 3))
     this.timer = setInterval(() => this._sweep(), every)
-    this.timer.unref()
+    this._keepAlive()
+  }
+
+  // Waiters keep the process alive (a process elsewhere may release to
+  // them); held permits alone do not.
+  _keepAlive() {
+    if (this.timer === null) return
+    if (this.waiters.size > 0) this.timer.ref()
+    else this.timer.unref()
   }
 
   _idleCheck() {
@@ -206,8 +234,16 @@ class RedisGate extends EventEmitter {
   // The lease renewal, which is also the safety sweep: it asks after the
   // oldest waiting tickets, in case a grant message was lost.
   async _sweep() {
-    if (this.sweeping || this.closed) return
+    if (this.closed) return
+    if (this.sweeping) {
+      // The last renewal's reply is still unread (the loop was busy): renew
+      // again as soon as it is in, not a whole interval later, or a busy loop
+      // shorter than the lease could still let it lapse.
+      this.sweepAgain = true
+      return
+    }
     this.sweeping = true
+    this.sweepAgain = false
     try {
       if (this.held === 0 && this.waiters.size === 0 && this.claims.length === 0) {
         this._idleCheck()
@@ -232,6 +268,7 @@ class RedisGate extends EventEmitter {
     } finally {
       this.sweeping = false
       this._idleCheck()
+      if (this.sweepAgain && this.timer !== null) this._sweep()
     }
   }
 
@@ -263,7 +300,8 @@ class RedisGate extends EventEmitter {
 
   _settle(w) {
     this.waiters.delete(w.ticket)
-    if (w.timer !== undefined) clearTimeout(w.timer)
+    if (this.waiters.size === 0) this._keepAlive()
+    if (w.timer !== undefined) clearTimeout(w.timer.t)
     if (w.signal !== undefined) {
       try {
         w.signal.removeEventListener('abort', w.onAbort)
@@ -375,13 +413,14 @@ class RedisGate extends EventEmitter {
     }
     this.waiters.set(ticket, w)
     if (timeout > 0) {
-      w.timer = setTimeout(() => this._cancel(w, this._timeoutError(w, timeout)), timeout)
+      w.timer = longTimeout(() => this._cancel(w, this._timeoutError(w, timeout)), timeout)
     }
     if (signal !== undefined) {
       w.onAbort = () => this._cancel(w, signal.reason)
       signal.addEventListener('abort', w.onAbort, { once: true })
     }
     this._ensureTimer()
+    this._keepAlive()
     this._send(w)
     return promise
   }
@@ -426,7 +465,7 @@ class RedisGate extends EventEmitter {
         const rseq = ++this.rseq
         for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
           try {
-            await this._bounded('release', [String(n), String(rseq)])
+            await this._bounded('release', [String(n), String(rseq)], n)
             break
           } catch (err) {
             // A lapsed lease returns them anyway; a closed gate reaps itself.

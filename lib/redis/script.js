@@ -19,7 +19,10 @@
 // "<ticket> !" when lowering permits made the request impossible).
 //
 // ARGV: 1 op, 2 client, 3 leaseMillis, 4 epoch the client knows (or ''),
-//       5 permits the client holds (re-registered after the gate was lost),
+//       5 "<permits the client holds>[:<release seq>]" (re-registered after
+//         the gate was lost; the release seq is the last release those
+//         permits already account for, so a retried release is not applied
+//         to them again),
 //       6 highest token the client saw, 7 tickets the client claims
 //       (space-separated), 8 permits to create the gate with (or ''),
 //       9.. per op.
@@ -119,12 +122,14 @@ end
 -- resent command cannot count it twice).
 if knownEpoch ~= '' and knownEpoch ~= epoch then
   flags = flags .. 'e'
-  local mine = tonumber(ARGV[5]) or 0
+  local mineS, rs = string.match(ARGV[5], '^(%d*):?(%d*)$')
+  local mine = tonumber(mineS or '') or 0
   local before = tonumber(redis.call('HGET', held, c) or '0')
   if mine ~= before then
     used = used + mine - before
     if mine > 0 then redis.call('HSET', held, c, mine) else redis.call('HDEL', held, c) end
   end
+  if rs and rs ~= '' then redis.call('HSET', held, c .. '#r', rs) end
   if mine > 0 or op ~= 'open' then redis.call('ZADD', leases, now + leaseMs, c) end
 end
 

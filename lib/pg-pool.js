@@ -277,7 +277,9 @@ class Pool extends EventEmitter {
             this.#remove(a)
             break
           case EV.REJECT_TIMEOUT:
-            this.#fail(a, new Error(QUEUE_TIMEOUT))
+            // A queued caller that times out gets no `done`, as in pg-pool
+            // (only a failed connect passes one).
+            this.#settle(a, new Error(QUEUE_TIMEOUT), undefined, undefined)
             break
           case EV.REJECT_CREATE: {
             const err = this.#createErr[b]
@@ -293,7 +295,8 @@ class Pool extends EventEmitter {
             break
           }
           case EV.REJECT_DRAINING:
-            this.#fail(a, new Error(ENDED))
+            // As pg-pool's connect() after end(): no `done`.
+            this.#settle(a, new Error(ENDED), undefined, undefined)
             break
           case EV.CREATE_TIMEOUT:
             this.#abortConnect(a)

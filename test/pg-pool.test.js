@@ -293,6 +293,24 @@ test(
   }
 )
 
+test(
+  'connect(cb) refused by the queue timeout: (err) with no done, as pg-pool',
+  { skip: NO_PG },
+  async () => {
+    const seen = []
+    for (const Impl of [require('pg-pool'), Pool]) {
+      const pool = new Impl({ max: 1, connectionTimeoutMillis: 100 }, require('pg').Client)
+      const held = await pool.connect()
+      const args = await new Promise((resolve) => pool.connect((...a) => resolve(a)))
+      seen.push([args[0].message, typeof args[1], typeof args[2]])
+      held.release()
+      await pool.end()
+    }
+    assert.deepEqual(seen[0], ['timeout exceeded when trying to connect', 'undefined', 'undefined'])
+    assert.deepEqual(seen[1], seen[0])
+  }
+)
+
 test('idleTimeoutMillis removes idle clients down to min, not below', { skip: NO_PG }, async () => {
   const log = await same({ max: 3, min: 1, idleTimeoutMillis: 100 }, [
     (r) => r.connect(),

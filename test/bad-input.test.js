@@ -568,3 +568,23 @@ test('scope with redis is a TypeError that names both (a Redis gate is fleet-wid
     )
   }
 })
+
+test('a Redis gate name that is not well-formed or starts with } is a RangeError naming it', async () => {
+  const Redis = require('ioredis')
+  // Never connects: the options are checked before any command.
+  const redis = new Redis({ lazyConnect: true, host: '127.0.0.1', port: 1 })
+  try {
+    for (const name of ['a\uD800b', '}x', '}']) {
+      assert.throws(
+        () => new Semaphore(1, { name, redis }),
+        (err) => err instanceof RangeError && /options\.name/.test(err.message)
+      )
+      assert.throws(
+        () => pLimit({ concurrency: 1, name, redis }),
+        (err) => err instanceof RangeError && /name/.test(err.message)
+      )
+    }
+  } finally {
+    redis.disconnect()
+  }
+})

@@ -42,6 +42,19 @@ function readGateOptions(options, prefix) {
   if (name.length === 0 || name.length > 512) {
     throw new RangeError(`Expected \`${prefix}name\` to be 1 to 512 characters long`)
   }
+  // A lone surrogate becomes U+FFFD on the wire: two names, one gate.
+  if (!name.isWellFormed()) {
+    throw new RangeError(
+      `Expected \`${prefix}name\` to be well-formed Unicode (no lone surrogates)`
+    )
+  }
+  // The keys are sluice:{name}:...; a name that starts with '}' would make
+  // an empty hash tag, and Redis Cluster would spread one gate over slots.
+  if (name[0] === '}') {
+    throw new RangeError(
+      `Expected \`${prefix}name\` not to start with '}' (it ends the key's hash tag)`
+    )
+  }
   if (typeof leaseMillis !== 'number') {
     throw new TypeError(`Expected \`${prefix}leaseMillis\` to be a number`)
   }

@@ -990,6 +990,9 @@ int sl_hgate_open(const char* dir, const char* name, size_t len, int64_t permits
     return r;
   uv_once(&sl__reg_once, sl__reg_init);
   uv_mutex_lock(&sl__reg_lock);
+  /* strcmp is exact here: sl_hgate_path refused a name with a NUL in it, so
+   * the path is the whole name (unlike the registry's names, which may hold
+   * NULs and are compared with their lengths). */
   for (hg = sl__open; hg != NULL && strcmp(hg->path, path) != 0; hg = hg->next)
     ;
   if (hg == NULL) {

@@ -458,7 +458,13 @@ test(
       }),
       {
         numRuns: Number(process.env.SLUICE_FUZZ_RUNS) || 12,
-        seed: Number(process.env.SLUICE_FUZZ_SEED) || undefined,
+        // A fixed seed in npm test, as the model tests (this one found the
+        // missing `done` of a queue timeout in CI); SLUICE_FUZZ_SEED=random
+        // explores, SLUICE_FUZZ_SEED=<n> replays.
+        seed:
+          process.env.SLUICE_FUZZ_SEED === 'random'
+            ? undefined
+            : Number(process.env.SLUICE_FUZZ_SEED) || 906943636,
         endOnFailure: true,
         verbose: true,
         // The two logs' diff in the report (as a cause, the test runner

@@ -155,6 +155,7 @@ struct sl_hgate_s {
    * whose helper must be woken once the mutex is dropped (waking it under
    * the mutex would only make it block on the mutex we hold). */
   uint64_t wake[SL_HGATE_SLOTS / 64];
+  size_t plen; /* strlen(path) */
   char path[]; /* NUL-terminated */
 };
 
@@ -984,25 +985,27 @@ int sl_hgate_open(const char* dir, const char* name, size_t len, int64_t permits
   sl_ring_t ring = {.n = 0};
   sl_hgate_t* hg;
   sl_party_t* p;
+  size_t plen;
   int r, created = 0;
 
   if ((r = sl_hgate_path(dir, name, len, path, sizeof(path))) != 0)
     return r;
   uv_once(&sl__reg_once, sl__reg_init);
   uv_mutex_lock(&sl__reg_lock);
-  /* strcmp is exact here: sl_hgate_path refused a name with a NUL in it, so
-   * the path is the whole name (unlike the registry's names, which may hold
-   * NULs and are compared with their lengths). */
-  for (hg = sl__open; hg != NULL && strcmp(hg->path, path) != 0; hg = hg->next)
-    ;
+  /* Compared with lengths, as the registry's names (sl_hgate_path has
+   * refused a NUL in the name, so the path's length is the whole of it). */
+  plen = strlen(path);
+  for (hg = sl__open; hg != NULL; hg = hg->next)
+    if (hg->plen == plen && memcmp(hg->path, path, plen) == 0)
+      break;
   if (hg == NULL) {
-    size_t plen = strlen(path) + 1;
-    hg = sl_calloc(1, sizeof(*hg) + plen);
+    hg = sl_calloc(1, sizeof(*hg) + plen + 1);
     if (hg == NULL) {
       uv_mutex_unlock(&sl__reg_lock);
       return UV_ENOMEM;
     }
-    memcpy(hg->path, path, plen);
+    memcpy(hg->path, path, plen + 1);
+    hg->plen = plen;
     hg->fd = -1;
     if ((r = sl__attach(hg, permits, existing)) != 0) {
       uv_mutex_unlock(&sl__reg_lock);

@@ -5,17 +5,10 @@
 const { EventEmitter } = require('node:events')
 const { RedisGate } = require('./gate.js')
 const { kind } = require('./client.js')
+// The same rule for `n` as the native Semaphore's.
+const { checkCount } = require('../semaphore.js')
 
 const LEASE_DEFAULT = 10_000
-
-function checkCount(value, name) {
-  if (typeof value !== 'number') {
-    throw new TypeError(`Expected \`${name}\` to be a number, got ${typeof value}`)
-  }
-  if (!Number.isInteger(value) || value < 1 || value > 0xffffffff) {
-    throw new RangeError(`Expected \`${name}\` to be an integer from 1 to 4294967295, got ${value}`)
-  }
-}
 
 function checkPermits(value, name) {
   if (typeof value !== 'number') {

@@ -223,15 +223,28 @@ async function main() {
   let found = null
   let stressFound = null
 
-  const cOk = await step(
-    'C core tests (ASan/UBSan, then valgrind)',
-    () =>
-      spawnSync(process.execPath, [path.join(__dirname, 'test.js'), '--c'], {
-        cwd: root,
-        stdio: 'inherit',
-        env: { ...process.env, SLUICE_VALGRIND: '1', SLUICE_REQUIRE_C_TESTS: '1' }
-      }).status === 0
-  )
+  // The C tests' output is echoed, and its failure lines kept
+  // for the summary (CI shows only the end of the log).
+  let cFailures = []
+  const cOk = await step('C core tests (ASan/UBSan, then valgrind)', () => {
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'test.js'), '--c'], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+      env: { ...process.env, SLUICE_VALGRIND: '1', SLUICE_REQUIRE_C_TESTS: '1' }
+    })
+    process.stdout.write(r.stdout || '')
+    process.stderr.write(r.stderr || '')
+    cFailures = `${r.stdout || ''}\n${r.stderr || ''}`
+      .split('\n')
+      .filter((l) =>
+        /CHECK(_EQ)? failed|failed under valgrind|C core tests: .* [1-9]\d* failed|ERROR: \w+Sanitizer|runtime error|==\d+== \w/.test(
+          l
+        )
+      )
+    return r.status === 0
+  })
 
   const tsanOk = await step('C core threaded tests under ThreadSanitizer', tsanCTests)
 
@@ -295,6 +308,10 @@ async function main() {
     }))
 
   console.log('\n## sanitize: summary')
+  if (cFailures.length) {
+    console.log('#   C core test failures (first lines):')
+    for (const l of cFailures.slice(0, 20)) console.log(`#     ${l}`)
+  }
   const lines = [...(found ? found.lines : []), ...(stressFound ? stressFound.lines : [])]
   if (lines.length) {
     console.log('#   sanitizer reports (first lines):')

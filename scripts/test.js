@@ -149,6 +149,7 @@ async function cTests(out_ = terminalOutput()) {
   }
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ctest-'))
   let failed = 0
+  const failures = []
   for (const t of tests) {
     const src = path.join(dir, t)
     const first = fs.readFileSync(src, 'utf8').split('\n', 1)[0]
@@ -179,6 +180,7 @@ async function cTests(out_ = terminalOutput()) {
     log(`# C: building ${t}`)
     if ((await run(cc, [...common, ...sanitize, ...link, '-o', exe], { stdio })) !== 0) {
       failed++
+      failures.push(`${t} (build)`)
       continue
     }
     log(`# C: running ${t}`)
@@ -193,6 +195,7 @@ async function cTests(out_ = terminalOutput()) {
       })) !== 0
     ) {
       failed++
+      failures.push(`${t} (ASan/UBSan)`)
       continue
     }
     if (!useValgrind) continue
@@ -205,6 +208,7 @@ async function cTests(out_ = terminalOutput()) {
     log(`# C: building ${t} without sanitizers for valgrind`)
     if ((await run(cc, [...common, ...link, '-o', plain], { stdio })) !== 0) {
       failed++
+      failures.push(`${t} (build for valgrind)`)
       continue
     }
     log(`# C: running ${t} under valgrind`)
@@ -225,11 +229,13 @@ async function cTests(out_ = terminalOutput()) {
     ) {
       error(`# C: ${t} failed under valgrind`)
       failed++
+      failures.push(`${t} (valgrind)`)
     }
   }
   fs.rmSync(out, { recursive: true, force: true })
-  log(`# C core tests: ${tests.length - failed} passed, ${failed} failed`)
-  summary.set('c', `C core tests: ${tests.length - failed} passed, ${failed} failed`)
+  const which = failures.length ? ` (${failures.join(', ')})` : ''
+  log(`# C core tests: ${tests.length - failed} passed, ${failed} failed${which}`)
+  summary.set('c', `C core tests: ${tests.length - failed} passed, ${failed} failed${which}`)
   return failed ? 1 : 0
 }
 

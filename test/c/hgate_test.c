@@ -670,7 +670,10 @@ static void test_threads(void) {
   CHECK(!path_exists("threads"));
   printf("hgate_test: threads: %llu waiters granted, %llu of them by another thread\n",
          (unsigned long long) thread_grants, (unsigned long long) thread_cross);
-  CHECK(thread_cross > 0);
+  /* No CHECK on thread_cross: how many grants cross threads is up to the
+   * scheduler (under valgrind, which runs one thread at a time, a thread
+   * can do all its operations in one slice and see none). The cross-thread
+   * hand-off itself is checked deterministically by test_two_ctx. */
 }
 
 /* ---- random kills ---- */

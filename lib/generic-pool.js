@@ -18,9 +18,10 @@
 // anything, and the native calls run none of it, so no operation is ever
 // left half done when it does.
 const { EventEmitter } = require('node:events')
-const { binding, protocol } = require('./binding.js')
+const { protocol } = require('./binding.js')
 const { TimeoutError } = require('./errors.js')
 const { executor, captured } = require('./executor.js')
+const { nodeDelay, openPool, hasEvents, readEvents, rethrowAsync } = require('./pool-events.js')
 
 // The protocol with the binding, as the addon exports it (src/napi/protocol.h).
 const {
@@ -33,9 +34,6 @@ const {
   poolSlots: SLOT,
   limits: LIMITS
 } = protocol
-
-// setTimeout's range: generic-pool's timers take any delay outside it as 1 ms.
-const TIMEOUT_MAX = 2 ** 31 - 1
 
 const FACTORY_CREATE_ERROR = 'factoryCreateError'
 const FACTORY_DESTROY_ERROR = 'factoryDestroyError'
@@ -75,12 +73,6 @@ function deferredOf(P) {
     reject = rej
   })
   return { promise, resolve, reject }
-}
-
-// A delay as setTimeout reads it: anything not in [1, 2^31-1] is 1 ms.
-function nodeDelay(ms) {
-  ms = Number(ms)
-  return ms >= 1 && ms <= TIMEOUT_MAX ? ms : 1
 }
 
 function validateFactory(factory) {
@@ -252,6 +244,7 @@ class Pool extends EventEmitter {
   // GC while idle leaves C nothing to call and timer events (acquire
   // timeouts, evictions, create retries) are never delivered.
   #pumpFn
+  #onEventFn = (type, a, b) => this.#onEvent(type, a, b) // readEvents' handler
 
   /**
    * generic-pool's signature, `new Pool(Evictor, Deque, PriorityQueue,
@@ -275,76 +268,61 @@ class Pool extends EventEmitter {
     this.#badTtl = config.acquireTimeoutMillis !== undefined && !(config.acquireTimeoutMillis > 0)
     this.#resolved = this.#P.resolve()
     this.#pumpFn = () => this.#pump()
-    const [acquire, release, ctl, buffer] = binding.pool(configArray(config), this.#pumpFn)
-    this.#acquire = acquire
-    this.#release = release
-    this.#ctl = ctl
-    this.#counts = new Float64Array(buffer, 0, C.NCOUNTS)
-    this.#hdr = new Int32Array(buffer, C.NCOUNTS * 8, H.SIZE)
-    this.#win = new Int32Array(buffer, C.NCOUNTS * 8 + H.SIZE * 4)
+    const native = openPool(configArray(config), this.#pumpFn)
+    ;[this.#acquire, this.#release, this.#ctl, this.#counts, this.#hdr, this.#win] = native
     if (config.autostart === true) this.start()
   }
 
   // ------------------------------------------------------------ events --
 
   #pending() {
-    const hdr = this.#hdr
-    return hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0
+    return hasEvents(this.#hdr)
   }
 
-  // Consumes the core's events in order. The cursor lives in shared memory,
-  // so a handler that re-enters the pool (a create calling acquire...) and
-  // pumps again continues from the same place. Never throws: errors of user
-  // code are rethrown asynchronously, like an error in a promise reaction.
+  // Consumes the core's events in order (readEvents: a handler that
+  // re-enters the pool, a create calling acquire..., and pumps again
+  // continues from the same place). Never throws.
   #pump() {
-    const hdr = this.#hdr
-    const win = this.#win
-    for (;;) {
-      const i = hdr[H.POS]
-      if (i === hdr[H.LEN]) {
-        if (hdr[H.MORE] === 0) break
-        this.#ctl(CTL.REFILL)
-        continue
-      }
-      hdr[H.POS] = i + 1
-      const o = 3 * i
-      const a = win[o + 1]
-      const b = win[o + 2]
-      try {
-        switch (win[o]) {
-          case EV.RESOLVE:
-            this.#settle(a, true, this.#res[b])
-            break
-          case EV.CREATE:
-            this.#startCreate(a)
-            break
-          case EV.DESTROY:
-            this.#startDestroy(a)
-            break
-          case EV.VALIDATE:
-            this.#startValidate(a)
-            break
-          case EV.REJECT_TIMEOUT:
-            this.#settle(a, false, new TimeoutError('ResourceRequest timed out'))
-            break
-          case EV.REJECT_CREATE:
-            this.#settle(a, false, this.#createErr[b])
-            break
-          case EV.CREATE_ERROR:
-            this.emit(FACTORY_CREATE_ERROR, this.#createErr[a])
-            break
-          case EV.DESTROY_TIMEOUT:
-            this.#destroyTimedOut(a)
-            break
-          case EV.LEAK:
-            this.emit(LEAK, this.#res[a])
-            break
-        }
-      } catch (err) {
-        this.#throwLater(err)
-      }
-    }
+    readEvents(this.#hdr, this.#win, this.#ctl, this.#onEventFn)
     if (this.#readyWaiters.length > 0) this.#checkReady()
+  }
+
+  // One event of the core's. Never throws: errors of user code are rethrown
+  // asynchronously, like an error in a promise reaction.
+  #onEvent(type, a, b) {
+    try {
+      switch (type) {
+        case EV.RESOLVE:
+          this.#settle(a, true, this.#res[b])
+          break
+        case EV.CREATE:
+          this.#startCreate(a)
+          break
+        case EV.DESTROY:
+          this.#startDestroy(a)
+          break
+        case EV.VALIDATE:
+          this.#startValidate(a)
+          break
+        case EV.REJECT_TIMEOUT:
+          this.#settle(a, false, new TimeoutError('ResourceRequest timed out'))
+          break
+        case EV.REJECT_CREATE:
+          this.#settle(a, false, this.#createErr[b])
+          break
+        case EV.CREATE_ERROR:
+          this.emit(FACTORY_CREATE_ERROR, this.#createErr[a])
+          break
+        case EV.DESTROY_TIMEOUT:
+          this.#destroyTimedOut(a)
+          break
+        case EV.LEAK:
+          this.emit(LEAK, this.#res[a])
+          break
+      }
+    } catch (err) {
+      this.#throwLater(err)
+    }
   }
 
   // An error of user code the pool cannot hand to a caller, rethrown
@@ -516,9 +494,7 @@ class Pool extends EventEmitter {
     try {
       this.emit(name, ...args)
     } catch (err) {
-      process.nextTick(() => {
-        throw err
-      })
+      rethrowAsync(err)
     }
   }
 
@@ -726,9 +702,7 @@ class Pool extends EventEmitter {
       return this.#P.reject(new Error('Resource not currently part of this pool'))
     }
     if (this.#loanEnd[slot] !== undefined) this.#endLoan(slot) // only once a drain() asked
-    const hdr = this.#hdr
-    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0 || this.#readyWaiters.length > 0)
-      this.#pump()
+    if (hasEvents(this.#hdr) || this.#readyWaiters.length > 0) this.#pump()
     // One shared fulfilled promise: release is the hot path and the value is
     // always undefined.
     return this.#resolved

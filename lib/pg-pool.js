@@ -14,14 +14,14 @@
 // Where pg-pool hurts its users, this pool does the safe thing; each
 // difference is listed in the README ("Migrating from pg").
 const { EventEmitter } = require('node:events')
-const { binding, protocol } = require('./binding.js')
+const { protocol } = require('./binding.js')
 const { executor, captured } = require('./executor.js')
+const { nodeDelay, openPool, hasEvents, readEvents, rethrowAsync } = require('./pool-events.js')
 
 const {
   poolEvents: EV,
   poolCtls: CTL,
   poolCounts: C,
-  poolHeader: H,
   poolConfig: CFG,
   poolSlots: SLOT,
   limits: LIMITS
@@ -29,7 +29,6 @@ const {
 
 const NOOP = function () {}
 const NativePromise = Promise
-const TIMEOUT_MAX = 2 ** 31 - 1
 
 // Per-client state, on the client object itself (no Map lookup per call).
 const kSlot = Symbol('sluice.pg-pool.slot')
@@ -111,11 +110,6 @@ function functionOption(options, name) {
   return v || undefined
 }
 
-// A delay as setTimeout takes it (pg-pool's timers): over 2^31-1 is 1 ms.
-function nodeDelay(ms) {
-  return ms >= 1 && ms <= TIMEOUT_MAX ? ms : 1
-}
-
 class Pool extends EventEmitter {
   #acquire
   #release
@@ -125,6 +119,7 @@ class Pool extends EventEmitter {
   #win
   #pumpFn
   #pulseFn
+  #onEventFn = (type, a, b) => this.#onEvent(type, a, b) // readEvents' handler
   #endCallback
   #prefill
   // By slot: the client, its idle listener, whether it was never lent yet,
@@ -208,16 +203,8 @@ class Pool extends EventEmitter {
       this.#ctl(CTL.DISPENSE)
       this.#pump()
     }
-    const [acquire, release, ctl, buffer] = binding.pool(
-      this.#config(n, idle, connectTimeout),
-      this.#pumpFn
-    )
-    this.#acquire = acquire
-    this.#release = release
-    this.#ctl = ctl
-    this.#counts = new Float64Array(buffer, 0, C.NCOUNTS)
-    this.#hdr = new Int32Array(buffer, C.NCOUNTS * 8, H.SIZE)
-    this.#win = new Int32Array(buffer, C.NCOUNTS * 8 + H.SIZE * 4)
+    const native = openPool(this.#config(n, idle, connectTimeout), this.#pumpFn)
+    ;[this.#acquire, this.#release, this.#ctl, this.#counts, this.#hdr, this.#win] = native
     if (this.#prefill && n.min > 0) {
       this.#ctl(CTL.START)
       this.#pump()
@@ -248,68 +235,57 @@ class Pool extends EventEmitter {
 
   // ------------------------------------------------------------ events --
 
-  // Consumes the core's events in order; the cursor lives in shared memory,
-  // so a handler that re-enters the pool continues from the same place.
-  // Errors of user code (callbacks, listeners) are rethrown asynchronously.
+  // Consumes the core's events in order (readEvents: a handler that
+  // re-enters the pool continues from the same place).
   #pump() {
-    const hdr = this.#hdr
-    const win = this.#win
-    for (;;) {
-      const i = hdr[H.POS]
-      if (i === hdr[H.LEN]) {
-        if (hdr[H.MORE] === 0) break
-        this.#ctl(CTL.REFILL)
-        continue
-      }
-      hdr[H.POS] = i + 1
-      const o = 3 * i
-      const a = win[o + 1]
-      const b = win[o + 2]
-      try {
-        switch (win[o]) {
-          case EV.RESOLVE:
-            this.#acquireClient(a, b)
-            break
-          case EV.CREATE:
-            this.#newClient(a)
-            break
-          case EV.DESTROY:
-            this.#remove(a)
-            break
-          case EV.REJECT_TIMEOUT:
-            // A queued caller that times out gets no `done`, as in pg-pool
-            // (only a failed connect passes one).
-            this.#settle(a, new Error(QUEUE_TIMEOUT), undefined, undefined)
-            break
-          case EV.REJECT_CREATE: {
-            const err = this.#createErr[b]
-            this.#createErr[b] = undefined
-            this.#fail(a, err)
-            break
-          }
-          case EV.REJECT_CREATE_TIMEOUT: {
-            // The cause: the connect's own error if it failed by now.
-            const cause = this.#createErr[b] || new Error('timeout expired')
-            this.#createErr[b] = undefined
-            this.#fail(a, new Error(CONNECT_TIMEOUT, { cause }))
-            break
-          }
-          case EV.REJECT_DRAINING:
-            // As pg-pool's connect() after end(): no `done`.
-            this.#settle(a, new Error(ENDED), undefined, undefined)
-            break
-          case EV.CREATE_TIMEOUT:
-            this.#abortConnect(a)
-            break
-          case EV.EXPIRED:
-            this.#expired(a)
-            break
+    readEvents(this.#hdr, this.#win, this.#ctl, this.#onEventFn)
+  }
+
+  // One event of the core's. Errors of user code (callbacks, listeners) are
+  // rethrown asynchronously.
+  #onEvent(type, a, b) {
+    try {
+      switch (type) {
+        case EV.RESOLVE:
+          this.#acquireClient(a, b)
+          break
+        case EV.CREATE:
+          this.#newClient(a)
+          break
+        case EV.DESTROY:
+          this.#remove(a)
+          break
+        case EV.REJECT_TIMEOUT:
+          // A queued caller that times out gets no `done`, as in pg-pool
+          // (only a failed connect passes one).
+          this.#settle(a, new Error(QUEUE_TIMEOUT), undefined, undefined)
+          break
+        case EV.REJECT_CREATE: {
+          const err = this.#createErr[b]
+          this.#createErr[b] = undefined
+          this.#fail(a, err)
+          break
         }
-      } catch (err) {
-        process.nextTick(() => {
-          throw err
-        })
+        case EV.REJECT_CREATE_TIMEOUT: {
+          // The cause: the connect's own error if it failed by now.
+          const cause = this.#createErr[b] || new Error('timeout expired')
+          this.#createErr[b] = undefined
+          this.#fail(a, new Error(CONNECT_TIMEOUT, { cause }))
+          break
+        }
+        case EV.REJECT_DRAINING:
+          // As pg-pool's connect() after end(): no `done`.
+          this.#settle(a, new Error(ENDED), undefined, undefined)
+          break
+        case EV.CREATE_TIMEOUT:
+          this.#abortConnect(a)
+          break
+        case EV.EXPIRED:
+          this.#expired(a)
+          break
       }
+    } catch (err) {
+      rethrowAsync(err)
     }
   }
 
@@ -623,8 +599,7 @@ class Pool extends EventEmitter {
       client[kIdle] = true
       this.#release(slot)
     }
-    const hdr = this.#hdr
-    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0) this.#pump()
+    if (hasEvents(this.#hdr)) this.#pump()
   }
 
   // ------------------------------------------------------------ methods --
@@ -658,8 +633,7 @@ class Pool extends EventEmitter {
     // next tick.
     if (this.#counts[C.AVAILABLE] > 0) process.nextTick(this.#pulseFn)
     this.#acquire(0, token)
-    const hdr = this.#hdr
-    if (hdr[H.LEN] !== hdr[H.POS] || hdr[H.MORE] !== 0) this.#pump()
+    if (hasEvents(this.#hdr)) this.#pump()
     return result
   }
 

@@ -727,112 +727,117 @@ static void sl__backoff_cb(uv_timer_t* t) {
   sl__flush(p);
 }
 
-/* Reports every slot of `l` whose deadline has passed as `event` (each
- * once: it leaves the list), and re-arms `t` for the next deadline. */
-static void sl__deadlines(sl_pool_t* p, sl_list_t* l, uv_timer_t* t, uv_timer_cb cb, int event) {
+/* What a deadline timer does with a slot whose time has passed, once the
+ * slot is off the timer's list. */
+typedef void (*sl__due_fn)(sl_pool_t* p, int32_t s);
+
+/* When slot `s` of deadline list `l` is due: the lives list is in expiry
+ * order, the aux lists (leaks, destroys, creates, idles) in `deadline`
+ * order. */
+static double sl__due_at(const sl_pool_t* p, const sl_list_t* l, int32_t s) {
+  return l == &p->lives ? p->slots[s].expires : p->slots[s].deadline;
+}
+
+/* The timer `t` (callback `cb`) of deadline list `l` fired: takes every
+ * slot of `l` whose time has passed off `l` and hands it to `due` (which
+ * may put it back at a later deadline), in order, and re-arms `t` for the
+ * next. Then settles the pool (`settle`: `due` may have changed what a
+ * drain waits for; else it is only synced) and flushes. */
+static void sl__deadlines(sl_pool_t* p, sl_list_t* l, uv_timer_t* t, uv_timer_cb cb, sl__due_fn due,
+                          int settle) {
   double now;
   int32_t s;
   if (p->closing)
     return;
   now = sl__now(p);
-  while ((s = l->head) >= 0 && p->slots[s].deadline <= now) {
-    sl__aux_remove(p, l, s);
-    sl__op_emit(p, event, s);
+  while ((s = l->head) >= 0 && sl__due_at(p, l, s) <= now) {
+    if (l == &p->lives)
+      sl__life_remove(p, s);
+    else
+      sl__aux_remove(p, l, s);
+    due(p, s);
   }
   if (s >= 0)
-    sl__arm(p, t, cb, p->slots[s].deadline);
-  sl__sync(p);
+    sl__arm(p, t, cb, sl__due_at(p, l, s));
+  if (settle)
+    sl__settle(p);
+  else
+    sl__sync(p);
   sl__flush(p);
+}
+
+/* destroy_timeout and leak: each late slot is reported once (it has left
+ * the list). A slot's aux list is its state's: destroys while DESTROYING,
+ * leaks while BORROWED. */
+static void sl__report_late(sl_pool_t* p, int32_t s) {
+  sl__op_emit(
+      p, p->slots[s].state == SL_SLOT_DESTROYING ? SL_POOL_EV_DESTROY_TIMEOUT : SL_POOL_EV_LEAK, s);
 }
 
 static void sl__destroy_timeout_cb(uv_timer_t* t) {
   sl_pool_t* p = t->data;
-  sl__deadlines(p, &p->destroys, t, sl__destroy_timeout_cb, SL_POOL_EV_DESTROY_TIMEOUT);
+  sl__deadlines(p, &p->destroys, t, sl__destroy_timeout_cb, sl__report_late, 0);
 }
 
 static void sl__leak_cb(uv_timer_t* t) {
   sl_pool_t* p = t->data;
-  sl__deadlines(p, &p->leaks, t, sl__leak_cb, SL_POOL_EV_LEAK);
+  sl__deadlines(p, &p->leaks, t, sl__leak_cb, sl__report_late, 0);
 }
 
 /* create_timeout: the caller of each late create is rejected now, and the
  * embedder told to abort it. The slot stays CREATING, and counted, until
  * the outcome is reported: the connection may exist, and counting it is
  * what keeps the pool within max. */
+static void sl__create_timeout_due(sl_pool_t* p, int32_t s) {
+  sl_pool_slot_t* slot = &p->slots[s];
+  if (slot->for_queue) {
+    /* Its caller's wait is over; the create goes on, for the pool. */
+    slot->for_queue = 0;
+    if (slot->bound) {
+      slot->bound = 0;
+      slot->orphan = 1;
+      sl__op_reject(p, slot->token, SL_POOL_REASON_TIMEOUT, s);
+    }
+    if (slot->create_end > 0)
+      sl__creates_insert(p, s, slot->create_end);
+    return;
+  }
+  slot->abandoned = 1;
+  sl__op_emit(p, SL_POOL_EV_CREATE_TIMEOUT, s);
+  if (slot->bound)
+    sl__op_reject(p, slot->token, SL_POOL_REASON_CREATE_TIMEOUT, s);
+}
+
 static void sl__create_timeout_cb(uv_timer_t* t) {
   sl_pool_t* p = t->data;
-  double now;
-  int32_t s;
-  if (p->closing)
-    return;
-  now = sl__now(p);
-  while ((s = p->creates.head) >= 0 && p->slots[s].deadline <= now) {
-    sl_pool_slot_t* slot = &p->slots[s];
-    sl__aux_remove(p, &p->creates, s);
-    if (slot->for_queue) {
-      /* Its caller's wait is over; the create goes on, for the pool. */
-      slot->for_queue = 0;
-      if (slot->bound) {
-        slot->bound = 0;
-        slot->orphan = 1;
-        sl__op_reject(p, slot->token, SL_POOL_REASON_TIMEOUT, s);
-      }
-      if (slot->create_end > 0)
-        sl__creates_insert(p, s, slot->create_end);
-      continue;
-    }
-    slot->abandoned = 1;
-    sl__op_emit(p, SL_POOL_EV_CREATE_TIMEOUT, s);
-    if (slot->bound)
-      sl__op_reject(p, slot->token, SL_POOL_REASON_CREATE_TIMEOUT, s);
-  }
-  if (s >= 0)
-    sl__arm(p, t, sl__create_timeout_cb, p->slots[s].deadline);
-  sl__settle(p);
-  sl__flush(p);
+  sl__deadlines(p, &p->creates, t, sl__create_timeout_cb, sl__create_timeout_due, 1);
 }
 
 /* idle_timeout: pg-pool's idle timer checks min again when it fires. */
+static void sl__idle_timeout_due(sl_pool_t* p, int32_t s) {
+  if (sl__size(p) > p->cfg.min)
+    sl__destroy_slot(p, s);
+}
+
 static void sl__idle_timeout_cb(uv_timer_t* t) {
   sl_pool_t* p = t->data;
-  double now;
-  int32_t s;
-  if (p->closing)
-    return;
-  now = sl__now(p);
-  while ((s = p->idles.head) >= 0 && p->slots[s].deadline <= now) {
-    sl__aux_remove(p, &p->idles, s);
-    if (sl__size(p) > p->cfg.min)
-      sl__destroy_slot(p, s);
-  }
-  if (s >= 0)
-    sl__arm(p, t, sl__idle_timeout_cb, p->slots[s].deadline);
-  sl__settle(p);
-  sl__flush(p);
+  sl__deadlines(p, &p->idles, t, sl__idle_timeout_cb, sl__idle_timeout_due, 1);
 }
 
 /* expire: an idle resource goes now, a borrowed one on release. */
+static void sl__expire_due(sl_pool_t* p, int32_t s) {
+  if (p->slots[s].state == SL_SLOT_IDLE) {
+    sl__op_emit(p, SL_POOL_EV_EXPIRED, s);
+    sl__destroy_slot(p, s);
+  } else if (p->slots[s].state == SL_SLOT_BORROWED) {
+    p->slots[s].expired = 1;
+    p->nexpired++;
+  }
+}
+
 static void sl__expire_cb(uv_timer_t* t) {
   sl_pool_t* p = t->data;
-  double now;
-  int32_t s;
-  if (p->closing)
-    return;
-  now = sl__now(p);
-  while ((s = p->lives.head) >= 0 && p->slots[s].expires <= now) {
-    sl__life_remove(p, s);
-    if (p->slots[s].state == SL_SLOT_IDLE) {
-      sl__op_emit(p, SL_POOL_EV_EXPIRED, s);
-      sl__destroy_slot(p, s);
-    } else if (p->slots[s].state == SL_SLOT_BORROWED) {
-      p->slots[s].expired = 1;
-      p->nexpired++;
-    }
-  }
-  if (s >= 0)
-    sl__arm(p, t, sl__expire_cb, p->slots[s].expires);
-  sl__settle(p);
-  sl__flush(p);
+  sl__deadlines(p, &p->lives, t, sl__expire_cb, sl__expire_due, 1);
 }
 
 /* ------------------------------------------------------------ public --- */
@@ -1006,16 +1011,22 @@ static int sl__borrowed(const sl_pool_t* p, uint32_t slot) {
   return !p->closing && slot < p->nslots && p->slots[slot].state == SL_SLOT_BORROWED;
 }
 
+/* Destroys borrowed or idle slot `s`, and serves the queue from the room
+ * it leaves. */
+static void sl__discard(sl_pool_t* p, int32_t s) {
+  sl__destroy_slot(p, s);
+  /* bind_creates: room comes back when the destroy settles. */
+  if (!p->cfg.bind_creates)
+    sl__dispense(p);
+}
+
 int sl_pool_release(sl_pool_t* p, uint32_t slot) {
   int32_t s = (int32_t) slot;
   if (!sl__borrowed(p, slot))
     return UV_EINVAL;
   if ((p->cfg.max_uses > 0 && p->slots[s].uses >= (uint64_t) p->cfg.max_uses) ||
       p->slots[s].expired || sl__expired(p, s, sl__lifetime_now(p))) {
-    sl__destroy_slot(p, s);
-    /* bind_creates: room comes back when the destroy settles. */
-    if (!p->cfg.bind_creates)
-      sl__dispense(p);
+    sl__discard(p, s);
   } else {
     p->nborrowed--;
     sl__aux_remove(p, &p->leaks, s);
@@ -1029,9 +1040,7 @@ int sl_pool_release(sl_pool_t* p, uint32_t slot) {
 int sl_pool_destroy(sl_pool_t* p, uint32_t slot) {
   if (!sl__borrowed(p, slot))
     return UV_EINVAL;
-  sl__destroy_slot(p, (int32_t) slot);
-  if (!p->cfg.bind_creates)
-    sl__dispense(p);
+  sl__discard(p, (int32_t) slot);
   sl__settle(p);
   return 0;
 }
@@ -1043,9 +1052,7 @@ int sl_pool_remove(sl_pool_t* p, uint32_t slot) {
     return sl_pool_destroy(p, slot);
   if (p->slots[slot].state != SL_SLOT_IDLE)
     return UV_EINVAL;
-  sl__destroy_slot(p, (int32_t) slot);
-  if (!p->cfg.bind_creates)
-    sl__dispense(p);
+  sl__discard(p, (int32_t) slot);
   sl__settle(p);
   return 0;
 }

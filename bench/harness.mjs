@@ -229,6 +229,81 @@ export function combineRounds(rs) {
   }
 }
 
+// The steady-state runs of a flatness table: rounds x sizes x libraries,
+// one fresh child each (`script --child steady <name> <size>`); the library
+// order alternates between rounds. `check(r, size)` says what is wrong with
+// a child's result (a string), if anything. Returns, by name and size, the
+// cell combineRounds makes of the rounds.
+export function steadyRounds(script, names, sizes, rounds, check) {
+  const raw = Object.fromEntries(
+    names.map((name) => [name, Object.fromEntries(sizes.map((n) => [n, []]))])
+  )
+  for (let round = 0; round < rounds; round++) {
+    for (const n of sizes) {
+      for (const name of round % 2 ? [...names].reverse() : names) {
+        const r = runChild(script, ['steady', name, n])
+        if (!r.error) {
+          const wrong = check(r, n)
+          if (wrong) r.error = wrong
+        }
+        raw[name][n].push(r)
+      }
+    }
+  }
+  return Object.fromEntries(
+    names.map((name) => [
+      name,
+      Object.fromEntries(sizes.map((n) => [n, combineRounds(raw[name][n])]))
+    ])
+  )
+}
+
+// The rows of a steady-state table, one per library: `pick(cells, ns)` makes
+// a row's columns from its cells (by size) and their ns; a library with a
+// failed cell gets that cell's error instead.
+export function steadyRows(steady, names, sizes, pick) {
+  return names.map((name) => {
+    const cells = sizes.map((n) => steady[name][n])
+    const bad = cells.find((c) => c.error)
+    if (bad) return { library: name, error: bad.error }
+    return {
+      library: name,
+      ...pick(
+        cells,
+        cells.map((c) => c.ns)
+      )
+    }
+  })
+}
+
+// The two tables that follow a steady-state table: its CPU time and its GC
+// pauses per operation. `col(n)` names the column of size n, `per` the
+// operation in the CPU table's title ('per task'), `unit` the GC table's
+// ('ns/task'), `digits` the figures' decimals, `gcNotes` the GC table's
+// notes.
+export function printSteadyCpuGc(rows, sizes, { col, per, unit, digits, gcNotes = [] }) {
+  printTable(
+    `  the same, CPU time ${per} (process user+sys, all threads; less sensitive to other processes on the cores)`,
+    rows((cells) => {
+      const v = cells.map((c) => c.cpuNs)
+      return {
+        ...Object.fromEntries(
+          sizes.map((n, i) => [col(n), `${fmt(v[i], digits)} (${pct(cells[i].cpuSpread)})`])
+        ),
+        'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
+      }
+    })
+  )
+  printTable(
+    `  of which main-thread GC pauses, ${unit} (PerformanceObserver "gc", median over rounds)`,
+    rows((cells) => Object.fromEntries(sizes.map((n, i) => [col(n), fmt(cells[i].gcNs, digits)]))),
+    gcNotes
+  )
+}
+
+// A share as a whole percentage (a spread).
+export const pct = (x) => `${(x * 100).toFixed(0)}%`
+
 // A minimal FIFO for the "JS reference" rows of the flatness tables: an array
 // with a head index, compacted when the dead prefix is more than half of it
 // (amortised O(1) shift, unlike Array#shift on a large array).

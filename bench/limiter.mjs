@@ -29,7 +29,10 @@ import {
   childArgs,
   steadyMeter,
   summarizeWindows,
-  combineRounds,
+  steadyRounds,
+  steadyRows,
+  printSteadyCpuGc,
+  pct,
   RefQueue
 } from './harness.mjs'
 
@@ -211,34 +214,15 @@ async function mainChild(name) {
   return out
 }
 
-const pct = (x) => `${(x * 100).toFixed(0)}%`
-
 function main() {
   const res = Object.fromEntries(
     Object.keys(LIBS).map((name) => [name, runChild('./limiter.mjs', ['main', name])])
   )
 
-  // Steady state: rounds x sizes x libraries, one fresh child each; the
-  // library order alternates between rounds.
+  // Steady state: rounds x sizes x libraries, one fresh child each.
   const names = Object.keys(STEADY_LIBS)
-  const raw = Object.fromEntries(
-    names.map((name) => [name, Object.fromEntries(FLAT_SIZES.map((n) => [n, []]))])
-  )
-  for (let round = 0; round < STEADY.rounds; round++) {
-    for (const n of FLAT_SIZES) {
-      for (const name of round % 2 ? [...names].reverse() : names) {
-        const r = runChild('./limiter.mjs', ['steady', name, n])
-        if (!r.error && Math.abs(r.pendingAtEnd - n) > CONCURRENCY)
-          r.error = `queue was ${r.pendingAtEnd}, not ${n}`
-        raw[name][n].push(r)
-      }
-    }
-  }
-  const steady = Object.fromEntries(
-    names.map((name) => [
-      name,
-      Object.fromEntries(FLAT_SIZES.map((n) => [n, combineRounds(raw[name][n])]))
-    ])
+  const steady = steadyRounds('./limiter.mjs', names, FLAT_SIZES, STEADY.rounds, (r, n) =>
+    Math.abs(r.pendingAtEnd - n) > CONCURRENCY ? `queue was ${r.pendingAtEnd}, not ${n}` : ''
   )
 
   const base = res['p-limit'].nsPerTask
@@ -260,14 +244,7 @@ function main() {
     ]
   )
 
-  const cellRows = (pick) =>
-    names.map((name) => {
-      const cells = FLAT_SIZES.map((n) => steady[name][n])
-      const bad = cells.find((c) => c.error)
-      if (bad) return { library: name, error: bad.error }
-      const v = cells.map((c) => c.ns)
-      return { library: name, ...pick(cells, v) }
-    })
+  const cellRows = (pick) => steadyRows(steady, names, FLAT_SIZES, pick)
   printTable(
     `Limiter flatness, steady state: ns/task with N tasks kept pending (concurrency ${CONCURRENCY}; ${STEADY.windows} x ${fmt(STEADY.K)} tasks timed after ${fmt(STEADY.warmup)} warm-up; median of ${STEADY.rounds} rounds, fresh process each)`,
     cellRows((cells, v) => ({
@@ -286,27 +263,15 @@ function main() {
       'JS reference = a minimal JS limiter with an O(1) queue: its growth is what V8 charges for N pending promises, not a queue'
     ]
   )
-  printTable(
-    '  the same, CPU time per task (process user+sys, all threads; less sensitive to other processes on the cores)',
-    cellRows((cells) => {
-      const v = cells.map((c) => c.cpuNs)
-      return {
-        ...Object.fromEntries(
-          FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, `${fmt(v[i], 1)} (${pct(cells[i].cpuSpread)})`])
-        ),
-        'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
-      }
-    })
-  )
-  printTable(
-    '  of which main-thread GC pauses, ns/task (PerformanceObserver "gc", median over rounds)',
-    cellRows((cells) =>
-      Object.fromEntries(FLAT_SIZES.map((n, i) => [`N=${fmt(n)}`, fmt(cells[i].gcNs, 1)]))
-    ),
-    [
+  printSteadyCpuGc(cellRows, FLAT_SIZES, {
+    col: (n) => `N=${fmt(n)}`,
+    per: 'per task',
+    unit: 'ns/task',
+    digits: 1,
+    gcNotes: [
       'tasks pending for N completions outlive the young generation above ~10k, so every library pays promotion and old-generation GC there'
     ]
-  )
+  })
 
   printTable(
     `Limiter flatness, burst (includes GC of N live promises): ns/task for N tasks submitted at once and drained by Promise.all (median of ${SMALL_RUNS.runs} / ${MAIN_RUNS.runs} / ${BIG_RUNS.runs} runs)`,

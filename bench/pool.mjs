@@ -30,7 +30,10 @@ import {
   childArgs,
   steadyMeter,
   summarizeWindows,
-  combineRounds,
+  steadyRounds,
+  steadyRows,
+  printSteadyCpuGc,
+  pct,
   RefQueue
 } from './harness.mjs'
 
@@ -159,34 +162,17 @@ async function child(name) {
   return { serial, concurrent, waiting }
 }
 
-const pct = (x) => `${(x * 100).toFixed(0)}%`
-
 function main() {
   const res = Object.fromEntries(
     Object.keys(LIBS).map((name) => [name, runChild('./pool.mjs', ['main', name])])
   )
 
-  // (c): rounds x W x libraries, one fresh child each; the library order
-  // alternates between rounds.
+  // (c): rounds x W x libraries, one fresh child each.
   const names = Object.keys(STEADY_LIBS)
-  const raw = Object.fromEntries(
-    names.map((name) => [name, Object.fromEntries(WAITERS.map((w) => [w, []]))])
-  )
-  for (let round = 0; round < STEADY.rounds; round++) {
-    for (const w of WAITERS) {
-      for (const name of round % 2 ? [...names].reverse() : names) {
-        const r = runChild('./pool.mjs', ['steady', name, w])
-        if (!r.error && Math.abs(r.pendingAtEnd - (w - MAX)) > MAX)
-          r.error = `${r.pendingAtEnd} acquires were queued, not ${w - MAX}`
-        raw[name][w].push(r)
-      }
-    }
-  }
-  const steady = Object.fromEntries(
-    names.map((name) => [
-      name,
-      Object.fromEntries(WAITERS.map((w) => [w, combineRounds(raw[name][w])]))
-    ])
+  const steady = steadyRounds('./pool.mjs', names, WAITERS, STEADY.rounds, (r, w) =>
+    Math.abs(r.pendingAtEnd - (w - MAX)) > MAX
+      ? `${r.pendingAtEnd} acquires were queued, not ${w - MAX}`
+      : ''
   )
 
   const base = res['generic-pool']
@@ -218,19 +204,7 @@ function main() {
     )
   )
 
-  const cellRows = (pick) =>
-    names.map((name) => {
-      const cells = WAITERS.map((w) => steady[name][w])
-      const bad = cells.find((c) => c.error)
-      if (bad) return { library: name, error: bad.error }
-      return {
-        library: name,
-        ...pick(
-          cells,
-          cells.map((c) => c.ns)
-        )
-      }
-    })
+  const cellRows = (pick) => steadyRows(steady, names, WAITERS, pick)
   const short = (c) => (c.minWindowOps < STEADY.K ? ` [${fmt(c.minWindowOps)}]` : '')
   printTable(
     `Pool (c) flatness, steady state: ns per acquire/release cycle with W clients looping on ${MAX} resources (W - ${MAX} queued; ${STEADY.windows} x ${fmt(STEADY.K)} cycles timed after ${fmt(STEADY.warmup)} warm-up; median of ${STEADY.rounds} rounds, fresh process each)`,
@@ -249,24 +223,12 @@ function main() {
       'JS reference = a minimal JS pool with an O(1) queue: its growth is what V8 charges for W waiting async clients, not a queue'
     ]
   )
-  printTable(
-    '  the same, CPU time per cycle (process user+sys, all threads; less sensitive to other processes on the cores)',
-    cellRows((cells) => {
-      const v = cells.map((c) => c.cpuNs)
-      return {
-        ...Object.fromEntries(
-          WAITERS.map((w, i) => [`W=${fmt(w)}`, `${fmt(v[i])} (${pct(cells[i].cpuSpread)})`])
-        ),
-        'largest/smallest': ratio(Math.max(...v) / Math.min(...v))
-      }
-    })
-  )
-  printTable(
-    '  of which main-thread GC pauses, ns per cycle (PerformanceObserver "gc", median over rounds)',
-    cellRows((cells) =>
-      Object.fromEntries(WAITERS.map((w, i) => [`W=${fmt(w)}`, fmt(cells[i].gcNs)]))
-    )
-  )
+  printSteadyCpuGc(cellRows, WAITERS, {
+    col: (w) => `W=${fmt(w)}`,
+    per: 'per cycle',
+    unit: 'ns per cycle',
+    digits: 0
+  })
 
   printTable(
     `Pool (d) flatness, burst (includes GC of W live promises): ns per cycle while W clients that called acquire() at once drain through ${MAX} resources (median of ${WAITER_RUNS[1000].runs} / ${WAITER_RUNS[10000].runs} / ${WAITER_RUNS[100000].runs} runs)`,

@@ -2,7 +2,7 @@
 // The JS side of the native pool's window (src/napi/pool.c), shared by
 // sluice/generic-pool and sluice/pg-pool: opening a pool with its views on
 // the shared buffer, and reading the events the core leaves there. What an
-// event means is each pool's own (its #pump's switch).
+// event means is each pool's own (its #onEvent's switch).
 const { binding, protocol } = require('./binding.js')
 
 const { poolCtls: CTL, poolCounts: C, poolHeader: H } = protocol

@@ -847,6 +847,25 @@ uint64_t sl_gate_lead(sl_stake_t* s) {
   return leader;
 }
 
+void sl_gate_resign(sl_stake_t* s) {
+  sl_gate_t* g = s->gate;
+  SL__LOCK(g);
+  if (g->leader == s->id)
+    g->leader = 0;
+  SL__UNLOCK(g);
+}
+
+uint64_t sl_gate_epoch(sl_stake_t* s, int bump) {
+  sl_gate_t* g = s->gate;
+  uint64_t e;
+  SL__LOCK(g);
+  if (bump)
+    g->epoch++;
+  e = g->epoch;
+  SL__UNLOCK(g);
+  return e;
+}
+
 uint32_t sl_gate_stakes(sl_stake_t* s, uint64_t* ids, uint32_t max, uint64_t* next_id) {
   sl_gate_t* g = s->gate;
   sl_stake_t* t;

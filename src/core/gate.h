@@ -166,6 +166,7 @@ struct sl_gate_s {
    * leads the gate's outside work, 0 when none (sl_gate_lead). */
   sl_stake_t* stakes;
   uint64_t leader;
+  uint64_t epoch; /* sl_gate_epoch */
 };
 
 /* The waiter slab keeps waiters in fixed chunks so a waiter never moves: a
@@ -336,6 +337,12 @@ int sl_gate_grant_to(sl_stake_t* s, uint64_t stake_id, uint64_t seq, double valu
  * Claims it for `s` when no open stake has it, and returns the leader's id
  * (s->id when `s` leads). A leader's close frees it. */
 uint64_t sl_gate_lead(sl_stake_t* s);
+/* Gives the lead up, if `s` has it. */
+void sl_gate_resign(sl_stake_t* s);
+/* A counter for the stakes of a shared gate to see news by (the lead bumps
+ * it when Redis reaped clients of the process). Returns it, after adding 1
+ * if `bump`. */
+uint64_t sl_gate_epoch(sl_stake_t* s, int bump);
 
 /* Writes the ids of the gate's open stakes, at most `max`, into `ids`, and
  * returns how many are open. *next_id is set to a number above every stake

@@ -18,10 +18,11 @@
  *   ctl(op, a, b, c)
  *       Everything else (protocol.h's SL_GATE_OPS). A fleet gate (the local
  *       side of a Redis gate, lib/redis/gate.js; gate.h "fleet gates") has
- *       four more: GRANT_TO(stakeId, seq, value) grants that waiter of any
- *       thread, LEAD claims the gate's lead when free (true if this handle
- *       leads), STAKES gives [next id, ...ids of the open stakes], and
- *       STAKE_ID this handle's stake id.
+ *       five more: GRANT_TO(stakeId, seq, value) grants that waiter of any
+ *       thread, LEAD(true) claims the gate's lead when free (true if this
+ *       handle leads) and LEAD(false) gives it up, STAKES gives [next id,
+ *       ...ids of the open stakes], STAKE_ID this handle's stake id, and
+ *       EPOCH(bump?) the gate's counter of news (sl_gate_epoch).
  *
  * Promises of granted waiters are resolved inside the JS call that granted
  * them (microtasks run when that call returns to JS), or from a libuv
@@ -601,7 +602,19 @@ static napi_value sl__ctl_fleet(napi_env env, sl_handle_t* h, int64_t op, napi_v
       r = sl_gate_grant_to(&h->stake, (uint64_t) id, (uint64_t) seq, value, &out);
       sl__settle(h->genv, &out);
       return sl_bool(env, r == 0);
-    case SL_OP_LEAD: return sl_bool(env, sl_gate_lead(&h->stake) == h->stake.id);
+    case SL_OP_LEAD: {
+      /* LEAD(false) gives the lead up; LEAD(true) claims it when free. */
+      bool claim = true;
+      napi_valuetype t;
+      SL_CHECK(env, napi_typeof(env, argv[1], &t));
+      if (t == napi_boolean)
+        SL_CHECK(env, napi_get_value_bool(env, argv[1], &claim));
+      if (!claim) {
+        sl_gate_resign(&h->stake);
+        return sl_bool(env, 0);
+      }
+      return sl_bool(env, sl_gate_lead(&h->stake) == h->stake.id);
+    }
     case SL_OP_STAKES: {
       /* Counted first, then read into a buffer with room to spare; stakes
        * opened between the two calls are left to the next STAKES (their
@@ -624,6 +637,15 @@ static napi_value sl__ctl_fleet(napi_env env, sl_handle_t* h, int64_t op, napi_v
       SL_CHECK(env, st);
       SL_CHECK(env, napi_set_element(env, arr, 0, sl_count(env, (int64_t) next)));
       return arr;
+    }
+    case SL_OP_EPOCH: {
+      /* EPOCH(true) bumps it. */
+      bool bump = false;
+      napi_valuetype t;
+      SL_CHECK(env, napi_typeof(env, argv[1], &t));
+      if (t == napi_boolean)
+        SL_CHECK(env, napi_get_value_bool(env, argv[1], &bump));
+      return sl_count(env, (int64_t) sl_gate_epoch(&h->stake, bump));
     }
     default: return sl_count(env, (int64_t) h->stake.id);
   }
@@ -669,7 +691,8 @@ static napi_value sl__ctl_op(napi_env env, sl_handle_t* h, int64_t op, size_t ar
     case SL_OP_GRANT_TO:
     case SL_OP_LEAD:
     case SL_OP_STAKES:
-    case SL_OP_STAKE_ID: return sl__ctl_fleet(env, h, op, argv);
+    case SL_OP_STAKE_ID:
+    case SL_OP_EPOCH: return sl__ctl_fleet(env, h, op, argv);
     default: sl_throw_range(env, "Unknown gate operation"); return NULL;
   }
 }

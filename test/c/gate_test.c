@@ -2732,6 +2732,10 @@ static void test_fleet(void) {
   CHECK(out.head == NULL);
   CHECK_EQ(g.npending, 1);
 
+  /* The epoch: read, bumped, the same for every stake. */
+  CHECK_EQ(sl_gate_epoch(&sa, 0), 0);
+  CHECK_EQ(sl_gate_epoch(&sb, 1), 1);
+  CHECK_EQ(sl_gate_epoch(&sa, 0), 1);
   /* The lead: the first to ask has it; a close frees it for the next. */
   CHECK_EQ(sl_gate_lead(&sb), sb.id);
   CHECK_EQ(sl_gate_lead(&sa), sb.id);
@@ -2749,6 +2753,12 @@ static void test_fleet(void) {
   sl_stake_close(&sb); /* gives back w2's permit, frees the lead */
   CHECK_EQ(sl_gate_lead(&sc), sc.id);
   CHECK_EQ(sl_gate_lead(&sa), sc.id);
+  sl_gate_resign(&sa); /* not the leader: nothing changes */
+  CHECK_EQ(sl_gate_lead(&sa), sc.id);
+  sl_gate_resign(&sc);
+  CHECK_EQ(sl_gate_lead(&sa), sa.id);
+  sl_gate_resign(&sa);
+  CHECK_EQ(sl_gate_lead(&sc), sc.id);
   CHECK_EQ(sl_gate_stakes(&sa, ids, 8, &next), 2);
   sl_stake_close(&sc);
   CHECK_EQ(sl_gate_lead(&sa), sa.id);

@@ -40,7 +40,7 @@ function uniqueName(prefix) {
 function keys(name) {
   const tag = `sluice:{${name}}:`
   return Object.fromEntries(
-    ['meta', 'queue', 'qidx', 'grants', 'held', 'leases'].map((k) => [k, tag + k])
+    ['meta', 'queue', 'qidx', 'grants', 'held', 'leases', 'clients'].map((k) => [k, tag + k])
   )
 }
 

@@ -1,0 +1,179 @@
+'use strict'
+// The process's side of one Redis gate, shared by its threads: one lease and
+// one subscriber per process, whichever thread and object holds or waits.
+//
+// Every thread that opens a Redis gate has one Agent for it (per name and
+// Redis client), with a stake in the gate's fleet gate: the native gate of 0
+// permits (src/core/gate.h "fleet gates") where the waiters of every
+// Semaphore and limiter of that name in the process are queued. One agent
+// at a time leads (sl_gate_lead): while anything in the process holds or
+// waits, it renews the process's lease in Redis every third of a lease,
+// listens for grants on the process's channel and hands each to its waiter,
+// in whatever thread, through the fleet gate (GRANT_TO: the waiter's
+// doorbell, the same path as any grant across threads). A lead that goes
+// away (its thread ended, its objects were closed or collected) frees the
+// lead, and the next agent that ticks takes it over, within a third of a
+// lease, before the lease could lapse.
+//
+// The lead also reaps the process's clients that are gone without close()
+// (a Semaphore collected, a worker terminated): their permits would
+// otherwise stay taken for as long as the process renews its lease.
+const { binding, OP } = require('../binding.js')
+const { listen, unlisten } = require('./client.js')
+
+const PROCESS = binding.processId
+
+// adapter.client -> name -> Agent, for this thread.
+const agents = new WeakMap()
+
+class Agent {
+  constructor(adapter, name, keys, leaseMillis) {
+    this.adapter = adapter
+    this.name = name
+    this.keys = keys
+    this.leaseMillis = leaseMillis
+    const [, , ctl] = binding.gate(0, name, 'fleet')
+    this.ctl = ctl
+    this.id = ctl(OP.STAKE_ID)
+    this.client = `${PROCESS}.${this.id}`
+    this.channel = `sluice:{${name}}:w:${PROCESS}`
+    this.refs = 0
+    this.timer = null
+    this.leading = false
+    this.listening = null
+    this.renewing = false
+    // This thread's open gates of this name: token -> WeakRef (the agent
+    // must not keep a dropped gate alive).
+    this.gates = new Map()
+  }
+
+  static get(adapter, name, keys, leaseMillis) {
+    let byName = agents.get(adapter.client)
+    if (byName === undefined) agents.set(adapter.client, (byName = new Map()))
+    let agent = byName.get(name)
+    if (agent === undefined) byName.set(name, (agent = new Agent(adapter, name, keys, leaseMillis)))
+    // The shortest lease asked for wins: renewing more often never hurts.
+    if (leaseMillis < agent.leaseMillis) agent.leaseMillis = leaseMillis
+    return agent
+  }
+
+  attach(token, gate) {
+    this.refs++
+    this.gates.set(token, new WeakRef(gate))
+  }
+
+  detach(token) {
+    if (!this.gates.delete(token)) return
+    if (--this.refs > 0) return
+    this._stop()
+    const byName = agents.get(this.adapter.client)
+    if (byName !== undefined && byName.get(this.name) === this) byName.delete(this.name)
+  }
+
+  // Something in this thread holds or waits: make sure the process has a
+  // lead (this one, if none). Resolves once this agent listens, if it leads.
+  wake() {
+    if (this.timer === null) {
+      const every = Math.max(10, Math.floor(this.leaseMillis / 3))
+      this.timer = setInterval(() => this._tick(), every)
+      // The agent keeps nothing alive: waiters do, by their own sweep timers.
+      this.timer.unref()
+    }
+    return this._tick()
+  }
+
+  _busy() {
+    return this.ctl(OP.ACTIVE) > 0 || this.ctl(OP.PENDING) > 0
+  }
+
+  async _tick() {
+    if (!this._busy()) {
+      this._stop()
+      return
+    }
+    if (!this.leading) {
+      this.leading = this.ctl(OP.LEAD, true)
+      if (!this.leading) return
+    }
+    if (this.listening === null) {
+      this.listening = listen(
+        this.adapter,
+        this.channel,
+        (message) => this._message(message),
+        () => this._lost()
+      )
+      this.listening.ready.catch(() => {})
+    }
+    this._renew()
+    await this.listening.ready.catch(() => {})
+  }
+
+  // The lease of the process, and the reaping of its gone clients.
+  async _renew() {
+    if (this.renewing) {
+      // The last renewal's reply is still unread (the loop was busy): renew
+      // again as soon as it is in, not a whole interval later, or a busy loop
+      // shorter than the lease could still let it lapse.
+      this.renewAgain = true
+      return
+    }
+    this.renewing = true
+    this.renewAgain = false
+    try {
+      const [below, ...open] = this.ctl(OP.STAKES)
+      await this.adapter.run(this.keys, [
+        'lease',
+        this.client,
+        String(this.leaseMillis),
+        '',
+        '0',
+        '0',
+        '',
+        '',
+        String(below),
+        ...open.map(String)
+      ])
+    } catch {
+      // Redis is away: the next tick tries again; the gates' own calls say
+      // why to their waiters.
+    } finally {
+      this.renewing = false
+      if (this.renewAgain && this.leading) this._renew()
+    }
+  }
+
+  // "<ticket> <token>", "<ticket> !": the waiter is found by its stake and
+  // sequence number in the fleet gate, in any thread. A waiter that is gone
+  // (timed out, aborted) is its own gate's to give back: it cancels its
+  // ticket, which returns a grant it never took.
+  _message(message) {
+    const space = message.lastIndexOf(' ')
+    if (space < 0) return
+    const ticket = message.slice(0, space)
+    const token = message.slice(space + 1)
+    const dot = ticket.lastIndexOf('.')
+    const client = ticket.slice(0, dot)
+    const stake = Number(client.slice(client.lastIndexOf('.') + 1))
+    const seq = Number(ticket.slice(dot + 1))
+    if (!(stake > 0 && seq > 0)) return
+    // -1: refused (the permits were lowered below the request).
+    this.ctl(OP.GRANT_TO, stake, seq, token === '!' ? -1 : Number(token))
+  }
+
+  // The subscriber reconnected: messages may have been lost meanwhile. This
+  // thread's gates sweep now; other threads' gates sweep on their own timers.
+  _lost() {
+    for (const ref of this.gates.values()) ref.deref()?._sweep()
+  }
+
+  _stop() {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    if (this.leading) this.ctl(OP.LEAD, false)
+    this.leading = false
+    if (this.listening !== null) unlisten(this.adapter, this.channel)
+    this.listening = null
+  }
+}
+
+module.exports = { Agent, PROCESS }

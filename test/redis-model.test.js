@@ -17,7 +17,10 @@ const { modelSeeds } = require('./support/model-seeds.js')
 const URL = process.env.SLUICE_REDIS_URL
 const skip = URL ? false : 'no Redis here: SLUICE_REDIS_URL is not set (npm test starts one)'
 const { seeds } = modelSeeds([1, 2, 3])
-const CLIENTS = ['m.1', 'm.2', 'm.3']
+// One client in each of three processes ("<process>.<stake id>"): a lease
+// is a process's.
+const CLIENTS = ['m1.1', 'm2.1', 'm3.1']
+const proc = (client) => client.slice(0, client.indexOf('.'))
 const LEASE = 600000
 
 const opArb = fc.oneof(
@@ -55,6 +58,10 @@ class Model {
     this.queue = [] // { ticket, n, prio, seq }
     this.grants = new Map() // ticket -> { n, token }
     this.leased = new Set()
+    // Clients with anything in the gate since they were last told of a reap
+    // (the script's `clients` hash), and those reaped and not told yet.
+    this.registered = new Set()
+    this.marked = new Set()
     this.seq = 0
     this.granted = [] // tickets in grant order
   }
@@ -76,6 +83,7 @@ class Model {
       this.held.set(client, (this.held.get(client) || 0) + w.n)
       this.grants.set(w.ticket, { n: w.n })
       this.granted.push(w.ticket)
+      this.registered.add(client)
     }
   }
 
@@ -85,6 +93,7 @@ class Model {
     this.queue = this.queue.filter((w) => !w.ticket.startsWith(client + '.'))
     for (const t of [...this.grants.keys()]) if (t.startsWith(client + '.')) this.grants.delete(t)
     this.leased.delete(client)
+    if (this.registered.delete(client)) this.marked.add(client)
   }
 }
 
@@ -126,10 +135,12 @@ for (const kind of KINDS) {
               }
               // A call's prelude reaps expired leases and, for most ops, gives
               // the caller a lease.
+              // It returns whether the caller is told it was reaped (flag 'l').
               const prelude = (client, op) => {
                 for (const cl of [...m.leased]) if (m.expired?.has(cl)) m.reap(cl)
                 m.expired = new Set()
                 if (op !== 'open') m.leased.add(client)
+                return m.marked.delete(client)
               }
               const claimGrants = (client) => {
                 // The client learns of its grants (as from messages) and
@@ -164,6 +175,7 @@ for (const kind of KINDS) {
                     m.dispatch()
                   } else {
                     m.queue.push({ ticket, n: step.n, prio: step.prio, seq: ++m.seq })
+                    m.registered.add(client)
                     m.dispatch()
                     assert.equal(r.status, m.grants.has(ticket) ? 'granted' : 'queued')
                   }
@@ -207,14 +219,13 @@ for (const kind of KINDS) {
                 } else if (step.op === 'expire') {
                   const client = CLIENTS[step.c]
                   if (!m.leased.has(client)) continue
-                  await raw(c, 'ZADD', K.leases, '0', client)
+                  await raw(c, 'ZADD', K.leases, '0', proc(client))
                   m.expired.add(client)
                   const by = CLIENTS[step.by]
-                  const hadLease = m.leased.has(by) && by !== client
                   applyClaims(by)
-                  prelude(by, 'renew')
+                  const told = prelude(by, 'renew')
                   const r = await call(by, 'renew', [])
-                  assert.equal(r.flags.includes('l'), !hadLease)
+                  assert.equal(r.flags.includes('l'), told, `flag l after ${JSON.stringify(step)}`)
                   m.dispatch()
                 } else if (step.op === 'permits') {
                   applyClaims(CLIENTS[0])

@@ -37,6 +37,8 @@ class Agent {
     this.id = ctl(OP.STAKE_ID)
     this.client = `${PROCESS}.${this.id}`
     this.channel = `sluice:{${name}}:w:${PROCESS}`
+    this.epoch = ctl(OP.EPOCH)
+    this.gateEpoch = '' // the gate's epoch in Redis, as the last renewal saw it
     this.refs = 0
     this.timer = null
     this.leading = false
@@ -86,7 +88,16 @@ class Agent {
     return this.ctl(OP.ACTIVE) > 0 || this.ctl(OP.PENDING) > 0
   }
 
+  // The epoch moved (see _renew): each gate here that holds or waits asks.
+  _news() {
+    const epoch = this.ctl(OP.EPOCH)
+    if (epoch === this.epoch) return
+    this.epoch = epoch
+    for (const ref of this.gates.values()) ref.deref()?._checkLease()
+  }
+
   async _tick() {
+    this._news()
     if (!this._busy()) {
       this._stop()
       return
@@ -96,13 +107,19 @@ class Agent {
       if (!this.leading) return
     }
     if (this.listening === null) {
-      this.listening = listen(
-        this.adapter,
-        this.channel,
-        (message) => this._message(message),
-        () => this._lost()
-      )
-      this.listening.ready.catch(() => {})
+      try {
+        this.listening = listen(
+          this.adapter,
+          this.channel,
+          (message) => this._message(message),
+          () => this._lost()
+        )
+      } catch {
+        // No subscriber (duplicate() failed): the gates' sweeps find their
+        // grants, a third of a lease late. The next tick tries again.
+        this._renew()
+        return
+      }
     }
     this._renew()
     await this.listening.ready.catch(() => {})
@@ -121,7 +138,7 @@ class Agent {
     this.renewAgain = false
     try {
       const [below, ...open] = this.ctl(OP.STAKES)
-      await this.adapter.run(this.keys, [
+      const reply = await this.adapter.run(this.keys, [
         'lease',
         this.client,
         String(this.leaseMillis),
@@ -133,6 +150,20 @@ class Agent {
         String(below),
         ...open.map(String)
       ])
+      // News for every gate of the process, in any thread (each agent sees
+      // the fleet gate's epoch move, and its gates that hold or wait ask
+      // Redis with a call of their own):
+      // - clients of the process were reaped with a lapsed lease (it was
+      //   paused or cut off): the call tells each whether it was one;
+      // - Redis lost the gate (a restart without persistence, a failover):
+      //   the call re-creates it and re-registers what the gate holds,
+      //   within the grace period the script gives before granting again.
+      const status = String(reply[0])
+      const epoch = String(reply[6])
+      const lost = status === 'nogate' || (this.gateEpoch !== '' && epoch !== this.gateEpoch)
+      if (status !== 'nogate') this.gateEpoch = epoch
+      if (lost || Number(reply[2]) > 0) this.ctl(OP.EPOCH, true)
+      this._news()
     } catch {
       // Redis is away: the next tick tries again; the gates' own calls say
       // why to their waiters.

@@ -15,7 +15,11 @@ function kind(client) {
   if (typeof client.call === 'function' && typeof client.defineCommand === 'function') {
     return 'ioredis'
   }
-  if (typeof client.sendCommand === 'function' && typeof client.duplicate === 'function') {
+  if (
+    typeof client.sendCommand === 'function' &&
+    typeof client.connect === 'function' &&
+    'isOpen' in client
+  ) {
     return 'node-redis'
   }
   return null
@@ -58,7 +62,10 @@ function adapt(client) {
     loaded = true
     return reply
   }
-  return { kind: k, client, run, raw }
+  // Whether the client is connected now (a command sent now would be
+  // written, not queued for a reconnect).
+  const ready = k === 'ioredis' ? () => client.status === 'ready' : () => client.isReady !== false
+  return { kind: k, client, run, raw, ready }
 }
 
 // The subscriber: one per user client and thread, duplicated from it, made

@@ -195,6 +195,17 @@ class RedisGate extends EventEmitter {
     process.nextTick(() => this.emit('leaseLost', { permits: held, waiting: this.waiters.size }))
   }
 
+  // The lead saw clients of this process reaped with a lapsed lease: if this
+  // is one of them, the call says so (flag 'l') and _call handles it.
+  _checkLease() {
+    if (this.closed || (this.held === 0 && this.waiters.size === 0)) return
+    this.ready
+      .then(() => this._call('state', []))
+      .catch(() => {
+        // Unreachable: the next epoch or call tells.
+      })
+  }
+
   _requeue() {
     for (const w of this.waiters.values()) {
       if (w.sent) this._send(w)
@@ -439,10 +450,11 @@ class RedisGate extends EventEmitter {
   // A timeout while Redis could not be reached says so; otherwise it is the
   // plain TimeoutError (Redis answered: the permits were just not free).
   _timeoutError(w, err) {
-    if (this.lastError !== null) {
+    if (this.lastError !== null || (!w.sent && !this.adapter.ready())) {
+      const why = this.lastError ? this.lastError.message : 'not connected'
       return new RedisUnreachableError(
-        `${err.message}: Redis is unreachable (${this.lastError.message}); the gate ${JSON.stringify(this.name)} could not be asked for permits`,
-        this.lastError
+        `${err.message}: Redis is unreachable (${why}); the gate ${JSON.stringify(this.name)} could not be asked for permits`,
+        this.lastError || undefined
       )
     }
     return err

@@ -14,7 +14,9 @@
 //   KEYS[5] held    HASH client -> permits held; client#r -> last release seq
 //   KEYS[6] leases  ZSET process -> lease expiry (server ms)
 //   KEYS[7] clients HASH client -> 1: the clients with tickets or permits,
-//                   so that a process's clients are found without a scan
+//                   so that a process's clients are found without a scan;
+//                   "x<ms>" once reaped with its process's lease, until the
+//                   client's next call, which is told so (flag 'l')
 //
 // A client id is "<process>.<stake id>" (one per Semaphore or limiter; the
 // stake of its fleet gate, src/core/gate.h), a ticket "<client>.<seq>". One
@@ -31,8 +33,8 @@
 //       (space-separated), 8 permits to create the gate with (or ''),
 //       9.. per op.
 // Reply: { status, a, b, permits, used, pending, epoch, flags } as strings;
-//        flags: 'l' the client's process had no lease when the call ran (it
-//               lapsed and was reaped, or it never had one),
+//        flags: 'l' the client was reaped with its process's lapsed lease
+//               since its last call (what it held and its tickets are gone),
 //               'e' the gate was re-created (Redis lost it).
 const LUA = `
 local meta, queue, qidx, grants, held, leases, clients =
@@ -109,14 +111,15 @@ end
 -- Everything the clients in dead (client -> true) have in the gate goes:
 -- their permits, their waiters, their unclaimed grants. One pass over the
 -- queue and the grants for all of them.
-local function reap(dead)
+-- With mark set, each client is marked reaped, to be told on its next call.
+local function reap(dead, mark)
   local any = false
   for client in pairs(dead) do
     any = true
     local h = tonumber(redis.call('HGET', held, client) or '0')
     used = used - h
     redis.call('HDEL', held, client, client .. '#r')
-    redis.call('HDEL', clients, client)
+    if mark then redis.call('HSET', clients, client, 'x' .. fmt(now)) else redis.call('HDEL', clients, client) end
   end
   if not any then return end
   local items = redis.call('HGETALL', qidx)
@@ -133,13 +136,21 @@ local function reap(dead)
 end
 
 -- The clients of process q (with anything in the gate), as client -> true,
--- those for which keep(client) is false.
+-- those for which keep(client) is false; and how many of q's clients are
+-- marked reaped. Marks nobody came back for in a day (or 100 leases) go.
 local function clientsOf(q, keep)
-  local out, items = {}, redis.call('HKEYS', clients)
-  for _, client in ipairs(items) do
-    if proc(client) == q and not keep(client) then out[client] = true end
+  local out, marked, items = {}, 0, redis.call('HGETALL', clients)
+  local stale = now - math.max(86400000, 100 * leaseMs)
+  for i = 1, #items, 2 do
+    local client, v = items[i], items[i + 1]
+    if string.sub(v, 1, 1) == 'x' then
+      if tonumber(string.sub(v, 2)) < stale then redis.call('HDEL', clients, client)
+      elseif proc(client) == q then marked = marked + 1 end
+    elseif proc(client) == q and not keep(client) then
+      out[client] = true
+    end
   end
-  return out
+  return out, marked
 end
 
 -- Re-created gate: this client puts back what it holds (SET, not add, so a
@@ -162,13 +173,17 @@ end
 local lapsed = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. now)
 local freed = false
 for _, q in ipairs(lapsed) do
-  reap(clientsOf(q, function() return false end))
+  reap(clientsOf(q, function() return false end), true)
   redis.call('ZREM', leases, q)
   freed = true
 end
--- No lease (any more): reaped just now or by an earlier call of anyone, or
--- never had one. The client knows which of these it expected.
-if not redis.call('ZSCORE', leases, p) then flags = flags .. 'l' end
+-- This client was reaped (just now, or by an earlier call of anyone): it is
+-- told once.
+local mark = redis.call('HGET', clients, c)
+if mark and string.sub(mark, 1, 1) == 'x' then
+  flags = flags .. 'l'
+  redis.call('HDEL', clients, c)
+end
 
 -- Claimed grants: the client has them, the records can go.
 if ARGV[7] ~= '' then
@@ -278,14 +293,16 @@ elseif op == 'lease' then
   -- (a Semaphore collected, or a worker thread that ended, without close()).
   local below, open = tonumber(ARGV[9]), {}
   for i = 10, #ARGV do open[ARGV[i]] = true end
-  local dead = clientsOf(p, function(client)
+  local dead, marked = clientsOf(p, function(client)
     local id = string.match(client, '%.(%d+)$')
     return id == nil or tonumber(id) >= below or open[id]
   end)
   local n = 0
   for _ in pairs(dead) do n = n + 1 end
-  reap(dead)
-  a = tostring(n)
+  reap(dead, false)
+  -- a: the clients reaped as gone; b: the clients of the process reaped
+  -- with a lapsed lease and not told yet (the lead tells its process).
+  a, b = tostring(n), tostring(marked)
   freed = n > 0
 elseif op == 'permits' then
   permits = tonumber(ARGV[9])
@@ -304,7 +321,10 @@ elseif op == 'permits' then
   end
   freed = true
 elseif op == 'close' then
-  reap({ [c] = true })
+  reap({ [c] = true }, false)
+  -- The process's last client here: its lease goes too.
+  local rest = clientsOf(p, function() return false end)
+  if next(rest) == nil then redis.call('ZREM', leases, p) end
   freed = true
 end
 

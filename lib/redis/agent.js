@@ -73,15 +73,16 @@ class Agent {
   }
 
   // Something in this thread holds or waits: make sure the process has a
-  // lead (this one, if none). Resolves once this agent listens, if it leads.
+  // lead (this one, if none).
+  // Costs nothing (no Redis command) when the agent ticks already: the lead
+  // renews on its timer only.
   wake() {
-    if (this.timer === null) {
-      const every = Math.max(10, Math.floor(this.leaseMillis / 3))
-      this.timer = setInterval(() => this._tick(), every)
-      // The agent keeps nothing alive: waiters do, by their own sweep timers.
-      this.timer.unref()
-    }
-    return this._tick()
+    if (this.timer !== null) return
+    const every = Math.max(10, Math.floor(this.leaseMillis / 3))
+    this.timer = setInterval(() => this._tick(), every)
+    // The agent keeps nothing alive: waiters do, by their own sweep timers.
+    this.timer.unref()
+    this._tick()
   }
 
   _busy() {
@@ -96,7 +97,7 @@ class Agent {
     for (const ref of this.gates.values()) ref.deref()?._checkLease()
   }
 
-  async _tick() {
+  _tick() {
     this._news()
     if (!this._busy()) {
       this._stop()
@@ -122,7 +123,6 @@ class Agent {
       }
     }
     this._renew()
-    await this.listening.ready.catch(() => {})
   }
 
   // The lease of the process, and the reaping of its gone clients.

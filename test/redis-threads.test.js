@@ -13,21 +13,21 @@ const { spawnSync } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { Semaphore } = require('../lib/index.js')
 const { binding } = require('../lib/binding.js')
-const { KINDS, connect, disconnect, raw, uniqueName, keys } = require('./support/redis.js')
+const {
+  KINDS,
+  connect,
+  disconnect,
+  raw,
+  uniqueName,
+  keys,
+  sleep,
+  until
+} = require('./support/redis.js')
 
 const URL = process.env.SLUICE_REDIS_URL
 const skip = URL ? false : 'no Redis here: SLUICE_REDIS_URL is not set (npm test starts one)'
 const LIB = path.join(__dirname, '..', 'lib', 'index.js')
 const SUPPORT = path.join(__dirname, 'support', 'redis.js')
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-async function until(pred, ms = 5000, what = 'the condition') {
-  const end = Date.now() + ms
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`${what} not reached within ${ms} ms`)
-    await sleep(10)
-  }
-}
 
 // A worker thread with its own client and Semaphore on `name`; it acquires
 // and releases when told, and reports.

@@ -7,20 +7,19 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { Semaphore, pLimit } = require('../lib/index.js')
-const { KINDS, connect, disconnect, raw, uniqueName, keys } = require('./support/redis.js')
+const {
+  KINDS,
+  connect,
+  disconnect,
+  raw,
+  uniqueName,
+  keys,
+  sleep,
+  until
+} = require('./support/redis.js')
 
 const URL = process.env.SLUICE_REDIS_URL
 const skip = URL ? false : 'no Redis here: SLUICE_REDIS_URL is not set (npm test starts one)'
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-async function until(pred, ms = 5000, what = 'the condition') {
-  const end = Date.now() + ms
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`${what} not reached within ${ms} ms`)
-    await sleep(10)
-  }
-}
 
 for (const kind of KINDS) {
   const it = (title, fn) =>

@@ -119,4 +119,15 @@ function child(args) {
   }
 }
 
-module.exports = { KINDS, connect, disconnect, raw, uniqueName, keys, child }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+// Polls `pred` every 10 ms until it holds; throws after `ms`.
+async function until(pred, ms = 5000, what = 'the condition') {
+  const end = Date.now() + ms
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`${what} not reached within ${ms} ms`)
+    await sleep(10)
+  }
+}
+
+module.exports = { KINDS, connect, disconnect, raw, uniqueName, keys, child, sleep, until }

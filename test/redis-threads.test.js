@@ -187,7 +187,10 @@ for (const kind of KINDS) {
         lead.postMessage({ op: 'acquire' })
         await lead.next('granted')
         await until(async () => (await subscribers(c, name)) === 1)
+        // Main first in Redis's queue, then the other worker (FIFO is the
+        // order Redis sees the requests in, whichever thread asks first).
         const main = sem.acquire()
+        await until(async () => Number(await raw(c, 'ZCARD', keys(name).queue)) === 1)
         other.postMessage({ op: 'acquire' })
         await until(async () => Number(await raw(c, 'ZCARD', keys(name).queue)) === 2)
         await lead.terminate()

@@ -534,3 +534,22 @@ test(
     }
   }
 )
+
+test(
+  'a name of 512 characters works whatever its UTF-8 length; 513 is a RangeError',
+  { skip },
+  async () => {
+    const c = await connect('ioredis', URL)
+    const name = '€'.repeat(511) + uniqueName('').slice(-1) // 512 characters, 1,534 bytes
+    const sem = new Semaphore(1, { name, redis: c })
+    try {
+      assert.equal(typeof (await sem.acquire()), 'number')
+      assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 1)
+      sem.release()
+      assert.throws(() => new Semaphore(1, { name: name + 'x', redis: c }), RangeError)
+    } finally {
+      await sem.close()
+      await disconnect(c)
+    }
+  }
+)

@@ -18,6 +18,7 @@
 // The lead also reaps the process's clients that are gone without close()
 // (a Semaphore collected, a worker terminated): their permits would
 // otherwise stay taken for as long as the process renews its lease.
+const crypto = require('node:crypto')
 const { binding, OP } = require('../binding.js')
 const { listen, unlisten } = require('./client.js')
 
@@ -26,13 +27,20 @@ const PROCESS = binding.processId
 // adapter.client -> name -> Agent, for this thread.
 const agents = new WeakMap()
 
+// A stake in the process's fleet gate for the Redis gate `name`. The native
+// registry takes names of up to 1023 bytes, a Redis gate's may be 512
+// characters of up to 4 bytes each: the fleet gate is named by its hash.
+function fleetGate(name) {
+  return binding.gate(0, crypto.createHash('sha256').update(name).digest('hex'), 'fleet')
+}
+
 class Agent {
   constructor(adapter, name, keys, leaseMillis) {
     this.adapter = adapter
     this.name = name
     this.keys = keys
     this.leaseMillis = leaseMillis
-    const [, , ctl] = binding.gate(0, name, 'fleet')
+    const [, , ctl] = fleetGate(name)
     this.ctl = ctl
     this.id = ctl(OP.STAKE_ID)
     this.client = `${PROCESS}.${this.id}`
@@ -207,4 +215,4 @@ class Agent {
   }
 }
 
-module.exports = { Agent, PROCESS }
+module.exports = { Agent, PROCESS, fleetGate }

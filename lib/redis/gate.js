@@ -20,10 +20,10 @@
 // queue, or, if it was granted meanwhile, its permits given back, once.
 const { EventEmitter } = require('node:events')
 const { TimeoutError } = require('../errors.js')
-const { binding, scratch, OP } = require('../binding.js')
+const { scratch, OP } = require('../binding.js')
 const { adapt, isReplyError } = require('./client.js')
 const { RedisUnreachableError } = require('./errors.js')
-const { Agent, PROCESS } = require('./agent.js')
+const { Agent, PROCESS, fleetGate } = require('./agent.js')
 
 const SWEEP_BATCH = 256
 
@@ -47,7 +47,7 @@ class RedisGate extends EventEmitter {
     this.keys = ['meta', 'queue', 'qidx', 'grants', 'held', 'leases', 'clients'].map((k) => tag + k)
     // This object's stake in the process's fleet gate: its waiters queue
     // there, and its id names this client in Redis.
-    const [take, release, ctl] = binding.gate(0, name, 'fleet')
+    const [take, release, ctl] = fleetGate(name)
     this.take = take
     this.nrelease = release
     this.ctl = ctl

@@ -40,6 +40,32 @@ for (const kind of KINDS) {
       }
     })
 
+  it('objects of one process with different leases: the shorter lease does not lapse between renewals', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('mixed-lease')
+    // The long lease's agent renews every 2 s; the short lease must be kept
+    // alive anyway (before the fix its own calls cut the process's lease to
+    // 600 ms, and the next renewal found it lapsed).
+    const long = sem(2, { name, leaseMillis: 6000 })
+    let lost = 0
+    long.on('leaseLost', () => lost++)
+    await long.acquire()
+    // Made while the agent already renews at the long lease's pace.
+    const short = sem(undefined, { name, leaseMillis: 600 })
+    short.on('leaseLost', () => lost++)
+    await short.acquire()
+    await sleep(2500)
+    await long.refresh()
+    await short.refresh()
+    assert.equal(lost, 0, 'no lease lost')
+    assert.equal(long.held + short.held, 2)
+    assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 2)
+    long.release()
+    short.release()
+  })
+
   it('acquire resolves with increasing fencing tokens; counts come from Redis', async ({
     c,
     sem

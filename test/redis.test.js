@@ -210,6 +210,40 @@ for (const kind of KINDS) {
     b.release(2)
   })
 
+  it('a close() whose call to Redis is lost still gives the permits back while the process renews its lease', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('lostclose')
+    const a = sem(2, { name, leaseMillis: 600 })
+    // b keeps the process busy, so its lease is renewed and never lapses:
+    // only a close that reaches Redis frees what a held.
+    const b = sem(undefined, { name, leaseMillis: 600 })
+    await a.acquire()
+    await b.acquire()
+    const key = kind === 'ioredis' ? 'call' : 'sendCommand'
+    const orig = c[key]
+    let closes = 0
+    c[key] = function (...args) {
+      if (args.flat().includes('close') && ++closes === 1) {
+        return Promise.reject(new Error('connection lost (test)'))
+      }
+      return orig.apply(this, args)
+    }
+    try {
+      await a.close()
+      await until(
+        async () => Number(await raw(c, 'HGET', keys(name).meta, 'used')) === 1,
+        5000,
+        "a's permit back in Redis"
+      )
+    } finally {
+      c[key] = orig
+    }
+    assert.equal(b.held, 1)
+    b.release()
+  })
+
   it('close() releases what it holds and rejects its waiters; others go on', async ({ c, sem }) => {
     const name = uniqueName('close')
     const a = sem(2, { name })

@@ -72,6 +72,7 @@ function worker(kind, name, lease) {
   w.on('error', (err) => {
     for (const x of waits) x.reject(err)
   })
+  w.events = events
   w.next = (ev, ms = 10000) =>
     new Promise((resolve, reject) => {
       const seen = events.findIndex((e) => e.ev === ev)
@@ -129,6 +130,42 @@ for (const kind of KINDS) {
         await until(async () => Number(await raw(c, 'HGET', keys(name).meta, 'used')) === 0)
       } finally {
         await Promise.all(workers.map((w) => w.terminate()))
+        await sem.close()
+        await disconnect(c)
+      }
+    }
+  )
+
+  test(
+    `${kind}: a thread with a shorter lease than the lead's does not cut the process's lease`,
+    { skip, timeout: 60000 },
+    async () => {
+      const c = await connect(kind, URL)
+      const name = uniqueName('threads-lease')
+      // The main thread leads with a 6 s lease (renewed every 2 s); the
+      // worker's calls ask for 600 ms. Before the fix, each of them set the
+      // process's lease to 600 ms, and the lead's next renewal found it lapsed.
+      const sem = new Semaphore(2, { name, redis: c, leaseMillis: 6000 })
+      const w = worker(kind, name, 600)
+      let lost = 0
+      sem.on('leaseLost', () => lost++)
+      try {
+        await sem.ready
+        await w.next('ready')
+        await sem.acquire()
+        w.postMessage({ op: 'acquire' })
+        await w.next('granted')
+        await sleep(2500)
+        await sem.refresh()
+        assert.equal(lost, 0, 'the lead lost no lease')
+        assert.equal(sem.held, 1)
+        assert.ok(!w.events.some((e) => e.ev === 'leaseLost'), 'the worker lost no lease')
+        assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 2)
+        sem.release()
+        w.postMessage({ op: 'release' })
+        await w.next('released')
+      } finally {
+        await w.terminate()
         await sem.close()
         await disconnect(c)
       }

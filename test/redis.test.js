@@ -39,6 +39,32 @@ for (const kind of KINDS) {
       }
     })
 
+  it('objects of one process with different leases: the shorter lease does not lapse between renewals', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('mixed-lease')
+    // The long lease's agent renews every 2 s; the short lease must be kept
+    // alive anyway (before the fix its own calls cut the process's lease to
+    // 600 ms, and the next renewal found it lapsed).
+    const long = sem(2, { name, leaseMillis: 6000 })
+    let lost = 0
+    long.on('leaseLost', () => lost++)
+    await long.acquire()
+    // Made while the agent already renews at the long lease's pace.
+    const short = sem(undefined, { name, leaseMillis: 600 })
+    short.on('leaseLost', () => lost++)
+    await short.acquire()
+    await sleep(2500)
+    await long.refresh()
+    await short.refresh()
+    assert.equal(lost, 0, 'no lease lost')
+    assert.equal(long.held + short.held, 2)
+    assert.equal(Number(await raw(c, 'HGET', keys(name).meta, 'used')), 2)
+    long.release()
+    short.release()
+  })
+
   it('acquire resolves with increasing fencing tokens; counts come from Redis', async ({
     c,
     sem
@@ -181,6 +207,40 @@ for (const kind of KINDS) {
     a.release()
     await waiting
     b.release(2)
+  })
+
+  it('a close() whose call to Redis is lost still gives the permits back while the process renews its lease', async ({
+    c,
+    sem
+  }) => {
+    const name = uniqueName('lostclose')
+    const a = sem(2, { name, leaseMillis: 600 })
+    // b keeps the process busy, so its lease is renewed and never lapses:
+    // only a close that reaches Redis frees what a held.
+    const b = sem(undefined, { name, leaseMillis: 600 })
+    await a.acquire()
+    await b.acquire()
+    const key = kind === 'ioredis' ? 'call' : 'sendCommand'
+    const orig = c[key]
+    let closes = 0
+    c[key] = function (...args) {
+      if (args.flat().includes('close') && ++closes === 1) {
+        return Promise.reject(new Error('connection lost (test)'))
+      }
+      return orig.apply(this, args)
+    }
+    try {
+      await a.close()
+      await until(
+        async () => Number(await raw(c, 'HGET', keys(name).meta, 'used')) === 1,
+        5000,
+        "a's permit back in Redis"
+      )
+    } finally {
+      c[key] = orig
+    }
+    assert.equal(b.held, 1)
+    b.release()
   })
 
   it('close() releases what it holds and rejects its waiters; others go on', async ({ c, sem }) => {

@@ -63,7 +63,16 @@ class Agent {
     let agent = byName.get(name)
     if (agent === undefined) byName.set(name, (agent = new Agent(adapter, name, keys, leaseMillis)))
     // The shortest lease asked for wins: renewing more often never hurts.
-    if (leaseMillis < agent.leaseMillis) agent.leaseMillis = leaseMillis
+    // A running timer is set again at the new pace, or the shorter lease
+    // would lapse between two renewals at the old one.
+    if (leaseMillis < agent.leaseMillis) {
+      agent.leaseMillis = leaseMillis
+      if (agent.timer !== null) {
+        clearInterval(agent.timer)
+        agent.timer = null
+        agent.wake()
+      }
+    }
     return agent
   }
 

@@ -388,6 +388,24 @@ class RedisGate extends EventEmitter {
     if (w.cancelled) this._cancelInRedis(w)
   }
 
+  // close()'s script, sent until Redis answers it. Giving up is not safe:
+  // while anything else in the process holds or waits, the process's lease
+  // is renewed and this client is not reaped (its stake stays open as long
+  // as this object lives), so what it held would stay taken in Redis.
+  // close() itself does not wait for this past its own bound; the retries
+  // keep nothing alive (their sleeps are unref'd).
+  async _closeInRedis() {
+    for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+      try {
+        await this._bounded('close', [])
+        return
+      } catch (err) {
+        if (!transient(err)) return
+        await sleep(delay)
+      }
+    }
+  }
+
   async _cancelInRedis(w) {
     // close() withdraws every ticket of this client in one go.
     if (this.closed) return
@@ -541,9 +559,9 @@ class RedisGate extends EventEmitter {
       })
       try {
         const closed = this.ready
-          .then(() => this._call('close', []))
+          .then(() => this._closeInRedis())
           .catch(() => {
-            // Unreachable or refused: the lease lapses and Redis reaps it.
+            // The gate was never opened: nothing of this client is in Redis.
           })
         await Promise.race([giveUp, closed])
       } catch {

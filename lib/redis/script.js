@@ -52,6 +52,14 @@ local function proc(client) return string.match(client, '^([^.]*)') end
 -- "sluice:{name}:meta" -> "sluice:{name}:w:<process>"
 local function channel(client) return string.sub(meta, 1, -5) .. 'w:' .. proc(client) end
 local p = proc(c)
+-- The process's lease runs to now + leaseMs, or later if it already does:
+-- threads and objects of one process may ask for different leases, and the
+-- lead renews at its own pace; a shorter lease asked for by any of them must
+-- not cut the lease the lead keeps alive.
+local function extend()
+  local cur = tonumber(redis.call('ZSCORE', leases, p) or '0')
+  if now + leaseMs > cur then redis.call('ZADD', leases, now + leaseMs, p) end
+end
 
 -- The gate: create it when missing (a new gate, or one Redis lost). Its
 -- counters are read once here and written once at the end.
@@ -166,7 +174,7 @@ if knownEpoch ~= '' and knownEpoch ~= epoch then
   end
   if rs and rs ~= '' then redis.call('HSET', held, c .. '#r', rs) end
   if mine > 0 then redis.call('HSET', clients, c, 1) end
-  if mine > 0 or op ~= 'open' then redis.call('ZADD', leases, now + leaseMs, p) end
+  if mine > 0 or op ~= 'open' then extend() end
 end
 
 -- Lapsed leases (of processes), this client's own included.
@@ -194,9 +202,7 @@ if ARGV[7] ~= '' then
   if #mine > 0 then redis.call('HDEL', grants, unpack(mine)) end
 end
 
-if op ~= 'open' and op ~= 'close' and op ~= 'state' then
-  redis.call('ZADD', leases, now + leaseMs, p)
-end
+if op ~= 'open' and op ~= 'close' and op ~= 'state' then extend() end
 
 local status, a, b = 'ok', '', ''
 

@@ -598,17 +598,27 @@ static napi_value sl__ctl_fleet(napi_env env, sl_handle_t* h, int64_t op, napi_v
           sl_arg_integer(env, argv[2], "seq", 1, ((int64_t) 1 << 53) - 1, &seq) != 0 ||
           sl_arg_number(env, argv[3], "value", &value) != 0)
         return NULL;
+      /* A fencing token, or -1 for a refusal: never NaN or infinite. */
+      if (!isfinite(value)) {
+        sl_throw_range(env, "Expected `value` to be a finite number");
+        return NULL;
+      }
       sl_wlist_init(&out);
       r = sl_gate_grant_to(&h->stake, (uint64_t) id, (uint64_t) seq, value, &out);
       sl__settle(h->genv, &out);
       return sl_bool(env, r == 0);
     case SL_OP_LEAD: {
-      /* LEAD(false) gives the lead up; LEAD(true) claims it when free. */
+      /* LEAD(false) gives the lead up; LEAD(true) (or LEAD()) claims it
+       * when free. */
       bool claim = true;
       napi_valuetype t;
       SL_CHECK(env, napi_typeof(env, argv[1], &t));
       if (t == napi_boolean)
         SL_CHECK(env, napi_get_value_bool(env, argv[1], &claim));
+      else if (t != napi_undefined) {
+        sl_throw_type(env, "Expected `claim` to be a boolean");
+        return NULL;
+      }
       if (!claim) {
         sl_gate_resign(&h->stake);
         return sl_bool(env, 0);
@@ -639,12 +649,16 @@ static napi_value sl__ctl_fleet(napi_env env, sl_handle_t* h, int64_t op, napi_v
       return arr;
     }
     case SL_OP_EPOCH: {
-      /* EPOCH(true) bumps it. */
+      /* EPOCH(true) bumps it; EPOCH() or EPOCH(false) reads it. */
       bool bump = false;
       napi_valuetype t;
       SL_CHECK(env, napi_typeof(env, argv[1], &t));
       if (t == napi_boolean)
         SL_CHECK(env, napi_get_value_bool(env, argv[1], &bump));
+      else if (t != napi_undefined) {
+        sl_throw_type(env, "Expected `bump` to be a boolean");
+        return NULL;
+      }
       return sl_count(env, (int64_t) sl_gate_epoch(&h->stake, bump));
     }
     default: return sl_count(env, (int64_t) h->stake.id);
@@ -658,6 +672,13 @@ static napi_value sl__ctl_op(napi_env env, sl_handle_t* h, int64_t op, size_t ar
   int64_t n;
 
   sl_wlist_init(&out);
+  /* A fleet gate's permits stay 0: its grants are Redis's (GRANT_TO), and
+   * the gate is shared by every Redis gate of its name in the process, so
+   * permits set here would be granted locally, past the fleet's limit. */
+  if (h->fleet && (op == SL_OP_SET_PERMITS || op == SL_OP_TRY_TAKE)) {
+    sl_throw_type(env, "A fleet gate has no permits of its own (its grants come from Redis)");
+    return NULL;
+  }
   switch (op) {
     case SL_OP_ACTIVE:
     case SL_OP_PENDING:

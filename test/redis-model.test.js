@@ -17,7 +17,10 @@ const { modelSeeds } = require('./support/model-seeds.js')
 const URL = process.env.SLUICE_REDIS_URL
 const skip = URL ? false : 'no Redis here: SLUICE_REDIS_URL is not set (npm test starts one)'
 const { seeds } = modelSeeds([1, 2, 3])
-const CLIENTS = ['m.1', 'm.2', 'm.3']
+// Clients "<process>.<stake id>": two in process m1, one in m2 and m3. A
+// lease is a process's.
+const CLIENTS = ['m1.1', 'm1.2', 'm2.1', 'm3.1']
+const proc = (client) => client.slice(0, client.indexOf('.'))
 const LEASE = 600000
 
 const opArb = fc.oneof(
@@ -25,7 +28,7 @@ const opArb = fc.oneof(
     weight: 5,
     arbitrary: fc.record({
       op: fc.constant('acquire'),
-      c: fc.nat(2),
+      c: fc.nat(3),
       n: fc.integer({ min: 1, max: 4 }),
       prio: fc.integer({ min: -1, max: 1 })
     })
@@ -35,16 +38,19 @@ const opArb = fc.oneof(
     weight: 4,
     arbitrary: fc.record({
       op: fc.constant('release'),
-      c: fc.nat(2),
+      c: fc.nat(3),
       n: fc.integer({ min: 1, max: 4 })
     })
   },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('expire'), c: fc.nat(2), by: fc.nat(2) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('expire'), c: fc.nat(3), by: fc.nat(3) }) },
   {
     weight: 1,
     arbitrary: fc.record({ op: fc.constant('permits'), p: fc.integer({ min: 1, max: 6 }) })
   },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('renew'), c: fc.nat(2) }) }
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('renew'), c: fc.nat(3) }) },
+  // A client's object is gone (collected, its thread ended): the lead of its
+  // process (the other client of m1) reaps it with the 'lease' op.
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('gone'), c: fc.nat(1) }) }
 )
 
 class Model {
@@ -54,7 +60,11 @@ class Model {
     this.held = new Map() // client -> n
     this.queue = [] // { ticket, n, prio, seq }
     this.grants = new Map() // ticket -> { n, token }
-    this.leased = new Set()
+    this.leased = new Set() // processes
+    // Clients with anything in the gate since they were last told of a reap
+    // (the script's `clients` hash), and those reaped and not told yet.
+    this.registered = new Set()
+    this.marked = new Set()
     this.seq = 0
     this.granted = [] // tickets in grant order
   }
@@ -76,15 +86,17 @@ class Model {
       this.held.set(client, (this.held.get(client) || 0) + w.n)
       this.grants.set(w.ticket, { n: w.n })
       this.granted.push(w.ticket)
+      this.registered.add(client)
     }
   }
 
-  reap(client) {
+  reap(client, mark = true) {
     this.used -= this.held.get(client) || 0
     this.held.delete(client)
     this.queue = this.queue.filter((w) => !w.ticket.startsWith(client + '.'))
     for (const t of [...this.grants.keys()]) if (t.startsWith(client + '.')) this.grants.delete(t)
-    this.leased.delete(client)
+    if (mark && this.registered.delete(client)) this.marked.add(client)
+    this.registered.delete(client)
   }
 }
 
@@ -126,10 +138,16 @@ for (const kind of KINDS) {
               }
               // A call's prelude reaps expired leases and, for most ops, gives
               // the caller a lease.
+              // It returns whether the caller is told it was reaped (flag 'l').
               const prelude = (client, op) => {
-                for (const cl of [...m.leased]) if (m.expired?.has(cl)) m.reap(cl)
+                for (const q of [...m.leased]) {
+                  if (!m.expired?.has(q)) continue
+                  m.leased.delete(q)
+                  for (const cl of CLIENTS) if (proc(cl) === q) m.reap(cl)
+                }
                 m.expired = new Set()
-                if (op !== 'open') m.leased.add(client)
+                if (op !== 'open') m.leased.add(proc(client))
+                return m.marked.delete(client)
               }
               const claimGrants = (client) => {
                 // The client learns of its grants (as from messages) and
@@ -164,6 +182,7 @@ for (const kind of KINDS) {
                     m.dispatch()
                   } else {
                     m.queue.push({ ticket, n: step.n, prio: step.prio, seq: ++m.seq })
+                    m.registered.add(client)
                     m.dispatch()
                     assert.equal(r.status, m.grants.has(ticket) ? 'granted' : 'queued')
                   }
@@ -206,15 +225,14 @@ for (const kind of KINDS) {
                   m.dispatch()
                 } else if (step.op === 'expire') {
                   const client = CLIENTS[step.c]
-                  if (!m.leased.has(client)) continue
-                  await raw(c, 'ZADD', K.leases, '0', client)
-                  m.expired.add(client)
+                  if (!m.leased.has(proc(client))) continue
+                  await raw(c, 'ZADD', K.leases, '0', proc(client))
+                  m.expired.add(proc(client))
                   const by = CLIENTS[step.by]
-                  const hadLease = m.leased.has(by) && by !== client
                   applyClaims(by)
-                  prelude(by, 'renew')
+                  const told = prelude(by, 'renew')
                   const r = await call(by, 'renew', [])
-                  assert.equal(r.flags.includes('l'), !hadLease)
+                  assert.equal(r.flags.includes('l'), told, `flag l after ${JSON.stringify(step)}`)
                   m.dispatch()
                 } else if (step.op === 'permits') {
                   applyClaims(CLIENTS[0])
@@ -222,6 +240,17 @@ for (const kind of KINDS) {
                   await call(CLIENTS[0], 'permits', [String(step.p)], String(step.p))
                   m.permits = step.p
                   m.queue = m.queue.filter((w) => w.n <= step.p)
+                  m.dispatch()
+                } else if (step.op === 'gone') {
+                  const gone = CLIENTS[step.c]
+                  const lead = CLIENTS[1 - step.c]
+                  applyClaims(lead)
+                  prelude(lead, 'lease')
+                  const r = await call(lead, 'lease', ['1000', lead.split('.')[1]])
+                  const had = m.registered.has(gone)
+                  m.reap(gone, false)
+                  state.get(gone).claims = []
+                  assert.equal(r.a, had ? '1' : '0', `reaped after ${JSON.stringify(step)}`)
                   m.dispatch()
                 } else if (step.op === 'renew') {
                   const client = CLIENTS[step.c]

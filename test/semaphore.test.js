@@ -1207,6 +1207,76 @@ test('the raw binding answers garbage with TypeError/RangeError and never crashe
   assert.deepEqual(lines, ['threw true', 'gates true, waiters 0, handles 0', 'ok'])
 })
 
+test('raw binding: fleet gates answer garbage with TypeError/RangeError, keep 0 permits, and grant only by GRANT_TO', () => {
+  const r = runChild(`
+    const assert = require('node:assert/strict')
+    const { binding, scratch, OP } = require(${JSON.stringify(BINDING)})
+    const JUNK = ['x', '', {}, [], null, true, NaN, -1, 0.5, 1.5, 2 ** 53, 1e300, Infinity,
+      -Infinity, Symbol('s'), 1n, () => 1]
+    const mustThrow = (label, fn) => {
+      try { fn() } catch (e) {
+        if (e instanceof TypeError || e instanceof RangeError) return
+        console.error(label + ': ' + (e && e.constructor && e.constructor.name) + ': ' + (e && e.message))
+        process.exit(2)
+      }
+      console.error(label + ': did not throw')
+      process.exit(3)
+    }
+    mustThrow('gate(1, name, fleet)', () => binding.gate(1, 'f', 'fleet'))
+    mustThrow('gate(0, undefined, fleet)', () => binding.gate(0, undefined, 'fleet'))
+    mustThrow('gate(0, "", fleet)', () => binding.gate(0, '', 'fleet'))
+    mustThrow('gate(0, name, "fleets")', () => binding.gate(0, 'f', 'fleets'))
+    mustThrow('gate(0, name, "flee")', () => binding.gate(0, 'f', 'flee'))
+    const [take, release, ctl] = binding.gate(0, 'f', 'fleet')
+    const [, , other] = binding.gate(1)
+    for (const op of [OP.GRANT_TO, OP.LEAD, OP.STAKES, OP.STAKE_ID, OP.EPOCH]) {
+      mustThrow('not a fleet gate: ' + op, () => other(op, 1, 1, 1))
+    }
+    for (const v of JUNK) {
+      if (!(typeof v === 'number' && Number.isInteger(v) && v >= 1 && v < 2 ** 53)) {
+        mustThrow('grantTo stakeId ' + String(v), () => ctl(OP.GRANT_TO, v, 1, 1))
+        mustThrow('grantTo seq ' + String(v), () => ctl(OP.GRANT_TO, 1, v, 1))
+      }
+      if (!(typeof v === 'number' && Number.isFinite(v))) {
+        mustThrow('grantTo value ' + String(v), () => ctl(OP.GRANT_TO, 1, 1, v))
+      }
+      if (typeof v !== 'boolean') {
+        mustThrow('lead ' + String(v), () => ctl(OP.LEAD, v))
+        mustThrow('epoch ' + String(v), () => ctl(OP.EPOCH, v))
+      }
+    }
+    // Its permits are Redis's: none can be set or taken here.
+    mustThrow('set permits', () => ctl(OP.SET_PERMITS, 5))
+    mustThrow('try take', () => ctl(OP.TRY_TAKE, 1))
+    mustThrow('release more than held', () => release(1))
+    assert.equal(ctl(OP.PERMITS), 0)
+    // A waiter queues, and is granted by its stake and sequence number only.
+    const id = ctl(OP.STAKE_ID)
+    let got
+    const p = take(undefined, 2, 0, 0).then((v) => (got = v))
+    const seq = scratch[1]
+    assert.equal(ctl(OP.PENDING), 1)
+    assert.equal(ctl(OP.GRANT_TO, id + 1, seq, 7), false)
+    assert.equal(ctl(OP.GRANT_TO, id, seq + 1, 7), false)
+    assert.equal(ctl(OP.GRANT_TO, id, seq, 7), true)
+    assert.equal(ctl(OP.GRANT_TO, id, seq, 8), false)
+    p.then(() => {
+      assert.equal(got, 7)
+      assert.equal(ctl(OP.ACTIVE), 2)
+      release(2)
+      assert.equal(ctl(OP.ACTIVE), 0)
+      const e = ctl(OP.EPOCH)
+      assert.equal(ctl(OP.EPOCH, true), e + 1)
+      assert.equal(ctl(OP.LEAD, true), true)
+      assert.equal(ctl(OP.LEAD, false), false)
+      console.log('ok')
+    })
+  `)
+  assert.equal(r.signal, null, r.stderr)
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout.trim(), 'ok', r.stdout + r.stderr)
+})
+
 test('raw binding: a timeout still rejects when TimeoutError cannot be built; release(n, undefined) grants without limit', () => {
   const { spawnSync } = require('node:child_process')
   const r = spawnSync(

@@ -2,7 +2,7 @@
 // The user's Redis client, ioredis or node-redis (v4 and later), recognised
 // by its shape. sluice speaks to it through three things only: a raw command
 // (ioredis `call`, node-redis `sendCommand`), `duplicate()` for the one
-// subscriber per client and process, and its events for reconnects.
+// subscriber per client and thread, and its events for reconnects.
 const crypto = require('node:crypto')
 const { LUA } = require('./script.js')
 
@@ -15,7 +15,11 @@ function kind(client) {
   if (typeof client.call === 'function' && typeof client.defineCommand === 'function') {
     return 'ioredis'
   }
-  if (typeof client.sendCommand === 'function' && typeof client.duplicate === 'function') {
+  if (
+    typeof client.sendCommand === 'function' &&
+    typeof client.connect === 'function' &&
+    'isOpen' in client
+  ) {
     return 'node-redis'
   }
   return null
@@ -58,19 +62,34 @@ function adapt(client) {
     loaded = true
     return reply
   }
-  return { kind: k, client, run, raw }
+  // Whether the client is connected now (a command sent now would be
+  // written, not queued for a reconnect).
+  const ready = k === 'ioredis' ? () => client.status === 'ready' : () => client.isReady !== false
+  return { kind: k, client, run, raw, ready }
 }
 
-// The subscriber: one per user client and process, duplicated from it, on
-// the channel "sluice:w:<process>". Gates register by client id.
+// The subscriber: one per user client and thread, duplicated from it, made
+// when the first channel is listened to and closed with the last. A channel
+// is "sluice:{name}:w:<process>", listened to by the agent that leads that
+// gate in the process (./agent.js), so a process has one subscriber for a
+// gate, whichever of its threads leads it.
 const subscribers = new Map()
 
-function subscriber(adapter, channel, onMessage, onReconnect) {
+function listen(adapter, channel, onMessage, onReconnect) {
   let s = subscribers.get(adapter.client)
-  if (s !== undefined) {
-    s.refs++
-    return s
-  }
+  if (s === undefined) s = subscribe(adapter)
+  const entry = { onMessage, onReconnect, ready: null }
+  s.channels.set(channel, entry)
+  entry.ready = s.connected.then(() => {
+    if (s.channels.get(channel) !== entry) return
+    if (adapter.kind === 'ioredis') return s.sub.subscribe(channel)
+    return s.sub.subscribe(channel, (message) => s.deliver(channel, message))
+  })
+  entry.ready.catch(() => {})
+  return entry
+}
+
+function subscribe(adapter) {
   const client = adapter.client
   const sub = client.duplicate()
   if (sub === null || typeof sub !== 'object' || typeof sub.on !== 'function') {
@@ -78,19 +97,21 @@ function subscriber(adapter, channel, onMessage, onReconnect) {
       'Expected `options.redis` to be an ioredis or node-redis client: its duplicate() returned no client'
     )
   }
-  s = { sub, refs: 1, ready: null, gates: new Map() }
+  const s = { sub, channels: new Map(), connected: null, deliver: null }
   subscribers.set(client, s)
-  const deliver = (message) => onMessage(s, String(message))
+  s.deliver = (channel, message) => {
+    const entry = s.channels.get(String(channel))
+    if (entry !== undefined) entry.onMessage(String(message))
+  }
   let first = true
-  const onReady = () => {
+  sub.on('ready', () => {
     if (first) {
       first = false
       return
     }
-    // Messages published while it was away are lost: every gate sweeps.
-    onReconnect(s)
-  }
-  sub.on('ready', onReady)
+    // Messages published while it was away are lost: the gates sweep.
+    for (const entry of s.channels.values()) entry.onReconnect()
+  })
   // The subscriber must not keep the process alive by itself: a process that
   // quits its own client, with nothing waiting, exits. (A gate with waiters
   // keeps it alive with its sweep timer.)
@@ -105,22 +126,24 @@ function subscriber(adapter, channel, onMessage, onReconnect) {
   // handled by the client. Without a listener they would crash the process.
   sub.on('error', () => {})
   if (adapter.kind === 'ioredis') {
-    sub.on('message', (ch, message) => {
-      if (ch === channel) deliver(message)
-    })
-    s.ready = sub.subscribe(channel)
+    sub.on('message', (channel, message) => s.deliver(channel, message))
+    s.connected = Promise.resolve()
   } else {
-    s.ready = Promise.resolve(sub.isOpen ? undefined : sub.connect()).then(() =>
-      sub.subscribe(channel, deliver)
-    )
+    s.connected = Promise.resolve(sub.isOpen ? undefined : sub.connect())
   }
-  s.ready.catch(() => {})
+  s.connected.catch(() => {})
   return s
 }
 
-function unsubscribe(adapter) {
+function unlisten(adapter, channel) {
   const s = subscribers.get(adapter.client)
-  if (s === undefined || --s.refs > 0) return
+  if (s === undefined || !s.channels.delete(channel)) return
+  if (s.channels.size > 0) {
+    Promise.resolve()
+      .then(() => s.sub.unsubscribe(channel))
+      .catch(() => {})
+    return
+  }
   subscribers.delete(adapter.client)
   try {
     if (adapter.kind === 'ioredis') s.sub.disconnect()
@@ -133,4 +156,4 @@ function unsubscribe(adapter) {
   }
 }
 
-module.exports = { adapt, kind, isReplyError, subscriber, unsubscribe, SHA }
+module.exports = { adapt, kind, isReplyError, listen, unlisten, SHA }

@@ -1,56 +1,42 @@
 'use strict'
 // A gate whose permits live in Redis: one limit for a fleet of processes.
 // The state is in Redis and changes only through the Lua script
-// (./script.js); this object keeps the process's side: its waiters (promises,
-// timers, signals), what it holds, its lease timer, and the grants that
-// arrive over pub/sub.
+// (./script.js); this object keeps its side: what it holds, its tickets,
+// and its waiters, which are queued in the process's fleet gate (native,
+// src/core/gate.h), so that timeouts, aborts, teardown and grants from
+// another thread are the native gate's, as for any Semaphore.
 //
-// A waiter's life: acquire() makes a ticket "<client>.<k>" and runs the
-// script's acquire, which queues it in Redis (or grants it at once). A grant
-// to a queued ticket comes as a message on the process's channel, or, if the
-// message was lost, from the next sweep (the lease renewal asks after the
-// oldest waiting tickets). A granted ticket's record stays in Redis until
-// the client "claims" it in its next script call (piggybacked, no command of
-// its own), so a retried acquire finds its grant instead of taking another.
-// A waiter that times out or is aborted is cancelled in Redis: removed from
-// the queue, or, if it was granted meanwhile, its permits given back, once.
-const crypto = require('node:crypto')
+// A waiter's life: acquire() queues a native waiter (0 permits: it waits)
+// and makes its ticket "<client>.<seq>" (client: "<process>.<stake id>"),
+// then runs the script's acquire, which queues the ticket in Redis or
+// grants it at once. A grant to a queued ticket comes as a message on the
+// process's channel, to whichever thread leads the gate in the process
+// (./agent.js), which grants the native waiter by its stake and seq; or, if
+// the message was lost, from this object's next sweep. A granted ticket's
+// record stays in Redis until this client "claims" it in its next script
+// call (piggybacked, no command of its own), so a retried acquire finds its
+// grant instead of taking another. A waiter that times out or is aborted
+// (the native gate settles it) is cancelled in Redis: removed from the
+// queue, or, if it was granted meanwhile, its permits given back, once.
 const { EventEmitter } = require('node:events')
 const { TimeoutError } = require('../errors.js')
-const { adapt, isReplyError, subscriber, unsubscribe } = require('./client.js')
+const { scratch, OP } = require('../binding.js')
+const { adapt, isReplyError } = require('./client.js')
 const { RedisUnreachableError } = require('./errors.js')
+const { Agent, PROCESS, fleetGate } = require('./agent.js')
 
-const PROCESS = crypto.randomBytes(6).toString('hex')
-const CHANNEL = `sluice:w:${PROCESS}`
-let clients = 0
 const SWEEP_BATCH = 256
+
+// Why a native waiter was cancelled by this object, when not an error the
+// caller sees: a tryAcquire that found no room, a clearQueue() that drops.
+const BUSY = Symbol('busy')
+const DROP = Symbol('drop')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref())
 
-// setTimeout fires after 1 ms for a delay above 2^31-1 ms; a timeout may be
-// up to 2^32-1 ms, so a longer one is armed in steps.
-const MAX_DELAY = 0x7fffffff
-function longTimeout(fn, ms) {
-  const h = { t: null }
-  const arm = (left) => {
-    h.t = left > MAX_DELAY ? setTimeout(arm, MAX_DELAY, left - MAX_DELAY) : setTimeout(fn, left)
-  }
-  arm(ms)
-  return h
-}
-
-function onMessage(s, message) {
-  const space = message.lastIndexOf(' ')
-  if (space < 0) return
-  const ticket = message.slice(0, space)
-  const client = ticket.slice(0, ticket.lastIndexOf('.'))
-  const gate = s.gates.get(client)
-  if (gate !== undefined) gate._message(ticket, message.slice(space + 1))
-}
-
-function onReconnect(s) {
-  for (const gate of s.gates.values()) gate._sweep()
-}
+// An object collected without close(): its agent lets go of it (the lead
+// reaps its client in Redis, ./agent.js).
+const dropped = new FinalizationRegistry(({ agent, token }) => agent.detach(token))
 
 class RedisGate extends EventEmitter {
   constructor(redis, name, permits, leaseMillis) {
@@ -58,8 +44,15 @@ class RedisGate extends EventEmitter {
     this.adapter = adapt(redis)
     this.name = name
     const tag = `sluice:{${name}}:`
-    this.keys = ['meta', 'queue', 'qidx', 'grants', 'held', 'leases'].map((k) => tag + k)
-    this.client = `${PROCESS}.${++clients}`
+    this.keys = ['meta', 'queue', 'qidx', 'grants', 'held', 'leases', 'clients'].map((k) => tag + k)
+    // This object's stake in the process's fleet gate: its waiters queue
+    // there, and its id names this client in Redis.
+    const [take, release, ctl] = fleetGate(name)
+    this.take = take
+    this.nrelease = release
+    this.ctl = ctl
+    this.stake = ctl(OP.STAKE_ID)
+    this.client = `${PROCESS}.${this.stake}`
     this.leaseMillis = leaseMillis
     this.createPermits = permits
     // What Redis said last (a round trip stale at most).
@@ -82,14 +75,17 @@ class RedisGate extends EventEmitter {
     this.timer = null
     this.sweeping = false
     this.sweepAgain = false
-    this.sub = subscriber(this.adapter, CHANNEL, onMessage, onReconnect)
-    this.sub.gates.set(this.client, this)
+    this.agent = Agent.get(this.adapter, name, this.keys, leaseMillis)
+    // What the agent knows this object by: not the object itself, which it
+    // must not keep alive.
+    this.token = {}
+    this.agent.attach(this.token, this)
+    dropped.register(this, { agent: this.agent, token: this.token }, this.token)
     this.ready = this._open()
     this.ready.catch(() => {})
   }
 
   async _open() {
-    await this.sub.ready
     const p = this.createPermits
     for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
       if (this.closed) return
@@ -187,14 +183,27 @@ class RedisGate extends EventEmitter {
 
   // Our lease lapsed and Redis reaped it: what we held went to others and our
   // tickets left the queue. Those permits are gone (their release is a
-  // no-op); our waiters queue again, at the back.
+  // no-op, and the fleet gate gets them back now); our waiters queue again,
+  // at the back.
   _leaseLost() {
     const held = this.held
     if (held === 0 && this.waiters.size === 0) return
     this.lost += held
     this.held = 0
+    if (held > 0) this.nrelease(held)
     this._requeue()
     process.nextTick(() => this.emit('leaseLost', { permits: held, waiting: this.waiters.size }))
+  }
+
+  // The lead saw clients of this process reaped with a lapsed lease: if this
+  // is one of them, the call says so (flag 'l') and _call handles it.
+  _checkLease() {
+    if (this.closed || (this.held === 0 && this.waiters.size === 0)) return
+    this.ready
+      .then(() => this._call('state', []))
+      .catch(() => {
+        // Unreachable: the next epoch or call tells.
+      })
   }
 
   _requeue() {
@@ -203,52 +212,34 @@ class RedisGate extends EventEmitter {
     }
   }
 
+  // The sweep timer runs while this object has waiters: it asks Redis after
+  // their tickets, in case a grant message was lost. It keeps the process
+  // alive (a process elsewhere may release to them). The lease is the
+  // agent's (./agent.js): held permits alone need no timer here.
   _ensureTimer() {
     if (this.timer !== null || this.closed) return
     const every = Math.max(10, Math.floor(this.leaseMillis / 3))
     this.timer = setInterval(() => this._sweep(), every)
-    this._keepAlive()
-  }
-
-  // Waiters keep the process alive (a process elsewhere may release to
-  // them); held permits alone do not.
-  _keepAlive() {
-    if (this.timer === null) return
-    if (this.waiters.size > 0) this.timer.ref()
-    else this.timer.unref()
   }
 
   _idleCheck() {
-    if (
-      this.timer !== null &&
-      this.held === 0 &&
-      this.waiters.size === 0 &&
-      this.releasing === 0 &&
-      !this.releaseBusy
-    ) {
+    if (this.timer !== null && this.waiters.size === 0) {
       clearInterval(this.timer)
       this.timer = null
     }
   }
 
-  // The lease renewal, which is also the safety sweep: it asks after the
-  // oldest waiting tickets, in case a grant message was lost.
+  // The safety sweep: the state of the oldest waiting tickets.
   async _sweep() {
     if (this.closed) return
     if (this.sweeping) {
-      // The last renewal's reply is still unread (the loop was busy): renew
-      // again as soon as it is in, not a whole interval later, or a busy loop
-      // shorter than the lease could still let it lapse.
       this.sweepAgain = true
       return
     }
     this.sweeping = true
     this.sweepAgain = false
     try {
-      if (this.held === 0 && this.waiters.size === 0 && this.claims.length === 0) {
-        this._idleCheck()
-        return
-      }
+      if (this.waiters.size === 0) return
       const tickets = []
       for (const w of this.waiters.values()) {
         if (w.sent) tickets.push(w.ticket)
@@ -272,11 +263,22 @@ class RedisGate extends EventEmitter {
     }
   }
 
-  _message(ticket, token) {
-    const w = this.waiters.get(ticket)
-    if (w === undefined) return
-    if (token === '!') {
-      this._settle(w)
+  // Redis granted w's ticket (the reply to our own acquire or sweep): the
+  // native waiter is granted, and settles in _granted. If it is not queued
+  // any more, it was either granted already (by the lead's message) or
+  // cancelled, and its cancel gives the grant back in Redis.
+  _grant(w, token) {
+    this.ctl(OP.GRANT_TO, this.stake, w.seq, Number(token))
+  }
+
+  // The native waiter was granted (by _grant, or by the lead's message in
+  // any thread): `token` is the fencing token, -1 for a refusal.
+  _granted(w, token) {
+    this._settle(w)
+    if (token === -1) {
+      // Refused: the permits were lowered below the request. The native
+      // grant that carried the news is given back at once.
+      this.nrelease(w.n)
       w.reject(
         new RangeError(
           `The request for ${w.n} permits can never be granted: the gate now has ${this.permits}`
@@ -284,24 +286,38 @@ class RedisGate extends EventEmitter {
       )
       return
     }
-    this._grant(w, token)
-  }
-
-  _grant(w, token) {
-    if (!this.waiters.has(w.ticket)) return
-    this._settle(w)
+    if (this.closed) {
+      // Granted while close() was under way: close gives it back in Redis.
+      this.nrelease(w.n)
+      w.reject(closedError(this.name))
+      return
+    }
     this.held += w.n
     this.claims.push(w.ticket)
-    const t = Number(token)
-    if (t > this.maxToken) this.maxToken = t
-    this._ensureTimer()
-    w.resolve(t)
+    if (token > this.maxToken) this.maxToken = token
+    this.agent.wake()
+    w.resolve(token)
+  }
+
+  // The native waiter was rejected: by its timeout, or by a cancel of ours
+  // (w.reason says which).
+  _rejected(w, err) {
+    this._settle(w)
+    const reason = w.reason
+    if (reason === BUSY) w.resolve(false)
+    else if (reason === DROP) {
+      // cleared: the caller's promise stays pending, as p-limit's.
+    } else if (reason !== undefined) w.reject(reason)
+    else w.reject(err instanceof TimeoutError ? this._timeoutError(w, err) : err)
+    if (w.inRedis) {
+      w.cancelled = true
+      // After the acquire is answered, so that the cancel reaches Redis after it.
+      if (!w.sending) this._cancelInRedis(w)
+    }
   }
 
   _settle(w) {
     this.waiters.delete(w.ticket)
-    if (this.waiters.size === 0) this._keepAlive()
-    if (w.timer !== undefined) clearTimeout(w.timer.t)
     if (w.signal !== undefined) {
       try {
         w.signal.removeEventListener('abort', w.onAbort)
@@ -309,6 +325,21 @@ class RedisGate extends EventEmitter {
         // The permits stand whatever the signal does.
       }
     }
+    this._idleCheck()
+  }
+
+  // Cancels the native waiter with `reason`; false if it is not queued any
+  // more (granted or rejected meanwhile: that settles it instead).
+  _cancel(w, reason, inRedis = true) {
+    if (!this.waiters.has(w.ticket) || w.reason !== undefined) return false
+    w.reason = reason
+    w.inRedis = inRedis
+    if (this.ctl(OP.CANCEL, w.index, w.seq, reason === BUSY || reason === DROP ? null : reason)) {
+      return true
+    }
+    w.reason = undefined
+    w.inRedis = true
+    return false
   }
 
   // Sends (or resends) a waiter's acquire until Redis answers or the waiter
@@ -328,10 +359,7 @@ class RedisGate extends EventEmitter {
           r = await this._bounded('acquire', [w.ticket, String(w.n), String(w.priority), w.try])
         } catch (err) {
           if (!transient(err)) {
-            if (this.waiters.has(w.ticket)) {
-              this._settle(w)
-              w.reject(err)
-            }
+            this._cancel(w, err, false)
             break
           }
           await sleep(delay)
@@ -339,29 +367,43 @@ class RedisGate extends EventEmitter {
         }
         w.sent = true
         if (r.status === 'granted') this._grant(w, r.b)
-        else if (r.status === 'busy') {
-          this._settle(w)
-          w.resolve(false)
-        } else if (r.status === 'toolarge') {
-          this._settle(w)
-          w.reject(
+        else if (r.status === 'busy') this._cancel(w, BUSY, false)
+        else if (r.status === 'toolarge') {
+          this._cancel(
+            w,
             new RangeError(
               `Cannot acquire ${w.n} permits: the gate ${JSON.stringify(this.name)} has ${r.a}`
-            )
+            ),
+            false
           )
         }
         if (!w.resend) break
       }
     } catch (err) {
       // this.ready failed (the gate could not be opened).
-      if (this.waiters.has(w.ticket)) {
-        this._settle(w)
-        w.reject(err)
-      }
+      this._cancel(w, err, false)
     } finally {
       w.sending = false
     }
     if (w.cancelled) this._cancelInRedis(w)
+  }
+
+  // close()'s script, sent until Redis answers it. Giving up is not safe:
+  // while anything else in the process holds or waits, the process's lease
+  // is renewed and this client is not reaped (its stake stays open as long
+  // as this object lives), so what it held would stay taken in Redis.
+  // close() itself does not wait for this past its own bound; the retries
+  // keep nothing alive (their sleeps are unref'd).
+  async _closeInRedis() {
+    for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+      try {
+        await this._bounded('close', [])
+        return
+      } catch (err) {
+        if (!transient(err)) return
+        await sleep(delay)
+      }
+    }
   }
 
   async _cancelInRedis(w) {
@@ -376,64 +418,64 @@ class RedisGate extends EventEmitter {
         await sleep(delay)
       }
     }
-    this._idleCheck()
-  }
-
-  _cancel(w, reason) {
-    if (!this.waiters.has(w.ticket)) return
-    this._settle(w)
-    w.cancelled = true
-    w.reject(reason)
-    // After the acquire is answered, so that the cancel reaches Redis after it.
-    if (!w.sending) this._cancelInRedis(w)
   }
 
   acquire(n, priority, timeout, signal, tryOnly) {
     if (this.closed) return Promise.reject(closedError(this.name))
-    const ticket = `${this.client}.${++this.seq}`
+    // The native waiter: the fleet gate has 0 permits, so it always queues;
+    // its timeout is a libuv timer (on time after a busy loop).
+    const go = this.take(undefined, n, priority, tryOnly ? 0 : timeout)
+    const index = scratch[0]
+    const seq = scratch[1]
     let resolve, reject
     const promise = new Promise((res, rej) => {
       resolve = res
       reject = rej
     })
     const w = {
-      ticket,
+      ticket: `${this.client}.${seq}`,
       n,
       priority,
+      index,
+      seq,
       try: tryOnly ? '1' : '0',
       resolve,
       reject,
-      timer: undefined,
       signal,
       onAbort: undefined,
+      reason: undefined,
+      inRedis: true,
       sent: false,
       sending: false,
       resend: false,
       cancelled: false
     }
-    this.waiters.set(ticket, w)
-    if (timeout > 0) {
-      w.timer = longTimeout(() => this._cancel(w, this._timeoutError(w, timeout)), timeout)
-    }
+    this.waiters.set(w.ticket, w)
+    go.then(
+      (token) => this._granted(w, token),
+      (err) => this._rejected(w, err)
+    )
     if (signal !== undefined) {
       w.onAbort = () => this._cancel(w, signal.reason)
       signal.addEventListener('abort', w.onAbort, { once: true })
     }
     this._ensureTimer()
-    this._keepAlive()
+    this.agent.wake()
     this._send(w)
     return promise
   }
 
-  _timeoutError(w, timeout) {
-    if (!w.sent || this.lastError !== null) {
-      const why = this.lastError ? this.lastError.message : 'no reply'
+  // A timeout while Redis could not be reached says so; otherwise it is the
+  // plain TimeoutError (Redis answered: the permits were just not free).
+  _timeoutError(w, err) {
+    if (this.lastError !== null || (!w.sent && !this.adapter.ready())) {
+      const why = this.lastError ? this.lastError.message : 'not connected'
       return new RedisUnreachableError(
-        `Timed out after ${timeout} ms: Redis is unreachable (${why}); the gate ${JSON.stringify(this.name)} could not be asked for permits`,
+        `${err.message}: Redis is unreachable (${why}); the gate ${JSON.stringify(this.name)} could not be asked for permits`,
         this.lastError || undefined
       )
     }
-    return new TimeoutError(`Timed out after ${timeout} ms waiting for ${w.n} permits`)
+    return err
   }
 
   // Local bookkeeping first (synchronous, so a double release is caught
@@ -452,6 +494,7 @@ class RedisGate extends EventEmitter {
     n -= fromLost
     if (n === 0) return
     this.held -= n
+    this.nrelease(n)
     this.releasing += n
     if (!this.releaseBusy) this._flushReleases()
   }
@@ -476,7 +519,6 @@ class RedisGate extends EventEmitter {
       }
     } finally {
       this.releaseBusy = false
-      this._idleCheck()
     }
   }
 
@@ -493,27 +535,18 @@ class RedisGate extends EventEmitter {
 
   // Local waiters only; with `reason` they are rejected, else dropped.
   clear(reason) {
-    const dropped = []
+    let n = 0
     for (const w of [...this.waiters.values()]) {
-      if (reason !== undefined) this._cancel(w, reason)
-      else {
-        this._settle(w)
-        w.cancelled = true
-        if (!w.sending) this._cancelInRedis(w)
-      }
-      dropped.push(w)
+      if (this._cancel(w, reason === undefined ? DROP : reason)) n++
     }
-    return dropped.length
+    return n
   }
 
   async close() {
     if (this.closed) return this.closing
-    this.closed = true
     const error = closedError(this.name)
-    for (const w of [...this.waiters.values()]) {
-      this._settle(w)
-      w.reject(error)
-    }
+    for (const w of [...this.waiters.values()]) this._cancel(w, error, false)
+    this.closed = true
     if (this.timer !== null) clearInterval(this.timer)
     this.timer = null
     this.closing = (async () => {
@@ -526,9 +559,9 @@ class RedisGate extends EventEmitter {
       })
       try {
         const closed = this.ready
-          .then(() => this._call('close', []))
+          .then(() => this._closeInRedis())
           .catch(() => {
-            // Unreachable or refused: the lease lapses and Redis reaps it.
+            // The gate was never opened: nothing of this client is in Redis.
           })
         await Promise.race([giveUp, closed])
       } catch {
@@ -536,10 +569,11 @@ class RedisGate extends EventEmitter {
       } finally {
         clearTimeout(timer)
       }
+      if (this.held > 0) this.nrelease(this.held)
       this.held = 0
       this.lost = 0
-      this.sub.gates.delete(this.client)
-      unsubscribe(this.adapter)
+      dropped.unregister(this.token)
+      this.agent.detach(this.token)
     })()
     return this.closing
   }

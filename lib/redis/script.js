@@ -12,10 +12,16 @@
 //   KEYS[4] grants  HASH ticket -> "<n> <token>": granted, not yet claimed
 //                   by its client (a retried acquire finds its grant here)
 //   KEYS[5] held    HASH client -> permits held; client#r -> last release seq
-//   KEYS[6] leases  ZSET client -> lease expiry (server ms)
+//   KEYS[6] leases  ZSET process -> lease expiry (server ms)
+//   KEYS[7] clients HASH client -> 1: the clients with tickets or permits,
+//                   so that a process's clients are found without a scan;
+//                   "x<ms>" once reaped with its process's lease, until the
+//                   client's next call, which is told so (flag 'l')
 //
-// A client id is "<process>.<k>", a ticket "<client>.<k>". A grant to a
-// waiter is PUBLISHed on "sluice:w:<process>" as "<ticket> <token>" (or
+// A client id is "<process>.<stake id>" (one per Semaphore or limiter; the
+// stake of its fleet gate, src/core/gate.h), a ticket "<client>.<seq>". One
+// lease per process: every thread of it shares it. A grant to a waiter is
+// PUBLISHed on "sluice:{name}:w:<process>" as "<ticket> <token>" (or
 // "<ticket> !" when lowering permits made the request impossible).
 //
 // ARGV: 1 op, 2 client, 3 leaseMillis, 4 epoch the client knows (or ''),
@@ -27,11 +33,12 @@
 //       (space-separated), 8 permits to create the gate with (or ''),
 //       9.. per op.
 // Reply: { status, a, b, permits, used, pending, epoch, flags } as strings;
-//        flags: 'l' the client had no lease when the call ran (it lapsed
-//               and was reaped, or it never had one),
+//        flags: 'l' the client was reaped with its process's lapsed lease
+//               since its last call (what it held and its tickets are gone),
 //               'e' the gate was re-created (Redis lost it).
 const LUA = `
-local meta, queue, qidx, grants, held, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local meta, queue, qidx, grants, held, leases, clients =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local op, c = ARGV[1], ARGV[2]
 local leaseMs = tonumber(ARGV[3])
 local knownEpoch = ARGV[4]
@@ -41,7 +48,18 @@ local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local flags = ''
 local function fmt(x) return string.format('%.0f', x) end
 local function owner(ticket) return string.match(ticket, '^(.*)%.[^.]*$') end
-local function channel(client) return 'sluice:w:' .. string.match(client, '^([^.]*)') end
+local function proc(client) return string.match(client, '^([^.]*)') end
+-- "sluice:{name}:meta" -> "sluice:{name}:w:<process>"
+local function channel(client) return string.sub(meta, 1, -5) .. 'w:' .. proc(client) end
+local p = proc(c)
+-- The process's lease runs to now + leaseMs, or later if it already does:
+-- threads and objects of one process may ask for different leases, and the
+-- lead renews at its own pace; a shorter lease asked for by any of them must
+-- not cut the lease the lead keeps alive.
+local function extend()
+  local cur = tonumber(redis.call('ZSCORE', leases, p) or '0')
+  if now + leaseMs > cur then redis.call('ZADD', leases, now + leaseMs, p) end
+end
 
 -- The gate: create it when missing (a new gate, or one Redis lost). Its
 -- counters are read once here and written once at the end.
@@ -73,6 +91,7 @@ local function take(ticket, n)
   local client = owner(ticket)
   used = used + n
   redis.call('HINCRBY', held, client, n)
+  redis.call('HSET', clients, client, 1)
   token = token + 1
   redis.call('HSET', grants, ticket, n .. ' ' .. fmt(token))
   return client
@@ -97,25 +116,49 @@ local function dispatch(skip)
   end
 end
 
--- Everything a client has in the gate goes: its permits, its waiters, its
--- unclaimed grants, its lease.
-local function reap(client)
-  local h = tonumber(redis.call('HGET', held, client) or '0')
-  used = used - h
-  redis.call('HDEL', held, client, client .. '#r')
-  local prefix = client .. '.'
+-- Everything the clients in dead (client -> true) have in the gate goes:
+-- their permits, their waiters, their unclaimed grants. One pass over the
+-- queue and the grants for all of them.
+-- With mark set, each client is marked reaped, to be told on its next call.
+local function reap(dead, mark)
+  local any = false
+  for client in pairs(dead) do
+    any = true
+    local h = tonumber(redis.call('HGET', held, client) or '0')
+    used = used - h
+    redis.call('HDEL', held, client, client .. '#r')
+    if mark then redis.call('HSET', clients, client, 'x' .. fmt(now)) else redis.call('HDEL', clients, client) end
+  end
+  if not any then return end
   local items = redis.call('HGETALL', qidx)
   for i = 1, #items, 2 do
-    if string.sub(items[i], 1, #prefix) == prefix then
+    if dead[owner(items[i])] then
       redis.call('ZREM', queue, items[i + 1])
       redis.call('HDEL', qidx, items[i])
     end
   end
   items = redis.call('HGETALL', grants)
   for i = 1, #items, 2 do
-    if string.sub(items[i], 1, #prefix) == prefix then redis.call('HDEL', grants, items[i]) end
+    if dead[owner(items[i])] then redis.call('HDEL', grants, items[i]) end
   end
-  redis.call('ZREM', leases, client)
+end
+
+-- The clients of process q (with anything in the gate), as client -> true,
+-- those for which keep(client) is false; and how many of q's clients are
+-- marked reaped. Marks nobody came back for in a day (or 100 leases) go.
+local function clientsOf(q, keep)
+  local out, marked, items = {}, 0, redis.call('HGETALL', clients)
+  local stale = now - math.max(86400000, 100 * leaseMs)
+  for i = 1, #items, 2 do
+    local client, v = items[i], items[i + 1]
+    if string.sub(v, 1, 1) == 'x' then
+      if tonumber(string.sub(v, 2)) < stale then redis.call('HDEL', clients, client)
+      elseif proc(client) == q then marked = marked + 1 end
+    elseif proc(client) == q and not keep(client) then
+      out[client] = true
+    end
+  end
+  return out, marked
 end
 
 -- Re-created gate: this client puts back what it holds (SET, not add, so a
@@ -130,19 +173,25 @@ if knownEpoch ~= '' and knownEpoch ~= epoch then
     if mine > 0 then redis.call('HSET', held, c, mine) else redis.call('HDEL', held, c) end
   end
   if rs and rs ~= '' then redis.call('HSET', held, c .. '#r', rs) end
-  if mine > 0 or op ~= 'open' then redis.call('ZADD', leases, now + leaseMs, c) end
+  if mine > 0 then redis.call('HSET', clients, c, 1) end
+  if mine > 0 or op ~= 'open' then extend() end
 end
 
--- Lapsed leases, this client's own included.
-local dead = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. now)
+-- Lapsed leases (of processes), this client's own included.
+local lapsed = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. now)
 local freed = false
-for _, client in ipairs(dead) do
-  reap(client)
+for _, q in ipairs(lapsed) do
+  reap(clientsOf(q, function() return false end), true)
+  redis.call('ZREM', leases, q)
   freed = true
 end
--- No lease (any more): reaped just now or by an earlier call of anyone, or
--- never had one. The client knows which of these it expected.
-if not redis.call('ZSCORE', leases, c) then flags = flags .. 'l' end
+-- This client was reaped (just now, or by an earlier call of anyone): it is
+-- told once.
+local mark = redis.call('HGET', clients, c)
+if mark and string.sub(mark, 1, 1) == 'x' then
+  flags = flags .. 'l'
+  redis.call('HDEL', clients, c)
+end
 
 -- Claimed grants: the client has them, the records can go.
 if ARGV[7] ~= '' then
@@ -153,9 +202,7 @@ if ARGV[7] ~= '' then
   if #mine > 0 then redis.call('HDEL', grants, unpack(mine)) end
 end
 
-if op ~= 'open' and op ~= 'close' and op ~= 'state' then
-  redis.call('ZADD', leases, now + leaseMs, c)
-end
+if op ~= 'open' and op ~= 'close' and op ~= 'state' then extend() end
 
 local status, a, b = 'ok', '', ''
 
@@ -183,6 +230,7 @@ elseif op == 'acquire' then
     local member = string.format('%016.0f', seq) .. ' ' .. n .. ' ' .. ticket
     redis.call('ZADD', queue, -prio, member)
     redis.call('HSET', qidx, ticket, member)
+    redis.call('HSET', clients, c, 1)
     local before = token
     dispatch(ticket)
     freed = false
@@ -244,6 +292,24 @@ elseif op == 'renew' then
   end
   a = table.concat(out, ',')
   freed = true
+elseif op == 'lease' then
+  -- The lead of a process renews its lease (above), and reaps the clients of
+  -- its process that are gone: a client id below ARGV[9] (every stake opened
+  -- since has a higher id) that is not among the open stakes, ARGV[10..]
+  -- (a Semaphore collected, or a worker thread that ended, without close()).
+  local below, open = tonumber(ARGV[9]), {}
+  for i = 10, #ARGV do open[ARGV[i]] = true end
+  local dead, marked = clientsOf(p, function(client)
+    local id = string.match(client, '%.(%d+)$')
+    return id == nil or tonumber(id) >= below or open[id]
+  end)
+  local n = 0
+  for _ in pairs(dead) do n = n + 1 end
+  reap(dead, false)
+  -- a: the clients reaped as gone; b: the clients of the process reaped
+  -- with a lapsed lease and not told yet (the lead tells its process).
+  a, b = tostring(n), tostring(marked)
+  freed = n > 0
 elseif op == 'permits' then
   permits = tonumber(ARGV[9])
   redis.call('HSET', meta, 'permits', ARGV[9])
@@ -261,7 +327,10 @@ elseif op == 'permits' then
   end
   freed = true
 elseif op == 'close' then
-  reap(c)
+  reap({ [c] = true }, false)
+  -- The process's last client here: its lease goes too.
+  local rest = clientsOf(p, function() return false end)
+  if next(rest) == nil then redis.call('ZREM', leases, p) end
   freed = true
 end
 

@@ -553,14 +553,24 @@ static void sl__unlock_ring(sl_gate_t* g, sl_ring_t* ring) {
 
 /* -------------------------------------------------------------- stakes --- */
 
+/* Stake ids: one counter for the process, atomic (stakes of different
+ * gates take ids concurrently); it only grows, so ids are never reused. */
+static uint64_t sl__stake_ids;
+
 int sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx) {
   sl_party_t* p;
   memset(s, 0, sizeof(*s));
   s->gate = g;
   s->ctx = ctx;
-  if (!g->shared)
+  if (!g->shared) {
+    s->id = __atomic_add_fetch(&sl__stake_ids, 1, __ATOMIC_RELAXED);
     return 0;
+  }
   uv_mutex_lock(&g->lock);
+  /* Under the gate lock, with the link below: sl_gate_stakes, under the
+   * same lock, sees every stake of this gate whose id is below the counter
+   * it reads. */
+  s->id = __atomic_add_fetch(&sl__stake_ids, 1, __ATOMIC_RELAXED);
   for (p = g->parties; p != NULL && p->ctx != ctx; p = p->next)
     ;
   if (p == NULL) {
@@ -575,6 +585,10 @@ int sl_stake_open(sl_stake_t* s, sl_gate_t* g, sl_ctx_t* ctx) {
   }
   p->nstakes++;
   s->party = p;
+  s->snext = g->stakes;
+  if (g->stakes != NULL)
+    g->stakes->sprev = s;
+  g->stakes = s;
   uv_mutex_unlock(&g->lock);
   return 0;
 }
@@ -601,6 +615,17 @@ void sl_stake_close(sl_stake_t* s) {
     sl_free(p);
   }
   s->party = NULL;
+  if (g->shared) {
+    if (s->sprev != NULL)
+      s->sprev->snext = s->snext;
+    else
+      g->stakes = s->snext;
+    if (s->snext != NULL)
+      s->snext->sprev = s->sprev;
+    s->snext = s->sprev = NULL;
+    if (g->leader == s->id)
+      g->leader = 0;
+  }
   sl__dispatch_locked(g, 0, NULL, &none, &ring);
   sl__unlock_ring(g, &ring);
 }
@@ -779,6 +804,86 @@ int sl_gate_cancel(sl_waiter_t* w, sl_wlist_t* out) {
   sl__dispatch_locked(g, 0, s->ctx, out, &ring);
   sl__unlock_ring(g, &ring);
   return 0;
+}
+
+/* ---------------------------------------------------------- fleet gates --- */
+
+int sl_gate_grant_to(sl_stake_t* s, uint64_t stake_id, uint64_t seq, double value,
+                     sl_wlist_t* out) {
+  sl_gate_t* g = s->gate;
+  sl_ring_t ring = {.n = 0};
+  sl_waiter_t* w = NULL;
+  uint32_t i;
+  /* Frozen: in_use changes, and the fast path must not act on a stale
+   * count meanwhile. */
+  SL__LOCK_FROZEN(g);
+  for (i = g->nlevels; w == NULL && i-- > 0;) {
+    for (w = g->levels[i].head; w != NULL; w = w->next)
+      if (w->seq == seq && w->stake->id == stake_id)
+        break;
+  }
+  if (w == NULL) {
+    SL__UNLOCK(g);
+    return UV_ENOENT;
+  }
+  sl__unlink(g, &g->levels[i], w);
+  sl__in_use_add(g, w->n);
+  sl__book(w->stake, w->n, 0);
+  w->value = value;
+  w->state = SL_WAITER_GRANTED;
+  sl__hand_over(w, s->ctx, out, &ring);
+  sl__unlock_ring(g, &ring);
+  return 0;
+}
+
+uint64_t sl_gate_lead(sl_stake_t* s) {
+  sl_gate_t* g = s->gate;
+  uint64_t leader;
+  SL__LOCK(g);
+  if (g->leader == 0)
+    g->leader = s->id;
+  leader = g->leader;
+  SL__UNLOCK(g);
+  return leader;
+}
+
+void sl_gate_resign(sl_stake_t* s) {
+  sl_gate_t* g = s->gate;
+  SL__LOCK(g);
+  if (g->leader == s->id)
+    g->leader = 0;
+  SL__UNLOCK(g);
+}
+
+uint64_t sl_gate_epoch(sl_stake_t* s, int bump) {
+  sl_gate_t* g = s->gate;
+  uint64_t e;
+  SL__LOCK(g);
+  if (bump)
+    g->epoch++;
+  e = g->epoch;
+  SL__UNLOCK(g);
+  return e;
+}
+
+uint32_t sl_gate_stakes(sl_stake_t* s, uint64_t* ids, uint32_t max, uint64_t* next_id) {
+  sl_gate_t* g = s->gate;
+  sl_stake_t* t;
+  uint32_t n = 0;
+  SL__LOCK(g);
+  /* Read under the lock: every stake in the list was opened (and its id
+   * taken) before this point, so every later one gets a higher id. */
+  *next_id = __atomic_load_n(&sl__stake_ids, __ATOMIC_RELAXED) + 1;
+  if (!g->shared) {
+    if (max > 0)
+      ids[0] = s->id;
+    n = 1;
+  }
+  for (t = g->stakes; t != NULL; t = t->snext, n++)
+    if (n < max)
+      ids[n] = t->id;
+  SL__UNLOCK(g);
+  return n;
 }
 
 void sl_gate_clear(sl_stake_t* s, sl_wlist_t* out) {

@@ -121,6 +121,12 @@ struct sl_party_s {
 };
 
 struct sl_stake_s {
+  /* Unique in the process, never reused (the fleet gates of lib/redis name
+   * a Redis client after it). */
+  uint64_t id;
+  /* Shared gates: the gate's list of open stakes, under the gate lock. */
+  sl_stake_t* snext;
+  sl_stake_t* sprev;
   sl_gate_t* gate;
   sl_ctx_t* ctx;
   sl_party_t* party; /* shared gates: its ctx's party; NULL otherwise */
@@ -156,6 +162,11 @@ struct sl_gate_s {
   uint32_t cap_levels;
   sl_party_t* parties; /* shared gates: one per ctx with a stake open */
   uint32_t nkeep;      /* parties with keep set */
+  /* Shared gates: every open stake (sl_gate_stakes), and the stake that
+   * leads the gate's outside work, 0 when none (sl_gate_lead). */
+  sl_stake_t* stakes;
+  uint64_t leader;
+  uint64_t epoch; /* sl_gate_epoch */
 };
 
 /* The waiter slab keeps waiters in fixed chunks so a waiter never moves: a
@@ -305,6 +316,39 @@ int sl_gate_cancel(sl_waiter_t* w, sl_wlist_t* out);
 /* Removes every queued waiter of `s` into `out`, in the order they would
  * have run. Their state becomes NEW. Does not dispatch. */
 void sl_gate_clear(sl_stake_t* s, sl_wlist_t* out);
+
+/* ---- fleet gates ----
+ * A fleet gate (lib/redis) is a shared gate of 0 permits whose grants are
+ * decided elsewhere (by Redis): its waiters are the process's local waiters,
+ * queued here so that timeouts, aborts and teardown work as for any gate,
+ * and a grant from Redis is handed to its thread through the same ready
+ * queues and doorbells. Its permits stay 0, so the gate itself never grants
+ * anyone; in_use counts what its stakes hold (above the permits). */
+
+/* Grants the queued waiter (stake_id, seq) whatever the gate's room: the
+ * permits were granted elsewhere. It resolves with `value`. Searched from
+ * the head of each level, highest first: a grant from Redis is nearly
+ * always the head of its level. Returns 0, or UV_ENOENT when no such waiter
+ * is queued (it timed out, was aborted, or its thread went away). */
+int sl_gate_grant_to(sl_stake_t* s, uint64_t stake_id, uint64_t seq, double value, sl_wlist_t* out);
+
+/* The lead of a shared gate: one stake at a time does the outside work of
+ * the process's stakes (renewing their Redis lease, listening for grants).
+ * Claims it for `s` when no open stake has it, and returns the leader's id
+ * (s->id when `s` leads). A leader's close frees it. */
+uint64_t sl_gate_lead(sl_stake_t* s);
+/* Gives the lead up, if `s` has it. */
+void sl_gate_resign(sl_stake_t* s);
+/* A counter for the stakes of a shared gate to see news by (the lead bumps
+ * it when Redis reaped clients of the process). Returns it, after adding 1
+ * if `bump`. */
+uint64_t sl_gate_epoch(sl_stake_t* s, int bump);
+
+/* Writes the ids of the gate's open stakes, at most `max`, into `ids`, and
+ * returns how many are open. *next_id is set to a number above every stake
+ * id handed out so far (in any gate): a stake opened later has a higher
+ * id. */
+uint32_t sl_gate_stakes(sl_stake_t* s, uint64_t* ids, uint32_t max, uint64_t* next_id);
 
 typedef struct sl_gate_counts_s {
   int64_t permits;

@@ -11,6 +11,7 @@ typedef struct sl_named_s {
   sl_gate_t gate; /* first: a gate pointer converts back to its entry */
   struct sl_named_s* next;
   uint64_t refs;
+  int kind; /* enum sl_registry_kind */
   size_t len;
   char name[]; /* `len` bytes, not NUL-terminated */
 } sl_named_t;
@@ -27,7 +28,7 @@ static void sl__init(void) {
     abort(); /* cannot happen with pthreads short of memory exhaustion */
 }
 
-int sl_registry_open(const char* name, size_t len, int64_t permits, sl_gate_t** out,
+int sl_registry_open(int kind, const char* name, size_t len, int64_t permits, sl_gate_t** out,
                      int64_t* existing) {
   sl_named_t* e;
 
@@ -36,7 +37,7 @@ int sl_registry_open(const char* name, size_t len, int64_t permits, sl_gate_t** 
   uv_once(&sl__once, sl__init);
   uv_mutex_lock(&sl__lock);
   for (e = sl__gates; e != NULL; e = e->next) {
-    if (e->len != len || memcmp(e->name, name, len) != 0)
+    if (e->kind != kind || e->len != len || memcmp(e->name, name, len) != 0)
       continue;
     if (permits >= 0) {
       /* The capacity may be changed by any opener at any time: read it
@@ -67,6 +68,7 @@ int sl_registry_open(const char* name, size_t len, int64_t permits, sl_gate_t** 
     return UV_ENOMEM;
   }
   memcpy(e->name, name, len);
+  e->kind = kind;
   e->len = len;
   e->refs = 1;
   e->next = sl__gates;

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-/* Opens the gate called `name` (`len` bytes, any bytes: names are compared
+/* Opens the gate of that `kind` called `name` (`len` bytes, any bytes: names are compared
  * with their length, so "a\0b" and "a" are two gates; at most SL_NAME_MAX),
  * creating it with `permits` if it does not exist; permits < 0 means
  * "attach only". Sets *out and returns 0, or:
@@ -24,7 +24,10 @@
  *   UV_EINVAL  len is 0 or over SL_NAME_MAX;
  *   UV_ENOMEM  out of memory. */
 #define SL_NAME_MAX 1023
-int sl_registry_open(const char* name, size_t len, int64_t permits, sl_gate_t** out,
+/* Names live in one namespace per kind: a process-wide named gate, and the
+ * local side of a Redis gate (lib/redis), which may share a name with it. */
+enum sl_registry_kind { SL_REGISTRY_GATE = 0, SL_REGISTRY_FLEET = 1 };
+int sl_registry_open(int kind, const char* name, size_t len, int64_t permits, sl_gate_t** out,
                      int64_t* existing);
 
 /* Drops one reference; frees the gate with the last one. The gate's queue

@@ -16,7 +16,13 @@
  *       With no argument: one permit, at most one waiter granted (p-limit's
  *       next(); the hot path, so it parses nothing).
  *   ctl(op, a, b, c)
- *       Everything else (protocol.h's SL_GATE_OPS).
+ *       Everything else (protocol.h's SL_GATE_OPS). A fleet gate (the local
+ *       side of a Redis gate, lib/redis/gate.js; gate.h "fleet gates") has
+ *       five more: GRANT_TO(stakeId, seq, value) grants that waiter of any
+ *       thread, LEAD(true) claims the gate's lead when free (true if this
+ *       handle leads) and LEAD(false) gives it up, STAKES gives [next id,
+ *       ...ids of the open stakes], STAKE_ID this handle's stake id, and
+ *       EPOCH(bump?) the gate's counter of news (sl_gate_epoch).
  *
  * Promises of granted waiters are resolved inside the JS call that granted
  * them (microtasks run when that call returns to JS), or from a libuv
@@ -76,6 +82,7 @@ struct sl_handle_s {
   uint32_t refs;    /* JS functions alive */
   int shared;       /* named: other threads (or processes) may grant its waiters */
   int host;         /* a host gate (sl_hgate_backend): its stake holds the segment */
+  int fleet;        /* a fleet gate (SL_REGISTRY_FLEET): permits 0, grants by GRANT_TO */
   int closed;       /* teardown gave its stake back already */
 };
 
@@ -571,6 +578,93 @@ static napi_value sl__ctl_cancel(napi_env env, sl_handle_t* h, size_t argc, napi
   return sl_bool(env, ok);
 }
 
+/* The fleet gate operations (see the top of this file). */
+static napi_value sl__ctl_fleet(napi_env env, sl_handle_t* h, int64_t op, napi_value* argv) {
+  int64_t id, seq;
+  double value;
+  sl_wlist_t out;
+  uint64_t next = 0;
+  uint32_t n, i;
+  napi_value arr;
+  int r;
+
+  if (!h->fleet) {
+    sl_throw_type(env, "Not a fleet gate");
+    return NULL;
+  }
+  switch (op) {
+    case SL_OP_GRANT_TO:
+      if (sl_arg_integer(env, argv[1], "stakeId", 1, ((int64_t) 1 << 53) - 1, &id) != 0 ||
+          sl_arg_integer(env, argv[2], "seq", 1, ((int64_t) 1 << 53) - 1, &seq) != 0 ||
+          sl_arg_number(env, argv[3], "value", &value) != 0)
+        return NULL;
+      /* A fencing token, or -1 for a refusal: never NaN or infinite. */
+      if (!isfinite(value)) {
+        sl_throw_range(env, "Expected `value` to be a finite number");
+        return NULL;
+      }
+      sl_wlist_init(&out);
+      r = sl_gate_grant_to(&h->stake, (uint64_t) id, (uint64_t) seq, value, &out);
+      sl__settle(h->genv, &out);
+      return sl_bool(env, r == 0);
+    case SL_OP_LEAD: {
+      /* LEAD(false) gives the lead up; LEAD(true) (or LEAD()) claims it
+       * when free. */
+      bool claim = true;
+      napi_valuetype t;
+      SL_CHECK(env, napi_typeof(env, argv[1], &t));
+      if (t == napi_boolean)
+        SL_CHECK(env, napi_get_value_bool(env, argv[1], &claim));
+      else if (t != napi_undefined) {
+        sl_throw_type(env, "Expected `claim` to be a boolean");
+        return NULL;
+      }
+      if (!claim) {
+        sl_gate_resign(&h->stake);
+        return sl_bool(env, 0);
+      }
+      return sl_bool(env, sl_gate_lead(&h->stake) == h->stake.id);
+    }
+    case SL_OP_STAKES: {
+      /* Counted first, then read into a buffer with room to spare; stakes
+       * opened between the two calls are left to the next STAKES (their
+       * ids are at or above `next`). */
+      uint64_t* ids;
+      uint32_t room = sl_gate_stakes(&h->stake, NULL, 0, &next) + 16;
+      napi_status st;
+      ids = malloc(sizeof(*ids) * room);
+      if (ids == NULL) {
+        sl_throw_uv(env, UV_ENOMEM);
+        return NULL;
+      }
+      n = sl_gate_stakes(&h->stake, ids, room, &next);
+      if (n > room)
+        n = room;
+      st = napi_create_array_with_length(env, n + 1, &arr);
+      for (i = 0; st == napi_ok && i < n; i++)
+        st = napi_set_element(env, arr, i + 1, sl_count(env, (int64_t) ids[i]));
+      free(ids);
+      SL_CHECK(env, st);
+      SL_CHECK(env, napi_set_element(env, arr, 0, sl_count(env, (int64_t) next)));
+      return arr;
+    }
+    case SL_OP_EPOCH: {
+      /* EPOCH(true) bumps it; EPOCH() or EPOCH(false) reads it. */
+      bool bump = false;
+      napi_valuetype t;
+      SL_CHECK(env, napi_typeof(env, argv[1], &t));
+      if (t == napi_boolean)
+        SL_CHECK(env, napi_get_value_bool(env, argv[1], &bump));
+      else if (t != napi_undefined) {
+        sl_throw_type(env, "Expected `bump` to be a boolean");
+        return NULL;
+      }
+      return sl_count(env, (int64_t) sl_gate_epoch(&h->stake, bump));
+    }
+    default: return sl_count(env, (int64_t) h->stake.id);
+  }
+}
+
 static napi_value sl__ctl_op(napi_env env, sl_handle_t* h, int64_t op, size_t argc,
                              napi_value* argv) {
   sl_gate_counts_t c;
@@ -578,6 +672,13 @@ static napi_value sl__ctl_op(napi_env env, sl_handle_t* h, int64_t op, size_t ar
   int64_t n;
 
   sl_wlist_init(&out);
+  /* A fleet gate's permits stay 0: its grants are Redis's (GRANT_TO), and
+   * the gate is shared by every Redis gate of its name in the process, so
+   * permits set here would be granted locally, past the fleet's limit. */
+  if (h->fleet && (op == SL_OP_SET_PERMITS || op == SL_OP_TRY_TAKE)) {
+    sl_throw_type(env, "A fleet gate has no permits of its own (its grants come from Redis)");
+    return NULL;
+  }
   switch (op) {
     case SL_OP_ACTIVE:
     case SL_OP_PENDING:
@@ -608,6 +709,11 @@ static napi_value sl__ctl_op(napi_env env, sl_handle_t* h, int64_t op, size_t ar
         return NULL;
       return sl_bool(env, h->be->try_take(&h->stake, (uint32_t) n) == 0);
     case SL_OP_CANCEL: return sl__ctl_cancel(env, h, argc, argv);
+    case SL_OP_GRANT_TO:
+    case SL_OP_LEAD:
+    case SL_OP_STAKES:
+    case SL_OP_STAKE_ID:
+    case SL_OP_EPOCH: return sl__ctl_fleet(env, h, op, argv);
     default: sl_throw_range(env, "Unknown gate operation"); return NULL;
   }
 }
@@ -726,14 +832,14 @@ static int sl__arg_name(napi_env env, napi_value v, char* buf, size_t* len) {
 }
 
 /* Opens the named gate, with a RangeError/TypeError that says why not. */
-static int sl__open_named(napi_env env, sl_genv_t* genv, const char* name, size_t len,
+static int sl__open_named(napi_env env, sl_genv_t* genv, int kind, const char* name, size_t len,
                           int64_t permits, sl_gate_t** out) {
   int64_t existing = 0;
   char msg[SL_NAME_MAX + 200];
   int r;
   if ((r = sl__doorbell_open(genv)) != 0)
     return sl_throw_uv(env, r);
-  r = sl_registry_open(name, len, permits, out, &existing);
+  r = sl_registry_open(kind, name, len, permits, out, &existing);
   if (r == UV_EEXIST) {
     if (existing == SL_INFINITE)
       snprintf(msg, sizeof(msg),
@@ -875,7 +981,7 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
   sl_handle_t* h;
   sl_gate_t* shared = NULL;
   int64_t permits = -1;
-  int named = 0, no_permits = 0, host = 0;
+  int named = 0, no_permits = 0, host = 0, fleet = 0;
   char name[SL_NAME_MAX + 1];
 
   SL_CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
@@ -891,10 +997,20 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
   if ((!named || !no_permits) && sl_arg_permits(env, argv[0], "permits", &permits) != 0)
     return NULL;
   {
+    /* The third argument: `host` (a boolean), or the string 'fleet'. */
     napi_valuetype t;
     SL_CHECK(env, napi_typeof(env, argv[2], &t));
-    if (t != napi_undefined && t != napi_boolean) {
-      sl_throw_type(env, "Expected `host` to be a boolean");
+    if (t == napi_string) {
+      char kind[8];
+      size_t klen = 0;
+      SL_CHECK(env, napi_get_value_string_utf8(env, argv[2], kind, sizeof(kind), &klen));
+      if (klen != 5 || memcmp(kind, "fleet", 5) != 0) {
+        sl_throw_type(env, "Expected `host` to be a boolean or 'fleet'");
+        return NULL;
+      }
+      fleet = 1;
+    } else if (t != napi_undefined && t != napi_boolean) {
+      sl_throw_type(env, "Expected `host` to be a boolean or 'fleet'");
       return NULL;
     }
     if (t == napi_boolean) {
@@ -903,15 +1019,22 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
       host = b;
     }
   }
-  if (host && !named) {
-    sl_throw_type(env, "Expected a `name` with scope 'host'");
+  if ((host || fleet) && !named) {
+    sl_throw_type(env, host ? "Expected a `name` with scope 'host'"
+                            : "Expected a `name` for a fleet gate");
+    return NULL;
+  }
+  if (fleet && permits != 0) {
+    sl_throw_range(env, "Expected `permits` to be 0 for a fleet gate");
     return NULL;
   }
   if (genv->senv->closing) {
     sl_throw_error(env, "ERR_SLUICE_CLOSING", "sluice: the environment is shutting down");
     return NULL;
   }
-  if (named && !host && sl__open_named(env, genv, name, len, permits, &shared) != 0)
+  if (named && !host &&
+      sl__open_named(env, genv, fleet ? SL_REGISTRY_FLEET : SL_REGISTRY_GATE, name, len, permits,
+                     &shared) != 0)
     return NULL;
   h = calloc(1, sizeof(*h));
   if (h == NULL) {
@@ -923,6 +1046,7 @@ static napi_value sl__gate_new(napi_env env, napi_callback_info info) {
   h->genv = genv;
   h->be = &sl_gate_local;
   h->shared = shared != NULL;
+  h->fleet = fleet;
   if (host) {
     /* The stake is opened by the host gate, into h->stake. */
     if (sl__open_host(env, genv, name, len, permits, &h->stake) != 0) {
@@ -1001,6 +1125,26 @@ static napi_value sl__noop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The process's id for Redis gates (lib/redis): the same in every thread,
+ * so that the threads of a process share one lease and one subscriber.
+ * 16 hex digits of uv_random, made once; the pid and the clock if the
+ * system has no randomness to give. */
+static uv_once_t sl__pid_once = UV_ONCE_INIT;
+static char sl__pid[17];
+
+static void sl__pid_init(void) {
+  unsigned char b[8];
+  uint64_t x;
+  int i;
+  if (uv_random(NULL, NULL, b, sizeof(b), 0, NULL) == 0) {
+    for (x = 0, i = 0; i < 8; i++)
+      x = x << 8 | b[i];
+  } else {
+    x = uv_hrtime() ^ ((uint64_t) uv_os_getpid() << 40);
+  }
+  snprintf(sl__pid, sizeof(sl__pid), "%016llx", (unsigned long long) x);
+}
+
 int sl_gate_binding_init(sl_env_t* senv, napi_value exports) {
   napi_env env = senv->env;
   sl_env_part_t part;
@@ -1030,6 +1174,9 @@ int sl_gate_binding_init(sl_env_t* senv, napi_value exports) {
   SL_CHECK_INT(env, napi_create_reference(env, never, 1, &genv->never));
   SL_CHECK_INT(env, napi_create_function(env, "gate", NAPI_AUTO_LENGTH, sl__gate_new, genv, &fn));
   SL_CHECK_INT(env, napi_set_named_property(env, exports, "gate", fn));
+  uv_once(&sl__pid_once, sl__pid_init);
+  SL_CHECK_INT(env, napi_create_string_utf8(env, sl__pid, 16, &fn));
+  SL_CHECK_INT(env, napi_set_named_property(env, exports, "processId", fn));
   return 0;
 }
 

@@ -21,7 +21,12 @@
   X(CLEAR, 5)                                                                                      \
   X(TRY_TAKE, 6)                                                                                   \
   X(CANCEL, 7)                                                                                     \
-  X(AVAILABLE, 8)
+  X(AVAILABLE, 8)                                                                                  \
+  X(GRANT_TO, 9)                                                                                   \
+  X(LEAD, 10)                                                                                      \
+  X(STAKES, 11)                                                                                    \
+  X(STAKE_ID, 12)                                                                                  \
+  X(EPOCH, 13)
 
 /* What the pool core asks of JS, as events in the shared window. */
 #define SL_POOL_EVENTS(X)                                                                          \

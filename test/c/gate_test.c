@@ -2678,6 +2678,103 @@ static void test_teardown_race(void) {
 
 /* ---------------------------------------------------------------- main --- */
 
+/* Fleet gates (gate.h): 0 permits, grants directed at one waiter by
+ * (stake id, seq), across threads; the lead; the list of open stakes. */
+static void test_fleet(void) {
+  sl_ctx_t ca, cb;
+  sl_gate_t g;
+  sl_stake_t sa, sb, sc;
+  sl_wlist_t out, ready;
+  sl_waiter_t *w1, *w2, *w3, *w4;
+  uint64_t ids[8], next = 0;
+
+  CHECK_EQ(sl_ctx_init(&ca), 0);
+  CHECK_EQ(sl_ctx_init(&cb), 0);
+  sl_wlist_init(&out);
+  sl_wlist_init(&ready);
+  CHECK_EQ(sl_gate_init(&g, 0, 1), 0);
+  CHECK_EQ(sl_stake_open(&sa, &g, &ca), 0);
+  CHECK_EQ(sl_stake_open(&sb, &g, &cb), 0);
+  CHECK(sa.id != 0 && sb.id > sa.id);
+
+  /* Nothing is ever granted by the gate itself. */
+  CHECK_EQ(sl_gate_try_take(&sa, 1), UV_EBUSY);
+  w1 = queue(&sa, 1, 2, 0);
+  w2 = queue(&sb, 2, 1, 0);
+  w3 = queue(&sa, 3, 1, 5);
+  w4 = queue(&sb, 4, 3, 0);
+  /* Granted out of queue order, whatever the room: w2 (behind w1) first,
+   * by a's stake: it goes to b's ready queue with its value. */
+  CHECK_EQ(sl_gate_grant_to(&sa, sb.id, w2->seq, 7.5, &out), 0);
+  CHECK(out.head == NULL);
+  sl_ctx_take_ready(&cb, &ready);
+  CHECK(ready.head == w2 && w2->state == SL_WAITER_GRANTED && w2->value == 7.5);
+  CHECK_EQ(sl_wlist_shift(&ready), w2);
+  CHECK_EQ(sb.held, 1);
+  CHECK_EQ(g.npending, 3);
+  /* A stale or wrong token finds nothing: w2 again, a seq of another
+   * stake, an id that is no stake. */
+  CHECK_EQ(sl_gate_grant_to(&sa, sb.id, w2->seq, 1, &out), UV_ENOENT);
+  CHECK_EQ(sl_gate_grant_to(&sa, sb.id, w1->seq, 1, &out), UV_ENOENT);
+  CHECK_EQ(sl_gate_grant_to(&sa, 999999, w1->seq, 1, &out), UV_ENOENT);
+  /* Another level, then the caller's own waiter: into `out`. */
+  CHECK_EQ(sl_gate_grant_to(&sb, sa.id, w3->seq, 3, &out), 0);
+  sl_ctx_take_ready(&ca, &ready);
+  CHECK(ready.head == w3 && w3->value == 3);
+  CHECK_EQ(sl_wlist_shift(&ready), w3);
+  CHECK_EQ(sl_gate_grant_to(&sa, sa.id, w1->seq, 2, &out), 0);
+  CHECK(out.head == w1 && w1->state == SL_WAITER_GRANTED);
+  CHECK_EQ(sl_wlist_shift(&out), w1);
+  CHECK_EQ(sa.held, 3);
+  check_structure(&g);
+  /* A release grants nobody (0 permits), and b's last waiter stays. */
+  CHECK_EQ(sl_gate_release(&sa, 3, 0, &out), 0);
+  CHECK(out.head == NULL);
+  CHECK_EQ(g.npending, 1);
+
+  /* The epoch: read, bumped, the same for every stake. */
+  CHECK_EQ(sl_gate_epoch(&sa, 0), 0);
+  CHECK_EQ(sl_gate_epoch(&sb, 1), 1);
+  CHECK_EQ(sl_gate_epoch(&sa, 0), 1);
+  /* The lead: the first to ask has it; a close frees it for the next. */
+  CHECK_EQ(sl_gate_lead(&sb), sb.id);
+  CHECK_EQ(sl_gate_lead(&sa), sb.id);
+  /* The open stakes, and an id above them all. */
+  CHECK_EQ(sl_gate_stakes(&sa, ids, 8, &next), 2);
+  CHECK((ids[0] == sa.id && ids[1] == sb.id) || (ids[0] == sb.id && ids[1] == sa.id));
+  CHECK(next > sb.id);
+  CHECK_EQ(sl_gate_stakes(&sa, NULL, 0, &next), 2);
+  CHECK_EQ(sl_stake_open(&sc, &g, &ca), 0);
+  CHECK(sc.id >= next);
+  CHECK_EQ(sl_gate_stakes(&sa, ids, 1, &next), 3); /* counts beyond `max` */
+  sl_gate_clear(&sb, &out);
+  CHECK(out.head == w4);
+  sl_wlist_init(&out);
+  sl_stake_close(&sb); /* gives back w2's permit, frees the lead */
+  CHECK_EQ(sl_gate_lead(&sc), sc.id);
+  CHECK_EQ(sl_gate_lead(&sa), sc.id);
+  sl_gate_resign(&sa); /* not the leader: nothing changes */
+  CHECK_EQ(sl_gate_lead(&sa), sc.id);
+  sl_gate_resign(&sc);
+  CHECK_EQ(sl_gate_lead(&sa), sa.id);
+  sl_gate_resign(&sa);
+  CHECK_EQ(sl_gate_lead(&sc), sc.id);
+  CHECK_EQ(sl_gate_stakes(&sa, ids, 8, &next), 2);
+  sl_stake_close(&sc);
+  CHECK_EQ(sl_gate_lead(&sa), sa.id);
+  sl_stake_close(&sa);
+  CHECK(g.stakes == NULL && g.leader == 0 && g.parties == NULL);
+  sl_ctx_waiter_free(&ca, w1);
+  sl_ctx_waiter_free(&ca, w3);
+  sl_ctx_waiter_free(&cb, w2);
+  sl_ctx_waiter_free(&cb, w4);
+  sl_gate_destroy(&g);
+  sl_ctx_close(&ca);
+  sl_ctx_close(&cb);
+  sl_ctx_destroy(&ca);
+  sl_ctx_destroy(&cb);
+}
+
 int main(int argc, char** argv) {
   static const struct {
     const char* name;
@@ -2705,6 +2802,7 @@ int main(int argc, char** argv) {
       {"threads4", test_threads4, 1},
       {"teardown_race", test_teardown_race, 1},
       {"close_unshared", test_close_unshared, 0},
+      {"fleet", test_fleet, 0},
   };
   size_t i, ran = 0;
   int threads_only = 0, a;

@@ -34,72 +34,81 @@ static void test_names(void) {
   sl_wlist_init(&list);
 
   /* Created with its capacity, shared; opened again: the same gate. */
-  CHECK_EQ(sl_registry_open("a", 1, 3, &a, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, 3, &a, &existing), 0);
   CHECK_EQ(existing, -7); /* only set on UV_EEXIST */
   CHECK(a->shared);
   CHECK_EQ(a->permits, 3);
   CHECK_EQ(sl_registry_count(), 1);
-  CHECK_EQ(sl_registry_open("a", 1, 3, &a2, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, 3, &a2, &existing), 0);
   CHECK(a2 == a);
   CHECK_EQ(sl_registry_count(), 1);
   /* Attach only (permits < 0): any capacity. */
   out = NULL;
-  CHECK_EQ(sl_registry_open("a", 1, -1, &out, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, -1, &out, &existing), 0);
   CHECK(out == a);
   sl_registry_close(out);
   /* Another capacity: UV_EEXIST with the one it has; *out untouched. */
   out = none;
-  CHECK_EQ(sl_registry_open("a", 1, 4, &out, &existing), UV_EEXIST);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, 4, &out, &existing), UV_EEXIST);
   CHECK_EQ(existing, 3);
   CHECK(out == NULL);
   /* The capacity changed by an opener is what the next opener must match. */
   sl_stake_open(&s, a, &ctx);
   sl_gate_set_permits(&s, 5, &list);
   CHECK(list.head == NULL);
-  CHECK_EQ(sl_registry_open("a", 1, 3, &out, &existing), UV_EEXIST);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, 3, &out, &existing), UV_EEXIST);
   CHECK_EQ(existing, 5);
-  CHECK_EQ(sl_registry_open("a", 1, 5, &out, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, 5, &out, &existing), 0);
   CHECK(out == a);
   sl_registry_close(out);
   sl_stake_close(&s);
 
   /* No such gate to attach to. */
-  CHECK_EQ(sl_registry_open("b", 1, -1, &out, &existing), UV_ENOENT);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "b", 1, -1, &out, &existing), UV_ENOENT);
   CHECK_EQ(sl_registry_count(), 1);
 
   /* Bug 8: names are bytes with a length. "a\0b", "a\0c" and "a" are three
    * gates; a prefix is another gate. */
-  CHECK_EQ(sl_registry_open("a\0b", 3, 1, &ab, &existing), 0);
-  CHECK_EQ(sl_registry_open("a\0c", 3, 2, &ac, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a\0b", 3, 1, &ab, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a\0c", 3, 2, &ac, &existing), 0);
   CHECK(ab != a && ac != a && ab != ac);
   CHECK_EQ(ab->permits, 1);
   CHECK_EQ(ac->permits, 2);
-  CHECK_EQ(sl_registry_open("a\0b", 2, -1, &out, &existing), UV_ENOENT);
-  CHECK_EQ(sl_registry_open("ab", 2, -1, &out, &existing), UV_ENOENT);
-  CHECK_EQ(sl_registry_open("a\0b", 3, -1, &out, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a\0b", 2, -1, &out, &existing), UV_ENOENT);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "ab", 2, -1, &out, &existing), UV_ENOENT);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a\0b", 3, -1, &out, &existing), 0);
   CHECK(out == ab);
+  sl_registry_close(out);
+  CHECK_EQ(sl_registry_count(), 3);
+  /* A fleet gate (the local side of a Redis gate) of the same name is
+   * another gate: its own namespace. */
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_FLEET, "a", 1, -1, &out, &existing), UV_ENOENT);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_FLEET, "a", 1, 0, &out, &existing), 0);
+  CHECK(out != a && out->permits == 0);
   sl_registry_close(out);
   CHECK_EQ(sl_registry_count(), 3);
 
   /* Length limits. */
   memset(longname, 'x', sizeof(longname));
-  CHECK_EQ(sl_registry_open("", 0, 1, &out, &existing), UV_EINVAL);
-  CHECK_EQ(sl_registry_open(longname, SL_NAME_MAX + 1, 1, &out, &existing), UV_EINVAL);
-  CHECK_EQ(sl_registry_open(longname, SL_NAME_MAX, 1, &l, &existing), 0);
-  CHECK_EQ(sl_registry_open(longname, SL_NAME_MAX - 1, -1, &out, &existing), UV_ENOENT);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "", 0, 1, &out, &existing), UV_EINVAL);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, longname, SL_NAME_MAX + 1, 1, &out, &existing),
+           UV_EINVAL);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, longname, SL_NAME_MAX, 1, &l, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, longname, SL_NAME_MAX - 1, -1, &out, &existing),
+           UV_ENOENT);
   CHECK_EQ(sl_registry_count(), 4);
 
   /* A gate lives until its last opener closes it. */
   sl_registry_close(a);
   CHECK_EQ(sl_registry_count(), 4);
-  CHECK_EQ(sl_registry_open("a", 1, -1, &out, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, -1, &out, &existing), 0);
   CHECK(out == a);
   sl_registry_close(out);
   sl_registry_close(a2);
   CHECK_EQ(sl_registry_count(), 3);
-  CHECK_EQ(sl_registry_open("a", 1, -1, &out, &existing), UV_ENOENT);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, -1, &out, &existing), UV_ENOENT);
   /* A new gate of the same name starts afresh. */
-  CHECK_EQ(sl_registry_open("a", 1, 9, &a, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "a", 1, 9, &a, &existing), 0);
   CHECK_EQ(a->permits, 9);
   sl_registry_close(a);
   sl_registry_close(ab);
@@ -122,7 +131,7 @@ static void test_alloc_failure(void) {
     int r;
     CHECK(k < 10);
     sl_alloc_fail_at(k);
-    r = sl_registry_open("oom", 3, 2, &g, &existing);
+    r = sl_registry_open(SL_REGISTRY_GATE, "oom", 3, 2, &g, &existing);
     sl_alloc_fail_at(0);
     if (r == 0)
       break;
@@ -130,7 +139,7 @@ static void test_alloc_failure(void) {
     CHECK(g == NULL);
     CHECK_EQ(existing, -1);
     CHECK_EQ(sl_registry_count(), 0);
-    CHECK_EQ(sl_registry_open("oom", 3, -1, &g2, &existing), UV_ENOENT);
+    CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "oom", 3, -1, &g2, &existing), UV_ENOENT);
     failed++;
   }
   CHECK_EQ(failed, 1);
@@ -138,7 +147,7 @@ static void test_alloc_failure(void) {
   CHECK_EQ(g->permits, 2);
   CHECK_EQ(sl_registry_count(), 1);
   sl_alloc_fail_at(1);
-  CHECK_EQ(sl_registry_open("oom", 3, 2, &g2, &existing), 0);
+  CHECK_EQ(sl_registry_open(SL_REGISTRY_GATE, "oom", 3, 2, &g2, &existing), 0);
   sl_alloc_fail_at(0);
   CHECK(g2 == g);
   sl_registry_close(g2);
@@ -186,7 +195,7 @@ static void rt_thread(void* arg) {
     sl_waiter_t* w;
     int r, queued;
 
-    r = sl_registry_open(name, strlen(name), attach ? -1 : 1, &g, &existing);
+    r = sl_registry_open(SL_REGISTRY_GATE, name, strlen(name), attach ? -1 : 1, &g, &existing);
     if (r == UV_ENOENT) {
       CHECK(attach);
       t->absent++;

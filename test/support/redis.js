@@ -40,7 +40,7 @@ function uniqueName(prefix) {
 function keys(name) {
   const tag = `sluice:{${name}}:`
   return Object.fromEntries(
-    ['meta', 'queue', 'qidx', 'grants', 'held', 'leases'].map((k) => [k, tag + k])
+    ['meta', 'queue', 'qidx', 'grants', 'held', 'leases', 'clients'].map((k) => [k, tag + k])
   )
 }
 
@@ -119,4 +119,15 @@ function child(args) {
   }
 }
 
-module.exports = { KINDS, connect, disconnect, raw, uniqueName, keys, child }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+// Polls `pred` every 10 ms until it holds; throws after `ms`.
+async function until(pred, ms = 5000, what = 'the condition') {
+  const end = Date.now() + ms
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`${what} not reached within ${ms} ms`)
+    await sleep(10)
+  }
+}
+
+module.exports = { KINDS, connect, disconnect, raw, uniqueName, keys, child, sleep, until }

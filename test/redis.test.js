@@ -2,8 +2,9 @@
 // Redis-backed gates in one process: the API, tokens, order, abort and
 // timeout, tryAcquire, close, a lapsed lease, NOSCRIPT, bad input. Each
 // scenario runs with ioredis and with node-redis. Two gate objects on the
-// same name act as two members of a fleet (each has its own client id and
-// lease in Redis). Needs SLUICE_REDIS_URL (npm test starts a server).
+// same name act as two members of a fleet (each is its own client in Redis;
+// they share their process's one lease). Needs SLUICE_REDIS_URL (npm test
+// starts a server).
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { Semaphore, pLimit } = require('../lib/index.js')

@@ -113,6 +113,10 @@ for (const kind of KINDS) {
         for (const w of workers) w.postMessage({ op: 'acquire' })
         await until(async () => Number(await raw(c, 'ZCARD', keys(name).queue)) === 3)
         assert.equal(Number(await raw(c, 'ZCARD', keys(name).leases)), 1, 'one lease')
+        // The lead subscribes as it takes the lead, asynchronously: one
+        // subscriber once it is in place, and still one a while later.
+        await until(async () => (await subscribers(c, name)) === 1, 5000, 'one subscriber')
+        await sleep(200)
         assert.equal(await subscribers(c, name), 1, 'one subscriber')
         // Each release goes to the longest waiter, in its own thread.
         sem.release()

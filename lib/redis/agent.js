@@ -102,6 +102,24 @@ class Agent {
     this._tick()
   }
 
+  // Resolves once this agent's subscriber listens, if it leads (at most a
+  // second: a subscriber that cannot connect must not hold up the waiters,
+  // whose sweeps find their grants anyway).
+  subscribed() {
+    if (this.listening === null || this.listening.done) return undefined
+    let timer
+    const bound = new Promise((resolve) => {
+      timer = setTimeout(resolve, 1000)
+      timer.unref()
+    })
+    const listening = this.listening
+    const ready = listening.ready.then(
+      () => (listening.done = true),
+      () => {}
+    )
+    return Promise.race([ready, bound]).finally(() => clearTimeout(timer))
+  }
+
   _busy() {
     return this.ctl(OP.ACTIVE) > 0 || this.ctl(OP.PENDING) > 0
   }

@@ -352,6 +352,10 @@ class RedisGate extends EventEmitter {
     w.sending = true
     try {
       await this.ready
+      // If this thread just took the lead, its subscriber first, so that the
+      // grant's message is not published before anyone listens (the sweep
+      // would find it, a third of a lease later).
+      await this.agent.subscribed()
       for (let delay = 50; this.waiters.has(w.ticket); delay = Math.min(delay * 2, 1000)) {
         w.resend = false
         let r

@@ -230,4 +230,4 @@ class Semaphore {
   }
 }
 
-module.exports = { Semaphore, checkScope, checkCount }
+module.exports = { Semaphore, checkScope, checkCount, readOptions }

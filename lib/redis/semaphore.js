@@ -5,8 +5,8 @@
 const { EventEmitter } = require('node:events')
 const { RedisGate } = require('./gate.js')
 const { kind } = require('./client.js')
-// The same rule for `n` as the native Semaphore's.
-const { checkCount } = require('../semaphore.js')
+// The same rules for `n` and the acquire options as the native Semaphore's.
+const { checkCount, readOptions } = require('../semaphore.js')
 
 const LEASE_DEFAULT = 10_000
 
@@ -59,34 +59,6 @@ function readGateOptions(options, prefix) {
   return { name, redis, leaseMillis }
 }
 
-function readAcquireOptions(options) {
-  if (options === undefined) return { priority: 0, signal: undefined, timeout: 0 }
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError('Expected `options` to be an object')
-  }
-  const { priority = 0, signal, timeout = 0 } = options
-  if (typeof priority !== 'number')
-    throw new TypeError('Expected `options.priority` to be a number')
-  if (!Number.isInteger(priority) || priority < -0x80000000 || priority > 0x7fffffff) {
-    throw new RangeError(`Expected \`options.priority\` to be a 32-bit integer, got ${priority}`)
-  }
-  if (signal !== undefined) {
-    try {
-      if (!(signal instanceof AbortSignal)) throw new TypeError()
-      void signal.aborted
-    } catch {
-      throw new TypeError('Expected `options.signal` to be an AbortSignal')
-    }
-  }
-  if (typeof timeout !== 'number') throw new TypeError('Expected `options.timeout` to be a number')
-  if (!(timeout >= 0 && timeout <= 0xffffffff)) {
-    throw new RangeError(
-      `Expected \`options.timeout\` to be a number of milliseconds from 0 to 4294967295, got ${timeout}`
-    )
-  }
-  return { priority, signal, timeout }
-}
-
 class RedisSemaphore extends EventEmitter {
   #gate
 
@@ -109,7 +81,7 @@ class RedisSemaphore extends EventEmitter {
    */
   acquire(n = 1, options) {
     checkCount(n, 'n')
-    const { priority, signal, timeout } = readAcquireOptions(options)
+    const { priority, signal, timeout } = readOptions(options)
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason)
     if (this.#gate.permits !== Infinity && n > this.#gate.permits && this.#gate.permits > 0) {
       return Promise.reject(

@@ -58,34 +58,36 @@ function worker(kind, name, lease) {
     eval: true,
     workerData: { lib: LIB, support: SUPPORT, kind, url: URL, name, lease }
   })
+  // Events are buffered and taken by polling: a waiter registered for one
+  // step must never take an event meant for a later one.
   const events = []
-  const waits = []
-  w.on('message', (e) => {
-    events.push(e)
-    for (const x of [...waits]) {
-      if (x.pred(e)) {
-        waits.splice(waits.indexOf(x), 1)
-        x.resolve(e)
-      }
-    }
-  })
-  w.on('error', (err) => {
-    for (const x of waits) x.reject(err)
-  })
+  let failed = null
   w.events = events
-  w.next = (ev, ms = 10000) =>
-    new Promise((resolve, reject) => {
-      const seen = events.findIndex((e) => e.ev === ev)
-      if (seen >= 0) return resolve(events.splice(seen, 1)[0])
-      const x = {
-        pred: (e) => e.ev === ev && events.splice(events.indexOf(e), 1),
-        resolve,
-        reject
-      }
-      waits.push(x)
-      setTimeout(() => reject(new Error(`no '${ev}' from the worker in ${ms} ms`)), ms).unref()
-    })
+  w.on('message', (e) => events.push(e))
+  w.on('error', (err) => (failed = err))
+  w.take = (ev) => {
+    if (failed) throw failed
+    const i = events.findIndex((e) => e.ev === ev)
+    return i >= 0 ? events.splice(i, 1)[0] : undefined
+  }
+  w.next = async (ev, ms = 10000) => {
+    const [e] = await nextOf([w], ev, ms)
+    return e
+  }
   return w
+}
+
+// The first `ev` from any of `workers`: [event, worker].
+async function nextOf(workers, ev, ms) {
+  const end = Date.now() + ms
+  for (;;) {
+    for (const w of workers) {
+      const e = w.take(ev)
+      if (e !== undefined) return [e, w]
+    }
+    if (Date.now() > end) throw new Error(`no '${ev}' from the worker in ${ms} ms`)
+    await sleep(5)
+  }
 }
 
 const channel = (name) => `sluice:{${name}}:w:${binding.processId}`
@@ -122,9 +124,8 @@ for (const kind of KINDS) {
         sem.release()
         let prev = 0
         for (let i = 0; i < 3; i++) {
-          const got = await Promise.race(
-            workers.map((w) => w.next('granted', 15000).then((e) => ({ w, e })))
-          )
+          const [e, w] = await nextOf(workers, 'granted', 15000)
+          const got = { e, w }
           assert.ok(got.e.token > prev, 'tokens increase')
           prev = got.e.token
           assert.equal(Number(await raw(c, 'ZCARD', keys(name).leases)), 1, 'still one lease')

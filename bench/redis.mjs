@@ -194,6 +194,9 @@ function startPeers(lib, url, name, rounds) {
       (p, i) =>
         new Promise((resolve, reject) => {
           let events
+          // A peer done with its rounds exits while the other may still
+          // tell it 'other': that send may fail (EPIPE), harmlessly.
+          p.on('error', () => {})
           p.on('message', (m) => {
             if (m === 'acquired') peers[1 - i].connected && peers[1 - i].send('other')
             else if (m && m.events) events = m.events

@@ -623,6 +623,7 @@ void sl_stake_close(sl_stake_t* s) {
     if (s->snext != NULL)
       s->snext->sprev = s->sprev;
     s->snext = s->sprev = NULL;
+    /* A leader that closes frees the lead for the next to claim it. */
     if (g->leader == s->id)
       g->leader = 0;
   }
@@ -839,6 +840,9 @@ int sl_gate_grant_to(sl_stake_t* s, uint64_t stake_id, uint64_t seq, double valu
 uint64_t sl_gate_lead(sl_stake_t* s) {
   sl_gate_t* g = s->gate;
   uint64_t leader;
+  /* `leader` is read and written under the gate lock only (here, in
+   * sl_gate_resign and in sl_stake_close), so two threads cannot both
+   * claim a free lead. */
   SL__LOCK(g);
   if (g->leader == 0)
     g->leader = s->id;
@@ -858,6 +862,7 @@ void sl_gate_resign(sl_stake_t* s) {
 uint64_t sl_gate_epoch(sl_stake_t* s, int bump) {
   sl_gate_t* g = s->gate;
   uint64_t e;
+  /* Under the gate lock, as `leader`: a plain counter shared by threads. */
   SL__LOCK(g);
   if (bump)
     g->epoch++;

@@ -47,7 +47,6 @@ class Agent {
     this.channel = `sluice:{${name}}:w:${PROCESS}`
     this.epoch = ctl(OP.EPOCH)
     this.gateEpoch = '' // the gate's epoch in Redis, as the last renewal saw it
-    this.refs = 0
     this.timer = null
     this.leading = false
     this.listening = null
@@ -77,13 +76,12 @@ class Agent {
   }
 
   attach(token, gate) {
-    this.refs++
     this.gates.set(token, new WeakRef(gate))
   }
 
   detach(token) {
-    if (!this.gates.delete(token)) return
-    if (--this.refs > 0) return
+    // The last gate of this thread gone: the agent goes too.
+    if (!this.gates.delete(token) || this.gates.size > 0) return
     this._stop()
     const byName = agents.get(this.adapter.client)
     if (byName !== undefined && byName.get(this.name) === this) byName.delete(this.name)
